@@ -1,0 +1,357 @@
+//! The length-prefixed JSON framer.
+//!
+//! ```text
+//!  offset 0          4                                4 + length
+//!         +----------+--------------------------------+
+//!         | length   | payload                        |
+//!         | u32, LE  | `length` bytes of UTF-8 JSON   |
+//!         +----------+--------------------------------+
+//! ```
+//!
+//! Decoding is a two-state machine: read the 4-byte header, check it against the limit, reserve
+//! the body once, wait for it, parse it. Encoding writes a placeholder header, serializes the value
+//! straight behind it into the same buffer, then patches the length in.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::{HEADER_LEN, IpcError, IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Result};
+
+/// Limits shared by the codec, the blocking helpers and the connections built on them.
+///
+/// ```
+/// use ipc_proto::{FrameConfig, ServerCodec};
+///
+/// let config = FrameConfig::new().max_frame_length(64 * 1024);
+/// let codec = ServerCodec::with_config(config);
+/// assert_eq!(codec.config().max_frame_len(), 64 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameConfig {
+    max_frame_length: usize,
+    shrink_threshold: usize,
+}
+
+impl FrameConfig {
+    /// The defaults: payloads up to [`MAX_MESSAGE_SIZE`], and a read buffer released once it is
+    /// empty and holds more than 64 KiB.
+    pub const fn new() -> Self {
+        FrameConfig { max_frame_length: MAX_MESSAGE_SIZE, shrink_threshold: 64 * 1024 }
+    }
+
+    /// Sets the largest accepted payload, in bytes (the header is not counted).
+    ///
+    /// Values above `u32::MAX` are clamped to it, since the header cannot express more; `0`
+    /// rejects every frame.
+    pub const fn max_frame_length(mut self, max: usize) -> Self {
+        self.max_frame_length = if max > u32::MAX as usize { u32::MAX as usize } else { max };
+        self
+    }
+
+    /// Sets the capacity above which an *empty* read buffer is released after a frame has been
+    /// consumed, so that one large message does not pin megabytes to an idle connection.
+    /// `0` releases the buffer whenever it empties.
+    pub const fn shrink_threshold(mut self, bytes: usize) -> Self {
+        self.shrink_threshold = bytes;
+        self
+    }
+
+    /// The largest accepted payload, in bytes.
+    pub const fn max_frame_len(&self) -> usize {
+        self.max_frame_length
+    }
+
+    /// The capacity above which an empty read buffer is released.
+    pub const fn shrink_threshold_len(&self) -> usize {
+        self.shrink_threshold
+    }
+
+    /// Checks a payload length taken from a header against the limit.
+    pub fn check_len(&self, len: usize) -> Result<()> {
+        if len == 0 {
+            Err(IpcError::EmptyFrame)
+        } else if len > self.max_frame_length {
+            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_length })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Default for FrameConfig {
+    fn default() -> Self {
+        FrameConfig::new()
+    }
+}
+
+/// Where the decoder is within the current frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecodeState {
+    /// Waiting for the 4 header bytes.
+    Head,
+    /// Header consumed; waiting for this many payload bytes.
+    Body(usize),
+    /// A header claimed this oversize length; the stream is beyond repair.
+    Broken(usize),
+}
+
+/// A `tokio_util::codec` [`Decoder`] of `D` and [`Encoder`] of `E`, for `[u32 LE length][JSON]`
+/// frames.
+///
+/// `D` and `E` are the two directions: the server decodes [`IpcMessage`] and encodes
+/// [`IpcResponse`] ([`ServerCodec`]); the client does the opposite ([`ClientCodec`]). Any serde
+/// types work, which makes the framer usable for other protocols too.
+///
+/// What a caller can rely on:
+///
+/// * **Limits before allocation.** A header is checked against
+///   [`FrameConfig::max_frame_len`] before anything is reserved. An oversize header is fatal for
+///   the stream ([`IpcError::FrameTooLarge`] from this and every later `decode`).
+/// * **Reserved once.** When a header is accepted, the buffer is grown once to hold the whole
+///   frame, never beyond `max + 4` bytes on its account.
+/// * **Stays in sync.** A zero-length frame ([`IpcError::EmptyFrame`]) or a whole frame of invalid
+///   JSON ([`IpcError::InvalidMessage`]) is consumed exactly, and the next frame decodes normally.
+/// * **Cancel-safe.** Partial input stays in the buffer and in the codec's state; feeding the rest
+///   later gives the same result as feeding it all at once.
+/// * **Clean failures on encode.** A value whose JSON passes the limit stops serializing as soon
+///   as it does, and a failed encode removes everything it wrote: `dst` is as it was.
+/// * **Small when idle.** After a frame is consumed and the buffer is empty, a buffer larger than
+///   [`FrameConfig::shrink_threshold_len`] is released.
+///
+/// With `tokio_util::codec::Framed`:
+///
+/// ```
+/// use futures::{SinkExt, StreamExt};
+/// use ipc_proto::{ClientCodec, IpcMessage, IpcResponse, ServerCodec};
+/// use tokio_util::codec::{FramedRead, FramedWrite};
+///
+/// # futures::executor::block_on(async {
+/// let mut wire = Vec::new();
+/// let mut tx = FramedWrite::new(&mut wire, ServerCodec::new());
+/// tx.send(&IpcResponse::Success { message: "started".into() }).await?;
+///
+/// let mut rx = FramedRead::new(wire.as_slice(), ClientCodec::new());
+/// let reply = rx.next().await.expect("one frame")?;
+/// assert_eq!(reply, IpcResponse::Success { message: "started".into() });
+/// assert!(rx.next().await.is_none()); // clean end of stream
+/// # Ok::<(), ipc_proto::IpcError>(())
+/// # }).unwrap();
+/// # let _ = IpcMessage::List;
+/// ```
+pub struct IpcCodec<D, E> {
+    config: FrameConfig,
+    state: DecodeState,
+    _types: PhantomData<fn(&E) -> D>,
+}
+
+/// The server's codec: decodes [`IpcMessage`], encodes [`IpcResponse`].
+pub type ServerCodec = IpcCodec<IpcMessage, IpcResponse>;
+/// The client's codec: decodes [`IpcResponse`], encodes [`IpcMessage`].
+pub type ClientCodec = IpcCodec<IpcResponse, IpcMessage>;
+
+impl<D, E> IpcCodec<D, E> {
+    /// A codec with the default [`FrameConfig`].
+    pub const fn new() -> Self {
+        Self::with_config(FrameConfig::new())
+    }
+
+    /// A codec with the given limits.
+    pub const fn with_config(config: FrameConfig) -> Self {
+        IpcCodec { config, state: DecodeState::Head, _types: PhantomData }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> FrameConfig {
+        self.config
+    }
+
+    /// True while the decoder holds part of a frame (its header has been consumed).
+    pub fn is_mid_frame(&self) -> bool {
+        matches!(self.state, DecodeState::Body(_))
+    }
+
+    /// The same codec state with the directions swapped (used to reinterpret a stream).
+    pub fn cast<D2, E2>(self) -> IpcCodec<D2, E2> {
+        IpcCodec { config: self.config, state: self.state, _types: PhantomData }
+    }
+
+    fn release_if_idle(&self, buf: &mut BytesMut) {
+        if buf.is_empty() && buf.capacity() > self.config.shrink_threshold {
+            *buf = BytesMut::new();
+        }
+    }
+}
+
+impl<D, E> Default for IpcCodec<D, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D, E> Clone for IpcCodec<D, E> {
+    fn clone(&self) -> Self {
+        IpcCodec { config: self.config, state: self.state, _types: PhantomData }
+    }
+}
+
+impl<D, E> fmt::Debug for IpcCodec<D, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpcCodec")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// Makes `buf` able to hold `total` bytes with a single allocation of exactly that size.
+fn reserve_exact_total(buf: &mut BytesMut, total: usize) {
+    if buf.capacity() >= total {
+        return;
+    }
+    // `BytesMut::reserve` may double the capacity; a fresh buffer is allocated exactly.
+    let mut grown = BytesMut::with_capacity(total);
+    grown.extend_from_slice(buf);
+    *buf = grown;
+}
+
+impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
+    type Item = D;
+    type Error = IpcError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<D>> {
+        let len = match self.state {
+            DecodeState::Broken(size) => {
+                return Err(IpcError::FrameTooLarge { size, max: self.config.max_frame_length });
+            }
+            DecodeState::Head => {
+                if src.len() < HEADER_LEN {
+                    return Ok(None);
+                }
+                let len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+                if let Err(e) = self.config.check_len(len) {
+                    if let IpcError::FrameTooLarge { size, .. } = e {
+                        self.state = DecodeState::Broken(size);
+                        // Nothing after a lying header can be trusted; drop what was buffered.
+                        *src = BytesMut::new();
+                    } else {
+                        src.advance(HEADER_LEN);
+                        self.release_if_idle(src);
+                    }
+                    return Err(e);
+                }
+                src.advance(HEADER_LEN);
+                self.state = DecodeState::Body(len);
+                reserve_exact_total(src, len);
+                len
+            }
+            DecodeState::Body(len) => len,
+        };
+        if src.len() < len {
+            return Ok(None);
+        }
+        self.state = DecodeState::Head;
+        let parsed = serde_json::from_slice(&src[..len]);
+        src.advance(len);
+        self.release_if_idle(src);
+        parsed.map(Some).map_err(IpcError::InvalidMessage)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<D>> {
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
+        }
+        match self.state {
+            DecodeState::Head if buf.is_empty() => Ok(None),
+            DecodeState::Head => {
+                Err(IpcError::Truncated { received: buf.len(), expected: HEADER_LEN })
+            }
+            DecodeState::Body(len) => Err(IpcError::Truncated {
+                received: HEADER_LEN + buf.len(),
+                expected: HEADER_LEN + len,
+            }),
+            DecodeState::Broken(size) => {
+                Err(IpcError::FrameTooLarge { size, max: self.config.max_frame_length })
+            }
+        }
+    }
+}
+
+/// An `io::Write` into a `BytesMut` that refuses to go past a payload limit.
+struct LimitedWriter<'a> {
+    dst: &'a mut BytesMut,
+    payload_start: usize,
+    max: usize,
+    overflow: Option<usize>,
+}
+
+impl io::Write for LimitedWriter<'_> {
+    fn write(&mut self, chunk: &[u8]) -> io::Result<usize> {
+        let written = self.dst.len() - self.payload_start;
+        let after = written + chunk.len();
+        if after > self.max {
+            self.overflow = Some(after);
+            return Err(io::Error::other("frame limit reached"));
+        }
+        self.dst.put_slice(chunk);
+        Ok(chunk.len())
+    }
+
+    fn write_all(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.write(chunk).map(drop)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<D, E: Serialize> Encoder<&E> for IpcCodec<D, E> {
+    type Error = IpcError;
+
+    fn encode(&mut self, item: &E, dst: &mut BytesMut) -> Result<()> {
+        let frame_start = dst.len();
+        dst.reserve(HEADER_LEN + 64);
+        dst.put_u32_le(0);
+        let mut w = LimitedWriter {
+            dst,
+            payload_start: frame_start + HEADER_LEN,
+            max: self.config.max_frame_length,
+            overflow: None,
+        };
+        let result = serde_json::to_writer(&mut w, item);
+        let overflow = w.overflow;
+        if let Err(e) = result {
+            dst.truncate(frame_start);
+            return Err(match overflow {
+                Some(size) => IpcError::FrameTooLarge { size, max: self.config.max_frame_length },
+                None => IpcError::Encode(e),
+            });
+        }
+        let len = dst.len() - frame_start - HEADER_LEN;
+        // serde_json never produces an empty document, but a frame of 0 would be rejected by
+        // every peer: keep the invariant local.
+        if len == 0 {
+            dst.truncate(frame_start);
+            return Err(IpcError::EmptyFrame);
+        }
+        // `len <= max <= u32::MAX` by construction of FrameConfig.
+        dst[frame_start..frame_start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(())
+    }
+}
+
+impl<D, E: Serialize> Encoder<E> for IpcCodec<D, E> {
+    type Error = IpcError;
+
+    fn encode(&mut self, item: E, dst: &mut BytesMut) -> Result<()> {
+        Encoder::<&E>::encode(self, &item, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests;

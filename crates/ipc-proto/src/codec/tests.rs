@@ -1,0 +1,218 @@
+use super::*;
+use crate::IpcMessage;
+use serde_json::json;
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+fn encode<T: Serialize>(codec: &mut IpcCodec<(), T>, item: &T) -> BytesMut {
+    let mut buf = BytesMut::new();
+    codec.encode(item, &mut buf).expect("encode");
+    buf
+}
+
+/// A `Start` whose JSON payload is exactly `size` bytes.
+fn start_of_payload_size(size: usize) -> IpcMessage {
+    let overhead = br#"{"Start":{"name":"a","config":""}}"#.len();
+    IpcMessage::Start { name: "a".into(), config: "x".repeat(size - overhead) }
+}
+
+#[test]
+fn frame_is_le_length_then_json() {
+    let buf = encode(&mut IpcCodec::new(), &IpcMessage::Stop { name: "web".into() });
+    assert_eq!(&buf[..], &frame(br#"{"Stop":{"name":"web"}}"#)[..]);
+}
+
+#[test]
+fn payload_of_exactly_max_is_accepted_and_max_plus_one_rejected_on_encode() {
+    let mut codec = IpcCodec::<(), IpcMessage>::new();
+    let exact = encode(&mut codec, &start_of_payload_size(MAX_MESSAGE_SIZE));
+    assert_eq!(exact.len(), MAX_MESSAGE_SIZE + HEADER_LEN);
+    let back = ServerCodec::new().decode(&mut exact.clone()).expect("decode").expect("frame");
+    assert_eq!(back, start_of_payload_size(MAX_MESSAGE_SIZE));
+
+    let mut dst = BytesMut::from(&b"earlier frame bytes"[..]);
+    let e = codec.encode(&start_of_payload_size(MAX_MESSAGE_SIZE + 1), &mut dst).expect_err("over");
+    assert!(matches!(e, IpcError::FrameTooLarge { max: MAX_MESSAGE_SIZE, .. }), "{e}");
+    assert!(e.to_string().contains("exceeds maximum allowed size"));
+    assert_eq!(&dst[..], b"earlier frame bytes", "failed encode must leave dst untouched");
+}
+
+#[test]
+fn oversize_encode_stops_serializing_soon_after_the_limit() {
+    let mut codec =
+        IpcCodec::<(), IpcMessage>::with_config(FrameConfig::new().max_frame_length(1000));
+    let mut dst = BytesMut::new();
+    let huge = IpcMessage::Start { name: "a".into(), config: "y".repeat(5_000_000) };
+    let e = codec.encode(&huge, &mut dst).expect_err("too large");
+    // Aborted at the first write that crossed the limit, not after building 5 MB.
+    assert!(dst.capacity() < 100_000, "capacity grew to {}", dst.capacity());
+    assert!(matches!(e, IpcError::FrameTooLarge { size, max: 1000 } if size > 1000));
+}
+
+#[test]
+fn header_of_max_plus_one_is_rejected_before_the_body_arrives() {
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::from(&((MAX_MESSAGE_SIZE + 1) as u32).to_le_bytes()[..]);
+    let e = codec.decode(&mut src).expect_err("oversize header");
+    assert!(
+        matches!(e, IpcError::FrameTooLarge { size, max } if size == MAX_MESSAGE_SIZE + 1 && max == MAX_MESSAGE_SIZE)
+    );
+}
+
+#[test]
+fn oversize_header_is_fatal_for_the_stream() {
+    let mut codec = ServerCodec::with_config(FrameConfig::new().max_frame_length(16));
+    let mut src = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+    src.extend_from_slice(&frame(b"\"List\""));
+    assert!(codec.decode(&mut src).is_err());
+    // A following valid frame is not read: after a lying header nothing lines up any more.
+    src.extend_from_slice(&frame(b"\"List\""));
+    let e = codec.decode(&mut src).expect_err("still broken");
+    assert!(matches!(e, IpcError::FrameTooLarge { size: 0xffff_ffff, max: 16 }));
+    assert!(matches!(codec.decode_eof(&mut src), Err(IpcError::FrameTooLarge { .. })));
+}
+
+#[test]
+fn four_gib_claim_reserves_nothing() {
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::with_capacity(16);
+    src.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    assert!(codec.decode(&mut src).is_err());
+    assert!(src.capacity() <= 16);
+}
+
+#[test]
+fn zero_length_frame_is_rejected_and_does_not_desync() {
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::from(&[0u8, 0, 0, 0][..]);
+    src.extend_from_slice(&frame(b"\"List\""));
+    assert!(matches!(codec.decode(&mut src), Err(IpcError::EmptyFrame)));
+    assert_eq!(codec.decode(&mut src).expect("next"), Some(IpcMessage::List));
+}
+
+#[test]
+fn invalid_json_consumes_exactly_its_frame_and_does_not_desync() {
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::new();
+    src.extend_from_slice(&frame(b"{not json"));
+    src.extend_from_slice(&frame(b"\xff\xfe"));
+    src.extend_from_slice(&frame(br#"{"Stop":{"nom":"web"}}"#));
+    src.extend_from_slice(&frame(br#"{"Stop":{"name":"web"}}"#));
+    for _ in 0..3 {
+        assert!(matches!(codec.decode(&mut src), Err(IpcError::InvalidMessage(_))));
+    }
+    assert_eq!(codec.decode(&mut src).expect("ok"), Some(IpcMessage::Stop { name: "web".into() }));
+    assert!(src.is_empty());
+}
+
+#[test]
+fn trailing_bytes_after_json_inside_a_frame_are_invalid() {
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::from(&frame(b"\"List\" \"List\"")[..]);
+    assert!(matches!(codec.decode(&mut src), Err(IpcError::InvalidMessage(_))));
+    assert!(src.is_empty());
+}
+
+#[test]
+fn byte_at_a_time_input_decodes_the_same() {
+    let msgs = [IpcMessage::List, IpcMessage::Status { name: Some("web".into()) }];
+    let mut wire = Vec::new();
+    for m in &msgs {
+        wire.extend_from_slice(&encode(&mut IpcCodec::new(), m));
+    }
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::new();
+    let mut out = Vec::new();
+    for b in wire {
+        src.extend_from_slice(&[b]);
+        if let Some(m) = codec.decode(&mut src).expect("decode") {
+            out.push(m);
+        }
+    }
+    assert_eq!(out, msgs);
+}
+
+#[test]
+fn body_is_reserved_once_when_the_header_arrives() {
+    let payload = start_of_payload_size(1 << 20);
+    let wire = encode(&mut IpcCodec::new(), &payload);
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::from(&wire[..10]);
+    assert_eq!(codec.decode(&mut src).expect("partial"), None);
+    assert!(codec.is_mid_frame());
+    let cap = src.capacity();
+    assert!((1 << 20..(1 << 20) + 64).contains(&cap), "reserved {cap}");
+    let ptr = src.as_ptr();
+    src.extend_from_slice(&wire[10..]);
+    assert_eq!(src.as_ptr(), ptr, "no regrowth while the body arrives");
+    assert_eq!(codec.decode(&mut src).expect("whole"), Some(payload));
+}
+
+#[test]
+fn large_read_buffer_is_released_once_empty() {
+    let wire = encode(&mut IpcCodec::new(), &start_of_payload_size(1 << 20));
+    let mut codec = ServerCodec::new();
+    let mut src = BytesMut::from(&wire[..]);
+    assert!(codec.decode(&mut src).expect("decode").is_some());
+    assert_eq!(src.capacity(), 0);
+
+    // With threshold 0, every emptied buffer is released.
+    let mut codec = ServerCodec::with_config(FrameConfig::new().shrink_threshold(0));
+    let mut src = BytesMut::from(&frame(b"\"List\"")[..]);
+    assert!(codec.decode(&mut src).expect("decode").is_some());
+    assert_eq!(src.capacity(), 0);
+}
+
+#[test]
+fn eof_between_frames_is_clean_and_inside_a_frame_is_truncated() {
+    let mut codec = ClientCodec::new();
+    assert!(codec.decode_eof(&mut BytesMut::new()).expect("clean").is_none());
+
+    let mut cut_header = BytesMut::from(&[5u8, 0][..]);
+    assert!(matches!(
+        ClientCodec::new().decode_eof(&mut cut_header),
+        Err(IpcError::Truncated { received: 2, expected: 4 })
+    ));
+
+    let mut cut_body = BytesMut::from(&frame(br#"{"Success":{"message":""}}"#)[..20]);
+    let e = ClientCodec::new().decode_eof(&mut cut_body).expect_err("cut");
+    assert!(matches!(e, IpcError::Truncated { received: 20, expected: 30 }), "{e}");
+}
+
+#[test]
+fn failing_serialize_is_an_encode_error_and_writes_nothing() {
+    struct Fails;
+    impl Serialize for Fails {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("nope"))
+        }
+    }
+    let mut dst = BytesMut::from(&b"kept"[..]);
+    let e = IpcCodec::<(), Fails>::new().encode(&Fails, &mut dst).expect_err("fails");
+    assert!(matches!(e, IpcError::Encode(_)));
+    assert_eq!(&dst[..], b"kept");
+}
+
+#[test]
+fn several_frames_can_be_encoded_into_one_buffer() {
+    let mut codec = ServerCodec::new();
+    let mut dst = BytesMut::new();
+    codec.encode(&IpcResponse::Data { data: json!([1, 2]) }, &mut dst).expect("one");
+    codec.encode(IpcResponse::Success { message: "ok".into() }, &mut dst).expect("two");
+    let mut rx = ClientCodec::new();
+    assert_eq!(rx.decode(&mut dst).expect("1"), Some(IpcResponse::Data { data: json!([1, 2]) }));
+    assert_eq!(
+        rx.decode(&mut dst).expect("2"),
+        Some(IpcResponse::Success { message: "ok".into() })
+    );
+}
+
+#[test]
+fn max_frame_length_is_clamped_to_what_the_header_can_express() {
+    let cfg = FrameConfig::new().max_frame_length(usize::MAX);
+    assert_eq!(cfg.max_frame_len(), u32::MAX as usize);
+}
