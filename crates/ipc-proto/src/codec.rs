@@ -146,6 +146,10 @@ enum DecodeState {
 pub struct IpcCodec<D, E> {
     config: FrameConfig,
     state: DecodeState,
+    /// Largest read-buffer capacity seen since the buffer was last released. `BytesMut` reports
+    /// capacity from its read position, so an emptied buffer looks small even when it still owns
+    /// a large allocation; this remembers how large it really got.
+    peak_capacity: usize,
     _types: PhantomData<fn(&E) -> D>,
 }
 
@@ -162,12 +166,17 @@ impl<D, E> IpcCodec<D, E> {
 
     /// A codec with the given limits.
     pub const fn with_config(config: FrameConfig) -> Self {
-        IpcCodec { config, state: DecodeState::Head, _types: PhantomData }
+        IpcCodec { config, state: DecodeState::Head, peak_capacity: 0, _types: PhantomData }
     }
 
     /// The limits in force.
     pub fn config(&self) -> FrameConfig {
         self.config
+    }
+
+    /// Replaces the limits; they apply from the next frame header on.
+    pub fn set_config(&mut self, config: FrameConfig) {
+        self.config = config;
     }
 
     /// True while the decoder holds part of a frame (its header has been consumed).
@@ -177,12 +186,18 @@ impl<D, E> IpcCodec<D, E> {
 
     /// The same codec state with the directions swapped (used to reinterpret a stream).
     pub fn cast<D2, E2>(self) -> IpcCodec<D2, E2> {
-        IpcCodec { config: self.config, state: self.state, _types: PhantomData }
+        IpcCodec {
+            config: self.config,
+            state: self.state,
+            peak_capacity: self.peak_capacity,
+            _types: PhantomData,
+        }
     }
 
-    fn release_if_idle(&self, buf: &mut BytesMut) {
-        if buf.is_empty() && buf.capacity() > self.config.shrink_threshold {
+    fn release_if_idle(&mut self, buf: &mut BytesMut) {
+        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold {
             *buf = BytesMut::new();
+            self.peak_capacity = 0;
         }
     }
 }
@@ -195,7 +210,12 @@ impl<D, E> Default for IpcCodec<D, E> {
 
 impl<D, E> Clone for IpcCodec<D, E> {
     fn clone(&self) -> Self {
-        IpcCodec { config: self.config, state: self.state, _types: PhantomData }
+        IpcCodec {
+            config: self.config,
+            state: self.state,
+            peak_capacity: self.peak_capacity,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -224,6 +244,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
     type Error = IpcError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<D>> {
+        self.peak_capacity = self.peak_capacity.max(src.capacity());
         let len = match self.state {
             DecodeState::Broken(size) => {
                 return Err(IpcError::FrameTooLarge { size, max: self.config.max_frame_length });
@@ -238,6 +259,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                         self.state = DecodeState::Broken(size);
                         // Nothing after a lying header can be trusted; drop what was buffered.
                         *src = BytesMut::new();
+                        self.peak_capacity = 0;
                     } else {
                         src.advance(HEADER_LEN);
                         self.release_if_idle(src);
@@ -247,6 +269,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                 src.advance(HEADER_LEN);
                 self.state = DecodeState::Body(len);
                 reserve_exact_total(src, len);
+                self.peak_capacity = self.peak_capacity.max(src.capacity());
                 len
             }
             DecodeState::Body(len) => len,

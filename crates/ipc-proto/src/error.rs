@@ -39,6 +39,8 @@ impl fmt::Display for Operation {
 ///   [`Encode`](Self::Encode);
 /// * the connection: [`Timeout`](Self::Timeout), [`Closed`](Self::Closed),
 ///   [`Truncated`](Self::Truncated), [`Poisoned`](Self::Poisoned), [`Io`](Self::Io);
+/// * the other side's answer: [`Refused`](Self::Refused),
+///   [`UnexpectedReply`](Self::UnexpectedReply);
 /// * endpoints: [`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse),
 ///   [`NotASocket`](Self::NotASocket), [`PathTooLong`](Self::PathTooLong),
 ///   [`InsecurePath`](Self::InsecurePath).
@@ -109,6 +111,22 @@ pub enum IpcError {
     /// no longer be trusted and this connection refuses to send more.
     #[error("connection unusable: an earlier send was interrupted part-way through a frame")]
     Poisoned,
+
+    /// The server answered a request with [`IpcResponse::Error`](crate::IpcResponse::Error).
+    #[error("server refused the request: {message}")]
+    Refused {
+        /// The server's explanation.
+        message: String,
+    },
+
+    /// The server answered with a response of a kind the request does not expect.
+    #[error("unexpected reply from server: expected {expected}, got {got}")]
+    UnexpectedReply {
+        /// What the request expects.
+        expected: &'static str,
+        /// A short description of what arrived.
+        got: String,
+    },
 
     /// No server is listening at the endpoint (nothing there, or nobody accepting).
     #[error("no bunctl server is running at {}: {source}", endpoint.display())]

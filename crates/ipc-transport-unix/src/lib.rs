@@ -1,1 +1,35 @@
-//! placeholder
+//! Unix-domain-socket transport for bunctl IPC.
+//!
+//! This crate moves bytes; it knows nothing of JSON or frames (that is `ipc-proto`) and offers
+//! no message API (that is `bunctl-ipc`, which picks this crate on every `cfg(unix)` target).
+//! What it adds over a bare `tokio::net::UnixListener`:
+//!
+//! * [`UnixListener::bind`] never removes a socket that a live server is listening on, reclaims a stale one
+//!   (nobody accepting), refuses to touch a path that is not a socket, and holds an advisory lock
+//!   file (`<path>.lock`) for the listener's life so that two servers racing for one path cannot
+//!   both win or delete each other's socket.
+//! * The socket file is owner-only (mode 0600 by default) from the moment it exists, whatever the
+//!   umask, and is removed on drop only if it is still the file this listener created.
+//! * [`UnixListener::accept`] reports each peer's uid, gid and pid (`SO_PEERCRED` on Linux,
+//!   `getpeereid`/`LOCAL_PEERCRED` elsewhere, via tokio), and rides out transient failures such
+//!   as descriptor exhaustion with a bounded back-off instead of failing or spinning.
+//! * Paths too long for `sun_path` fail with an error naming the limit; [`connect`] turns "nothing
+//!   there" and "nobody listening" into one [`ipc_proto::IpcError::NotRunning`].
+//! * Listeners can be adopted from a `std` listener or from systemd socket activation.
+//!
+//! ```no_run
+//! use ipc_transport_unix::{BindOptions, UnixListener};
+//!
+//! # async fn demo() -> Result<(), ipc_proto::IpcError> {
+//! let listener = UnixListener::bind("/run/user/1000/bunctl.sock", &BindOptions::default())?;
+//! let (stream, peer) = listener.accept().await?;
+//! println!("uid {} connected (pid {:?})", peer.uid(), peer.pid());
+//! # drop(stream);
+//! # Ok(())
+//! # }
+//! ```
+
+#[cfg(unix)]
+mod imp;
+#[cfg(unix)]
+pub use imp::*;

@@ -1,0 +1,523 @@
+//! The one framed connection type, used by clients and servers on every platform.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures_core::Stream;
+use futures_sink::Sink;
+use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, Operation, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts};
+use tracing::{trace, warn};
+
+use crate::PeerCredentials;
+
+/// Bytes read onto the stack while no frame is in progress. Idle connections therefore hold no
+/// read buffer at all; one read still takes many small frames at once.
+const STACK_READ: usize = 8 * 1024;
+
+/// Buffers at or below this capacity are kept for reuse when they empty; larger ones are
+/// released, so an idle connection holds at most this much per direction.
+pub(crate) const IDLE_BUFFER_LIMIT: usize = 256;
+
+/// A `send`'s write buffer beyond which `Sink::poll_ready` flushes before queueing more.
+const BACKPRESSURE: usize = 64 * 1024;
+
+/// Runs `fut` with a deadline, turning expiry into [`IpcError::Timeout`].
+async fn deadline<T>(
+    after: Duration,
+    operation: Operation,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(IpcError::Timeout { operation, after }),
+    }
+}
+
+/// The receiving state: a decoder and the bytes of a frame in progress.
+#[derive(Debug)]
+struct FrameReader<D> {
+    codec: IpcCodec<D, ()>,
+    buf: BytesMut,
+    /// Set by the `Stream` impl after a fatal error, so that it then ends.
+    done: bool,
+}
+
+impl<D: DeserializeOwned> FrameReader<D> {
+    fn new(config: FrameConfig) -> Self {
+        FrameReader { codec: IpcCodec::with_config(config), buf: BytesMut::new(), done: false }
+    }
+
+    /// Polls for the next message. All progress lives in `self`, never in a future, which is
+    /// what makes every receive built on it cancel-safe.
+    fn poll_recv<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut R,
+    ) -> Poll<Result<D>> {
+        loop {
+            if let Some(item) = self.codec.decode(&mut self.buf)? {
+                trace!("message received");
+                return Poll::Ready(Ok(item));
+            }
+            let n = if self.buf.is_empty() && !self.codec.is_mid_frame() {
+                let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+                let mut rb = ReadBuf::uninit(&mut stack);
+                ready!(Pin::new(&mut *io).poll_read(cx, &mut rb))?;
+                self.buf.extend_from_slice(rb.filled());
+                rb.filled().len()
+            } else {
+                if self.buf.len() == self.buf.capacity() {
+                    // Only a split header can get here: a body has its room reserved.
+                    self.buf.reserve(STACK_READ);
+                }
+                ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf))?
+            };
+            if n == 0 {
+                return Poll::Ready(match self.codec.decode_eof(&mut self.buf)? {
+                    Some(item) => Ok(item),
+                    None => Err(IpcError::Closed),
+                });
+            }
+            trace!(bytes = n, "read");
+        }
+    }
+
+    async fn recv<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<D> {
+        deadline(timeout, Operation::Receive, poll_fn(|cx| self.poll_recv(cx, io))).await
+    }
+
+    fn poll_next<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut R,
+    ) -> Poll<Option<Result<D>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match ready!(self.poll_recv(cx, io)) {
+            Ok(item) => Poll::Ready(Some(Ok(item))),
+            Err(IpcError::Closed) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                self.done = !e.is_recoverable();
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}
+
+/// The sending state: an encoder and the bytes not yet written.
+#[derive(Debug)]
+struct FrameWriter<E> {
+    codec: IpcCodec<(), E>,
+    buf: BytesMut,
+    /// Largest capacity `buf` reached since it was last released (see `poll_flush`).
+    peak: usize,
+    poisoned: bool,
+}
+
+impl<E: Serialize> FrameWriter<E> {
+    fn new(config: FrameConfig) -> Self {
+        FrameWriter {
+            codec: IpcCodec::with_config(config),
+            buf: BytesMut::new(),
+            peak: 0,
+            poisoned: false,
+        }
+    }
+
+    /// Encodes `item` behind whatever is queued. Nothing is queued when this fails.
+    fn queue(&mut self, item: &E) -> Result<()> {
+        if self.poisoned {
+            return Err(IpcError::Poisoned);
+        }
+        self.codec.encode(item, &mut self.buf)?;
+        self.peak = self.peak.max(self.buf.capacity());
+        Ok(())
+    }
+
+    /// Writes out everything queued; frames go out in as few writes as the stream allows.
+    fn poll_flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<Result<()>> {
+        while !self.buf.is_empty() {
+            match ready!(Pin::new(&mut *io).poll_write(cx, &self.buf)) {
+                Ok(0) => {
+                    self.poisoned = true;
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+                }
+                Ok(n) => {
+                    trace!(bytes = n, "written");
+                    self.buf.advance(n);
+                }
+                Err(e) => {
+                    // Part of a frame may have gone out; nothing sent after it could be parsed.
+                    self.poisoned = true;
+                    return Poll::Ready(Err(e.into()));
+                }
+            }
+        }
+        ready!(Pin::new(&mut *io).poll_flush(cx))?;
+        // `advance` leaves the allocation behind the read position, where `capacity()` no longer
+        // shows it; `peak` remembers its size. Keep it for reuse only if it is small.
+        if self.peak > IDLE_BUFFER_LIMIT {
+            self.buf = BytesMut::new();
+            self.peak = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        item: &E,
+        timeout: Duration,
+    ) -> Result<()> {
+        let before = self.buf.len();
+        self.queue(item)?;
+        let queued = self.buf.len();
+        trace!(bytes = queued - before, "sending message");
+        match tokio::time::timeout(timeout, poll_fn(|cx| self.poll_flush(cx, io))).await {
+            Ok(result) => result,
+            Err(_) => {
+                if self.buf.len() == queued {
+                    // Not one byte went out: withdraw the frame; the connection stays usable.
+                    self.buf.truncate(before);
+                } else {
+                    warn!("send timed out part-way through a frame; connection poisoned");
+                    self.poisoned = true;
+                }
+                Err(IpcError::Timeout { operation: Operation::Send, after: timeout })
+            }
+        }
+    }
+
+    fn poll_ready<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<Result<()>> {
+        if self.poisoned {
+            return Poll::Ready(Err(IpcError::Poisoned));
+        }
+        if self.buf.len() >= BACKPRESSURE {
+            ready!(self.poll_flush(cx, io))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<Result<()>> {
+        ready!(self.poll_flush(cx, io))?;
+        Pin::new(&mut *io).poll_shutdown(cx).map_err(IpcError::from)
+    }
+}
+
+/// A byte stream that can be divided into a read half and a write half owned by two tasks.
+///
+/// Implemented for the platform streams the crate uses (zero-cost owned halves for Unix sockets);
+/// implement it for your own stream to use [`Connection::split`] with it.
+pub trait SplitStream: AsyncRead + AsyncWrite + Sized {
+    /// The reading half.
+    type Read: AsyncRead + Unpin + Send + 'static;
+    /// The writing half.
+    type Write: AsyncWrite + Unpin + Send + 'static;
+    /// Divides the stream.
+    fn split_stream(self) -> (Self::Read, Self::Write);
+}
+
+/// A framed, typed, timed connection: receives `D`, sends `E`.
+///
+/// This one type carries the protocol for both ends and every platform: the server's
+/// [`IpcConnection`](crate::IpcConnection) is `Connection<_, IpcMessage, IpcResponse>`, the
+/// client uses `Connection<_, IpcResponse, IpcMessage>`, and `S` is a Unix socket or a named
+/// pipe. Any `AsyncRead + AsyncWrite` stream works, which is how the tests run it over in-memory
+/// pipes.
+///
+/// # Cancel safety
+///
+/// [`recv`](Self::recv) is cancel-safe: all progress on a partly received frame is kept in the
+/// connection, not in the future, so dropping `recv` — because another branch of a
+/// `tokio::select!` won, or because a timeout fired — loses no bytes, and the next `recv`
+/// continues the same frame and returns it whole.
+///
+/// [`send`](Self::send) is not cancel-safe in the same sense: once called, its frame is queued
+/// whole. If the future is dropped before it finishes, the rest of the frame stays queued and is
+/// written ahead of the next message, so the byte stream stays intact, but the message may still
+/// be delivered.
+///
+/// # Timeouts
+///
+/// Every `recv` and `send` is bounded by [`timeout`](Self::timeout) ([`DEFAULT_TIMEOUT`] unless
+/// [`set_timeout`](Self::set_timeout) says otherwise), reported as [`IpcError::Timeout`]:
+///
+/// * a receive timeout leaves the connection fully usable — a frame in progress is kept;
+/// * a send timeout before any byte of the frame was written withdraws the frame and leaves the
+///   connection usable; after part of it was written, the connection is *poisoned*: the peer
+///   would see a torn frame if anything followed, so every later send fails with
+///   [`IpcError::Poisoned`].
+///
+/// The `Stream`/`Sink` implementations and [`poll_recv`](Self::poll_recv) apply no timeout.
+///
+/// ```
+/// use bunctl_ipc::{Connection, IpcMessage, IpcResponse};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bunctl_ipc::IpcError> {
+/// let (a, b) = tokio::io::duplex(1024);
+/// let mut client: Connection<_, IpcResponse, IpcMessage> = Connection::new(a);
+/// let mut server: Connection<_, IpcMessage, IpcResponse> = Connection::new(b);
+/// server.set_timeout(Duration::from_millis(50));
+///
+/// // Nothing to read yet: a timeout, and the connection stays usable.
+/// assert!(server.recv().await.unwrap_err().is_timeout());
+///
+/// client.send(&IpcMessage::List).await?;
+/// assert_eq!(server.recv().await?, IpcMessage::List);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Connection<S, D, E> {
+    io: S,
+    reader: FrameReader<D>,
+    writer: FrameWriter<E>,
+    timeout: Duration,
+    peer: Option<PeerCredentials>,
+}
+
+impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
+    /// Wraps a byte stream with the default limits and [`DEFAULT_TIMEOUT`].
+    pub fn new(io: S) -> Self {
+        Self::with_config(io, FrameConfig::new(), DEFAULT_TIMEOUT)
+    }
+
+    /// Wraps a byte stream with the given limits and timeout.
+    pub fn with_config(io: S, config: FrameConfig, timeout: Duration) -> Self {
+        let config = config.shrink_threshold(config.shrink_threshold_len().min(IDLE_BUFFER_LIMIT));
+        Connection {
+            io,
+            reader: FrameReader::new(config),
+            writer: FrameWriter::new(config),
+            timeout,
+            peer: None,
+        }
+    }
+
+    /// Attaches the peer's credentials (done by the server's `accept` and the client's
+    /// `connect`).
+    pub fn with_peer(mut self, peer: Option<PeerCredentials>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// Divides the connection into a receiving half and a sending half that two tasks can own,
+    /// e.g. one reading requests while another pushes events. Buffered input and queued output
+    /// carry over.
+    pub fn split(self) -> (RecvHalf<S::Read, D>, SendHalf<S::Write, E>)
+    where
+        S: SplitStream,
+    {
+        let (r, w) = self.io.split_stream();
+        (
+            RecvHalf { io: r, reader: self.reader, timeout: self.timeout },
+            SendHalf { io: w, writer: self.writer, timeout: self.timeout },
+        )
+    }
+
+    /// Converts into a `tokio_util::codec::Framed` with the same codec, for code written against
+    /// `futures`' `StreamExt`/`SinkExt` and tokio-util. Buffered bytes carry over; the timeout
+    /// does not (`Framed` has none).
+    pub fn into_framed(self) -> Framed<S, IpcCodec<D, E>>
+    where
+        S: AsyncRead + AsyncWrite,
+    {
+        // The decoder state carries over (a header may already be consumed); the release
+        // threshold goes back to the codec's default, which suits `Framed`'s buffer handling.
+        let mut codec = self.reader.codec.cast::<D, E>();
+        codec
+            .set_config(codec.config().shrink_threshold(FrameConfig::new().shrink_threshold_len()));
+        let mut parts = FramedParts::new::<&E>(self.io, codec);
+        parts.read_buf = self.reader.buf;
+        if parts.read_buf.capacity() == 0 {
+            // `Framed` reads into spare capacity only; start it with a useful amount.
+            parts.read_buf.reserve(STACK_READ);
+        }
+        parts.write_buf = self.writer.buf;
+        Framed::from_parts(parts)
+    }
+}
+
+impl<S, D, E> Connection<S, D, E> {
+    /// Sets the limit for each later `recv` and `send`.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The limit for each `recv` and `send`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The peer's process and user identity, when the platform reports it.
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.peer
+    }
+
+    /// True once a send failed part-way through a frame; every later send fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.writer.poisoned
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The underlying stream, mutably. Reading or writing it directly corrupts the framing.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+}
+
+impl<S: AsyncRead + Unpin, D: DeserializeOwned, E> Connection<S, D, E> {
+    /// Receives the next message, waiting at most [`timeout`](Self::timeout). Cancel-safe.
+    ///
+    /// A clean end of stream between frames is [`IpcError::Closed`]; inside a frame it is
+    /// [`IpcError::Truncated`]. A frame with invalid JSON is [`IpcError::InvalidMessage`] and
+    /// the next `recv` reads the frame after it.
+    pub async fn recv(&mut self) -> Result<D> {
+        self.reader.recv(&mut self.io, self.timeout).await
+    }
+
+    /// Polls for the next message without a timeout; the building block of `recv`. Cancel-safe.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<D>> {
+        self.reader.poll_recv(cx, &mut self.io)
+    }
+}
+
+impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
+    /// Sends one message, waiting at most [`timeout`](Self::timeout) for it to be written.
+    ///
+    /// The frame is encoded and written in one piece. A message over the limit fails with
+    /// [`IpcError::FrameTooLarge`] before anything is written.
+    pub async fn send(&mut self, message: &E) -> Result<()> {
+        self.writer.send(&mut self.io, message, self.timeout).await
+    }
+}
+
+/// `Stream` for a type with `io` and `reader` fields.
+macro_rules! impl_stream {
+    (impl[$($gen:tt)*] $ty:ty, $d:ident) => {
+        impl<$($gen)*> Stream for $ty {
+            type Item = Result<$d>;
+
+            /// Ends after a clean close or a non-recoverable error; recoverable errors are
+            /// yielded and the stream goes on.
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<$d>>> {
+                let this = self.get_mut();
+                this.reader.poll_next(cx, &mut this.io)
+            }
+        }
+    };
+}
+
+/// `Sink<&E>` for a type with `io` and `writer` fields.
+macro_rules! impl_sink {
+    (impl[$($gen:tt)*] $ty:ty, $e:ident) => {
+        impl<$($gen)*> Sink<&$e> for $ty {
+            type Error = IpcError;
+
+            fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let this = self.get_mut();
+                this.writer.poll_ready(cx, &mut this.io)
+            }
+
+            fn start_send(self: Pin<&mut Self>, item: &$e) -> Result<()> {
+                self.get_mut().writer.queue(item)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let this = self.get_mut();
+                this.writer.poll_flush(cx, &mut this.io)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let this = self.get_mut();
+                this.writer.poll_close(cx, &mut this.io)
+            }
+        }
+    };
+}
+
+impl_stream!(impl[S: AsyncRead + Unpin, D: DeserializeOwned, E] Connection<S, D, E>, D);
+impl_sink!(impl[S: AsyncWrite + Unpin, D, E: Serialize] Connection<S, D, E>, E);
+impl_stream!(impl[R: AsyncRead + Unpin, D: DeserializeOwned] RecvHalf<R, D>, D);
+impl_sink!(impl[W: AsyncWrite + Unpin, E: Serialize] SendHalf<W, E>, E);
+
+/// The receiving half of a [`Connection`], from [`Connection::split`].
+#[derive(Debug)]
+pub struct RecvHalf<R, D> {
+    io: R,
+    reader: FrameReader<D>,
+    timeout: Duration,
+}
+
+impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
+    /// As [`Connection::recv`]. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<D> {
+        self.reader.recv(&mut self.io, self.timeout).await
+    }
+
+    /// As [`Connection::poll_recv`]. Cancel-safe.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<D>> {
+        self.reader.poll_recv(cx, &mut self.io)
+    }
+
+    /// Sets the limit for each later `recv`.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+}
+
+/// The sending half of a [`Connection`], from [`Connection::split`].
+#[derive(Debug)]
+pub struct SendHalf<W, E> {
+    io: W,
+    writer: FrameWriter<E>,
+    timeout: Duration,
+}
+
+impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
+    /// As [`Connection::send`].
+    pub async fn send(&mut self, message: &E) -> Result<()> {
+        self.writer.send(&mut self.io, message, self.timeout).await
+    }
+
+    /// Sets the limit for each later `send`.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// True once a send failed part-way through a frame; every later send fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.writer.poisoned
+    }
+}

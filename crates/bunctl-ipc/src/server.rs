@@ -1,0 +1,195 @@
+//! The daemon's side: bind an endpoint, accept connections.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcMessage, IpcResponse, Result};
+use tracing::{debug, warn};
+
+use crate::{Connection, PeerPolicy, sys};
+
+/// A connection accepted by an [`IpcServer`]: receives [`IpcMessage`], sends [`IpcResponse`].
+///
+/// All its methods are those of [`Connection`]: `recv`, `send`, `set_timeout`, `split`,
+/// `into_framed`, `peer_credentials`, and the `Stream`/`Sink` implementations.
+pub type IpcConnection = Connection<sys::ServerStream, IpcMessage, IpcResponse>;
+
+/// How an [`IpcServer`] binds and what its connections start with.
+///
+/// ```
+/// use bunctl_ipc::{PeerPolicy, ServerOptions};
+/// use std::time::Duration;
+///
+/// let options = ServerOptions::new()
+///     .timeout(Duration::from_secs(5))
+///     .max_message_size(1 << 20)
+///     .peer_policy(PeerPolicy::SameUser);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub(crate) frame: FrameConfig,
+    pub(crate) timeout: Duration,
+    pub(crate) peer_policy: PeerPolicy,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) socket_mode: u32,
+}
+
+impl ServerOptions {
+    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`],
+    /// [`PeerPolicy::SameUser`], socket mode 0600.
+    pub fn new() -> Self {
+        ServerOptions {
+            frame: FrameConfig::new(),
+            timeout: DEFAULT_TIMEOUT,
+            peer_policy: PeerPolicy::default(),
+            socket_mode: 0o600,
+        }
+    }
+
+    /// The largest message payload accepted or sent, in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.frame = self.frame.max_frame_length(bytes);
+        self
+    }
+
+    /// The initial per-operation timeout of accepted connections.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Which peers are admitted.
+    pub fn peer_policy(mut self, policy: PeerPolicy) -> Self {
+        self.peer_policy = policy;
+        self
+    }
+
+    /// Unix only: the permission bits of the socket file (default 0600, owner only). Ignored
+    /// on Windows, where the pipe's security descriptor admits the current user only.
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode & 0o777;
+        self
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions::new()
+    }
+}
+
+/// A listening endpoint: a Unix domain socket, or a Windows named pipe.
+///
+/// Dropping the server removes its socket file, if the file is still the one it created.
+///
+/// ```no_run
+/// use bunctl_ipc::{IpcMessage, IpcResponse, IpcServer};
+///
+/// # async fn run() -> Result<(), bunctl_ipc::IpcError> {
+/// let mut server = IpcServer::bind(bunctl_ipc::default_socket_path()).await?;
+/// loop {
+///     let mut conn = server.accept().await?;
+///     tokio::spawn(async move {
+///         while let Ok(msg) = conn.recv().await {
+///             let reply = match msg {
+///                 IpcMessage::List => IpcResponse::Data { data: serde_json::json!([]) },
+///                 _ => IpcResponse::Error { message: "not supported".into() },
+///             };
+///             if conn.send(&reply).await.is_err() {
+///                 break;
+///             }
+///         }
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct IpcServer {
+    listener: sys::Listener,
+    options: ServerOptions,
+    endpoint: PathBuf,
+    server_uid: u32,
+}
+
+impl IpcServer {
+    /// Binds `path` with default [`ServerOptions`].
+    ///
+    /// On Unix `path` is the socket file (see `ipc_transport_unix::UnixListener::bind` for what
+    /// happens to an existing file: a live server's socket is never taken over, a stale one is
+    /// reclaimed, anything else is left alone). On Windows it names the pipe (see the crate
+    /// docs). Fails with [`IpcError::AddrInUse`](crate::IpcError::AddrInUse) when another
+    /// server is running there.
+    pub async fn bind(path: impl AsRef<Path>) -> Result<IpcServer> {
+        Self::bind_with(path, ServerOptions::new()).await
+    }
+
+    /// Binds `path` with the given options.
+    pub async fn bind_with(path: impl AsRef<Path>, options: ServerOptions) -> Result<IpcServer> {
+        let path = path.as_ref();
+        let listener = sys::bind(path, &options)?;
+        debug!(endpoint = %path.display(), "server bound");
+        Ok(Self::from_listener(listener, options, path.to_owned()))
+    }
+
+    pub(crate) fn from_listener(
+        listener: sys::Listener,
+        options: ServerOptions,
+        endpoint: PathBuf,
+    ) -> Self {
+        IpcServer { listener, options, endpoint, server_uid: sys::server_uid() }
+    }
+
+    /// Waits for the next client that the peer policy admits.
+    ///
+    /// Rejected peers are closed at once and logged at `warn!`; transient OS failures (out of
+    /// descriptors, a connection reset while queued) are retried with a back-off inside. Only
+    /// a failure of the listener itself is returned. Cancel-safe.
+    pub async fn accept(&mut self) -> Result<IpcConnection> {
+        loop {
+            let (stream, peer) = sys::accept(&mut self.listener).await?;
+            if !self.options.peer_policy.allows(&peer, self.server_uid) {
+                warn!(?peer, policy = ?self.options.peer_policy, "peer refused by policy");
+                continue;
+            }
+            debug!(?peer, "accepted connection");
+            return Ok(Connection::with_config(stream, self.options.frame, self.options.timeout)
+                .with_peer(Some(peer)));
+        }
+    }
+
+    /// The endpoint this server listens on.
+    pub fn endpoint(&self) -> &Path {
+        &self.endpoint
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+}
+
+#[cfg(unix)]
+impl IpcServer {
+    /// Adopts a listening socket bound elsewhere (by a supervisor, a parent, a test). The socket
+    /// file is not unlinked or rebound, and is not removed on drop.
+    pub fn from_std(
+        listener: std::os::unix::net::UnixListener,
+        options: ServerOptions,
+    ) -> Result<IpcServer> {
+        let endpoint = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_owned))
+            .unwrap_or_default();
+        let listener = ipc_transport_unix::UnixListener::from_std(listener)?;
+        Ok(Self::from_listener(listener, options, endpoint))
+    }
+
+    /// Adopts the socket passed by systemd socket activation, or `Ok(None)` when the process was
+    /// not socket-activated (then bind as usual).
+    pub fn from_systemd(options: ServerOptions) -> Result<Option<IpcServer>> {
+        Ok(ipc_transport_unix::UnixListener::from_systemd()?
+            .map(|l| Self::from_listener(l, options, PathBuf::new())))
+    }
+}

@@ -1,0 +1,75 @@
+//! Unix: Unix domain sockets from `ipc-transport-unix`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipc_proto::Result;
+use ipc_transport_unix::{BindOptions, UCred, UnixListener};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::{PeerCredentials, ServerOptions, SplitStream};
+
+/// The stream a server gets from `accept`.
+pub type ServerStream = UnixStream;
+/// The stream a client gets from `connect`.
+pub type ClientStream = UnixStream;
+/// The platform listener.
+pub type Listener = UnixListener;
+
+impl SplitStream for UnixStream {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+
+    fn split_stream(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.into_split()
+    }
+}
+
+fn creds(c: UCred) -> PeerCredentials {
+    PeerCredentials {
+        pid: c.pid().and_then(|p| u32::try_from(p).ok()),
+        uid: Some(c.uid()),
+        gid: Some(c.gid()),
+    }
+}
+
+pub fn server_uid() -> u32 {
+    ipc_transport_unix::current_uid()
+}
+
+/// The directory `default_socket_path` falls back to without `XDG_RUNTIME_DIR`.
+pub fn private_fallback_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/bunctl-{}", server_uid()))
+}
+
+pub fn default_endpoint() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir.join("bunctl.sock"),
+        _ => private_fallback_dir().join("bunctl.sock"),
+    }
+}
+
+/// Whether `path` lives in the private fallback directory, which must be checked.
+fn in_private_dir(path: &Path) -> bool {
+    path.parent() == Some(private_fallback_dir().as_path())
+}
+
+pub fn bind(path: &Path, options: &ServerOptions) -> Result<Listener> {
+    let opts = BindOptions::new().mode(options.socket_mode).private_dir(in_private_dir(path));
+    UnixListener::bind(path, &opts)
+}
+
+pub async fn accept(listener: &mut Listener) -> std::io::Result<(ServerStream, PeerCredentials)> {
+    let (stream, cred) = listener.accept().await?;
+    Ok((stream, creds(cred)))
+}
+
+pub async fn connect(path: &Path, timeout: Duration) -> Result<(ClientStream, PeerCredentials)> {
+    if in_private_dir(path) {
+        ipc_transport_unix::ensure_private_dir(path.parent().unwrap_or(path), false)?;
+    }
+    let stream = ipc_transport_unix::connect(path, timeout).await?;
+    let peer = stream.peer_cred().map(creds)?;
+    Ok((stream, peer))
+}

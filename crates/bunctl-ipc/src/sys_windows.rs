@@ -1,0 +1,1 @@
+//! Windows: named pipes from `ipc-transport-pipe` (being written; see issue 4).

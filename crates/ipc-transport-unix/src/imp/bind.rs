@@ -1,0 +1,274 @@
+//! Binding, adopting and accepting.
+
+use std::fs::{self, File, Permissions};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipc_proto::{IpcError, Result};
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::net::UnixStream;
+use tokio::net::unix::UCred;
+use tracing::{debug, info, warn};
+
+use super::lock::{LockFile, lock_path_for};
+use super::path::{check_path_len, create_parent_dir, ensure_private_dir};
+
+/// How [`UnixListener::bind`] sets up the socket.
+#[derive(Debug, Clone)]
+pub struct BindOptions {
+    mode: u32,
+    private_dir: bool,
+    backlog: i32,
+}
+
+impl BindOptions {
+    /// Owner-only socket (0600), backlog 1024, parent directory not checked.
+    pub fn new() -> Self {
+        BindOptions { mode: 0o600, private_dir: false, backlog: 1024 }
+    }
+
+    /// Permission bits of the socket file (only the low nine bits are used). Connecting needs
+    /// write permission, so 0600 admits the owner only and 0666 admits every local user (then
+    /// rely on a peer policy).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Require the parent directory to be private to this user (see [`super::ensure_private_dir`]).
+    pub fn private_dir(mut self, yes: bool) -> Self {
+        self.private_dir = yes;
+        self
+    }
+
+    /// Length of the kernel's queue of connections not yet accepted.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        BindOptions::new()
+    }
+}
+
+/// What this listener created and must clean up.
+#[derive(Debug)]
+struct Owned {
+    path: PathBuf,
+    /// (device, inode) of the socket file this listener created.
+    identity: (u64, u64),
+    /// Dropped after the socket file is removed (field order matters).
+    _lock: LockFile,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        match fs::symlink_metadata(&self.path) {
+            Ok(md) if (md.dev(), md.ino()) == self.identity => match fs::remove_file(&self.path) {
+                Ok(()) => debug!(path = %self.path.display(), "removed socket file"),
+                Err(e) => {
+                    warn!(path = %self.path.display(), error = %e, "could not remove socket file")
+                }
+            },
+            Ok(_) => {
+                debug!(path = %self.path.display(), "socket path now belongs to someone else; left alone")
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// A listening Unix socket that cleans up after itself.
+#[derive(Debug)]
+pub struct UnixListener {
+    inner: tokio::net::UnixListener,
+    owned: Option<Owned>,
+}
+
+/// What a non-blocking connect to an existing socket file says about it.
+enum Probe {
+    /// Someone accepts (or the backlog is full): a live server.
+    Live,
+    /// Connection refused: the file is left over from a server that is gone.
+    Stale,
+    /// The file disappeared meanwhile.
+    Gone,
+}
+
+fn probe(path: &Path) -> io::Result<Probe> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&SockAddr::unix(path)?) {
+        Ok(()) => Ok(Probe::Live),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Probe::Live),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Probe::Live),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Probe::Stale),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Probe::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+impl UnixListener {
+    /// Binds a listening socket at `path`. Must be called within a tokio runtime.
+    ///
+    /// In order: the path length is checked; a missing parent directory is created (0700); the
+    /// lock `<path>.lock` is taken (held by another process: [`IpcError::AddrInUse`]); an existing
+    /// `path` is examined — a live socket gives [`IpcError::AddrInUse`] and is left alone, a stale
+    /// one is removed (a failed removal is logged at `warn!`), anything that is not a socket gives
+    /// [`IpcError::NotASocket`] and is left alone; then the socket is bound with its mode already
+    /// restricted, so it is never reachable with looser permissions.
+    pub fn bind(path: impl AsRef<Path>, options: &BindOptions) -> Result<UnixListener> {
+        let path = path.as_ref();
+        check_path_len(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if options.private_dir {
+                ensure_private_dir(dir, true)?;
+            } else if !dir.exists() {
+                create_parent_dir(dir)?;
+            }
+        }
+        let in_use = || IpcError::AddrInUse { endpoint: path.to_owned() };
+        let lock = LockFile::try_acquire(lock_path_for(path))?.ok_or_else(in_use)?;
+
+        match fs::symlink_metadata(path) {
+            Ok(md) if md.file_type().is_socket() => match probe(path)? {
+                Probe::Live => return Err(in_use()),
+                Probe::Stale => {
+                    info!(path = %path.display(), "removing stale socket left by a previous server");
+                    if let Err(e) = fs::remove_file(path) {
+                        warn!(path = %path.display(), error = %e, "could not remove stale socket");
+                    }
+                }
+                Probe::Gone => {}
+            },
+            Ok(_) => return Err(IpcError::NotASocket { path: path.to_owned() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        let socket = restrict_mode(Socket::new(Domain::UNIX, Type::STREAM, None)?, options.mode);
+        socket.bind(&SockAddr::unix(path)?).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse { in_use() } else { IpcError::Io(e) }
+        })?;
+        // Whatever the umask took away, the final mode is exactly the requested one.
+        let identity = (|| {
+            fs::set_permissions(path, Permissions::from_mode(options.mode))?;
+            socket.listen(options.backlog)?;
+            socket.set_nonblocking(true)?;
+            let md = fs::symlink_metadata(path)?;
+            Ok::<_, io::Error>((md.dev(), md.ino()))
+        })();
+        let identity = match identity {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                return Err(e.into());
+            }
+        };
+        let inner = tokio::net::UnixListener::from_std(socket.into())?;
+        debug!(path = %path.display(), mode = format_args!("{:04o}", options.mode), "listening");
+        Ok(UnixListener {
+            inner,
+            owned: Some(Owned { path: path.to_owned(), identity, _lock: lock }),
+        })
+    }
+
+    /// Adopts a listener bound elsewhere (inherited, passed by a supervisor, bound by a test).
+    /// It is switched to non-blocking mode; its socket file is never removed by this listener.
+    /// Must be called within a tokio runtime.
+    pub fn from_std(listener: std::os::unix::net::UnixListener) -> Result<UnixListener> {
+        listener.set_nonblocking(true)?;
+        Ok(UnixListener { inner: tokio::net::UnixListener::from_std(listener)?, owned: None })
+    }
+
+    /// Adopts the socket systemd passed by socket activation (`LISTEN_PID`/`LISTEN_FDS`, first
+    /// descriptor), or `Ok(None)` when this process was not socket-activated. Succeeds at most
+    /// once per process. The socket is not unlinked or rebound.
+    pub fn from_systemd() -> Result<Option<UnixListener>> {
+        match super::systemd::take_first_listen_fd()? {
+            None => Ok(None),
+            Some(fd) => {
+                let socket = Socket::from(fd);
+                let addr = socket.local_addr()?;
+                if !addr.is_unix() {
+                    return Err(IpcError::Io(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the socket passed by systemd is not a Unix domain socket",
+                    )));
+                }
+                Self::from_std(socket.into()).map(Some)
+            }
+        }
+    }
+
+    /// The socket path this listener created, if it created one (adopted listeners: `None`).
+    pub fn path(&self) -> Option<&Path> {
+        self.owned.as_ref().map(|o| o.path.as_path())
+    }
+
+    /// Waits for the next connection and returns it with its peer's credentials.
+    ///
+    /// Transient failures — descriptor or memory exhaustion (`EMFILE`, `ENFILE`, `ENOBUFS`,
+    /// `ENOMEM`) and connections that died in the queue (`ECONNABORTED`, `EPROTO`, ...) — are
+    /// logged at `warn!` and retried, with a back-off from 5 ms doubling to 1 s for exhaustion,
+    /// so the loop neither fails nor spins while descriptors are short. Only other errors are
+    /// returned. Cancel-safe: dropping the future loses no connection.
+    pub async fn accept(&self) -> io::Result<(UnixStream, UCred)> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, _)) => match stream.peer_cred() {
+                    Ok(cred) => return Ok((stream, cred)),
+                    Err(e) => debug!(error = %e, "peer vanished before its credentials were read"),
+                },
+                Err(e) => match classify(&e) {
+                    Transient::Exhausted => {
+                        warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    Transient::PeerGone => debug!(error = %e, "connection died before accept"),
+                    Transient::No => return Err(e),
+                },
+            }
+        }
+    }
+}
+
+enum Transient {
+    /// The process or system is out of descriptors or memory: wait before retrying.
+    Exhausted,
+    /// That one connection failed: retry at once.
+    PeerGone,
+    /// A real error.
+    No,
+}
+
+fn classify(e: &io::Error) -> Transient {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Transient::Exhausted,
+        Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EPERM | libc::ECONNRESET) => {
+            Transient::PeerGone
+        }
+        _ if e.kind() == io::ErrorKind::Interrupted => Transient::PeerGone,
+        _ => Transient::No,
+    }
+}
+
+/// Sets the socket inode's mode before `bind`. Linux creates the socket file from that inode's
+/// mode (minus the umask), so the file never exists with looser permissions than requested. On
+/// systems where `fchmod` on a socket fails or does nothing, the `chmod` after `bind` still
+/// applies the mode.
+fn restrict_mode(socket: Socket, mode: u32) -> Socket {
+    let file = File::from(OwnedFd::from(socket));
+    if let Err(e) = file.set_permissions(Permissions::from_mode(mode)) {
+        debug!(error = %e, "fchmod on the socket before bind is not supported here");
+    }
+    Socket::from(OwnedFd::from(file))
+}
