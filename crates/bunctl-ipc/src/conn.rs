@@ -521,3 +521,91 @@ impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
         self.writer.poisoned
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_proto::{IpcMessage, IpcResponse};
+    use tokio::io::{AsyncReadExt, duplex};
+
+    type Client<S> = Connection<S, IpcResponse, IpcMessage>;
+    type Server<S> = Connection<S, IpcMessage, IpcResponse>;
+
+    fn frame_len(m: &IpcMessage) -> usize {
+        serde_json::to_vec(m).expect("json").len() + 4
+    }
+
+    #[tokio::test]
+    async fn send_timeout_before_any_byte_withdraws_the_frame_and_keeps_the_connection() {
+        let first = IpcMessage::Stop { name: "first".into() };
+        // A pipe that holds exactly one frame: the second send cannot write a single byte.
+        let (a, b) = duplex(frame_len(&first));
+        let mut client: Client<_> = Connection::new(a);
+        let mut server: Server<_> = Connection::new(b);
+        client.set_timeout(Duration::from_millis(30));
+        client.send(&first).await.expect("fits");
+        let e = client.send(&IpcMessage::List).await.expect_err("pipe full");
+        assert!(matches!(e, IpcError::Timeout { operation: Operation::Send, .. }), "{e}");
+        assert!(!client.is_poisoned());
+
+        assert_eq!(server.recv().await.expect("first"), first);
+        let third = IpcMessage::Stop { name: "third".into() };
+        client.send(&third).await.expect("usable again");
+        // The withdrawn `List` never reached the wire.
+        assert_eq!(server.recv().await.expect("third"), third);
+    }
+
+    #[tokio::test]
+    async fn send_timeout_mid_frame_poisons_and_nothing_more_is_written() {
+        let (a, mut b) = duplex(16);
+        let mut client: Client<_> = Connection::new(a);
+        client.set_timeout(Duration::from_millis(30));
+        let big = IpcMessage::Start { name: "x".into(), config: "y".repeat(100) };
+        assert!(client.send(&big).await.expect_err("too slow").is_timeout());
+        assert!(client.is_poisoned());
+        assert!(matches!(client.send(&IpcMessage::List).await, Err(IpcError::Poisoned)));
+        let mut got = vec![0u8; 16];
+        b.read_exact(&mut got).await.expect("the part that went out");
+        drop(client);
+        let mut rest = Vec::new();
+        b.read_to_end(&mut rest).await.expect("eof");
+        assert!(rest.is_empty(), "nothing after the torn frame: {rest:?}");
+    }
+
+    #[tokio::test]
+    async fn idle_connection_keeps_no_large_buffers_after_a_large_message() {
+        let (a, b) = duplex(1 << 16);
+        let mut client: Client<_> = Connection::new(a);
+        let mut server: Server<_> = Connection::new(b);
+        let big = IpcMessage::Start { name: "x".into(), config: "y".repeat(1 << 20) };
+        let (sent, got) = tokio::join!(client.send(&big), server.recv());
+        sent.expect("send");
+        assert_eq!(got.expect("recv"), big);
+        assert!(client.writer.peak <= IDLE_BUFFER_LIMIT, "writer kept {}", client.writer.peak);
+        server.reader.buf.reserve(1);
+        assert!(
+            server.reader.buf.capacity() <= IDLE_BUFFER_LIMIT,
+            "{}",
+            server.reader.buf.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn many_frames_from_one_read_are_all_delivered_in_order() {
+        let (a, b) = duplex(1 << 16);
+        let mut client: Client<_> = Connection::new(a);
+        let mut server: Server<_> = Connection::new(b);
+        let msgs: Vec<_> = (0..500).map(|i| IpcMessage::Stop { name: i.to_string() }).collect();
+        for m in &msgs {
+            futures_util_feed(&mut client, m);
+        }
+        std::future::poll_fn(|cx| Pin::new(&mut client).poll_flush(cx)).await.expect("flush");
+        for m in &msgs {
+            assert_eq!(&server.recv().await.expect("recv"), m);
+        }
+    }
+
+    fn futures_util_feed<S: AsyncWrite + Unpin>(c: &mut Client<S>, m: &IpcMessage) {
+        Pin::new(c).start_send(m).expect("queue");
+    }
+}
