@@ -14,6 +14,7 @@ use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, Operation, Res
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts};
 use tracing::{trace, warn};
 
@@ -30,15 +31,42 @@ pub(crate) const IDLE_BUFFER_LIMIT: usize = 256;
 /// A `send`'s write buffer beyond which `Sink::poll_ready` flushes before queueing more.
 const BACKPRESSURE: usize = 64 * 1024;
 
-/// Runs `fut` with a deadline, turning expiry into [`IpcError::Timeout`].
-async fn deadline<T>(
-    after: Duration,
-    operation: Operation,
-    fut: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(result) => result,
-        Err(_) => Err(IpcError::Timeout { operation, after }),
+/// A per-operation deadline that costs almost nothing when operations finish in time.
+///
+/// Arming a tokio timer for every `recv` and `send` would put a timer-wheel insertion (under the
+/// time driver's lock) on every message. Instead each operation only records its deadline, and
+/// one long-lived `Sleep` is kept that fires no later than the deadline in force. When it fires
+/// early — its deadline belonged to an earlier, long-finished operation — it is moved to the
+/// current deadline. In steady traffic the timer is re-armed about once per timeout period
+/// instead of once per message.
+#[derive(Debug, Default)]
+struct OpTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+}
+
+impl OpTimer {
+    /// Starts timing an operation that may take `timeout` (`Duration::MAX`: no limit).
+    fn start(&mut self, timeout: Duration) {
+        self.deadline = Instant::now().checked_add(timeout);
+    }
+
+    /// True once the current operation's deadline has passed; otherwise arranges a wake-up.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else { return false };
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if Instant::now() >= deadline {
+                return true;
+            }
+            sleep.as_mut().reset(deadline);
+        }
     }
 }
 
@@ -47,13 +75,19 @@ async fn deadline<T>(
 struct FrameReader<D> {
     codec: IpcCodec<D, ()>,
     buf: BytesMut,
+    timer: OpTimer,
     /// Set by the `Stream` impl after a fatal error, so that it then ends.
     done: bool,
 }
 
 impl<D: DeserializeOwned> FrameReader<D> {
     fn new(config: FrameConfig) -> Self {
-        FrameReader { codec: IpcCodec::with_config(config), buf: BytesMut::new(), done: false }
+        FrameReader {
+            codec: IpcCodec::with_config(config),
+            buf: BytesMut::new(),
+            timer: OpTimer::default(),
+            done: false,
+        }
     }
 
     /// Polls for the next message. All progress lives in `self`, never in a future, which is
@@ -92,7 +126,16 @@ impl<D: DeserializeOwned> FrameReader<D> {
     }
 
     async fn recv<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<D> {
-        deadline(timeout, Operation::Receive, poll_fn(|cx| self.poll_recv(cx, io))).await
+        self.timer.start(timeout);
+        poll_fn(|cx| match self.poll_recv(cx, io) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending if self.timer.poll_expired(cx) => Poll::Ready(Err(IpcError::Timeout {
+                operation: Operation::Receive,
+                after: timeout,
+            })),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 
     fn poll_next<R: AsyncRead + Unpin>(
@@ -124,6 +167,7 @@ struct FrameWriter<E> {
     buf: BytesMut,
     /// Largest capacity `buf` reached since it was last released (see `poll_flush`).
     peak: usize,
+    timer: OpTimer,
     poisoned: bool,
 }
 
@@ -133,6 +177,7 @@ impl<E: Serialize> FrameWriter<E> {
             codec: IpcCodec::with_config(config),
             buf: BytesMut::new(),
             peak: 0,
+            timer: OpTimer::default(),
             poisoned: false,
         }
     }
@@ -190,9 +235,16 @@ impl<E: Serialize> FrameWriter<E> {
         self.queue(item)?;
         let queued = self.buf.len();
         trace!(bytes = queued - before, "sending message");
-        match tokio::time::timeout(timeout, poll_fn(|cx| self.poll_flush(cx, io))).await {
-            Ok(result) => result,
-            Err(_) => {
+        self.timer.start(timeout);
+        let flushed = poll_fn(|cx| match self.poll_flush(cx, io) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending if self.timer.poll_expired(cx) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        match flushed {
+            Some(result) => result,
+            None => {
                 if self.buf.len() == queued {
                     // Not one byte went out: withdraw the frame; the connection stays usable.
                     self.buf.truncate(before);
