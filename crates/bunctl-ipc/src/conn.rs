@@ -4,6 +4,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, Operation, Res
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::codec::{Decoder, Encoder, Framed, FramedParts};
 use tracing::{trace, warn};
@@ -192,6 +194,18 @@ impl<E: Serialize> FrameWriter<E> {
         Ok(())
     }
 
+    /// Queues a frame that was encoded elsewhere (header included), e.g. an event serialized
+    /// once for many subscribers. It is checked against this writer's limit like any other.
+    fn queue_encoded(&mut self, frame: &[u8]) -> Result<()> {
+        if self.poisoned {
+            return Err(IpcError::Poisoned);
+        }
+        self.codec.config().check_len(frame.len().saturating_sub(ipc_proto::HEADER_LEN))?;
+        self.buf.extend_from_slice(frame);
+        self.peak = self.peak.max(self.buf.capacity());
+        Ok(())
+    }
+
     /// Writes out everything queued; frames go out in as few writes as the stream allows.
     fn poll_flush<W: AsyncWrite + Unpin>(
         &mut self,
@@ -353,6 +367,18 @@ pub struct Connection<S, D, E> {
     writer: FrameWriter<E>,
     timeout: Duration,
     peer: Option<PeerCredentials>,
+    slot: Option<Slot>,
+}
+
+/// Holds one of a server's connection slots; the slot is free again once the connection (or
+/// both of its halves) is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+impl Slot {
+    pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
+        Slot(Arc::new(permit))
+    }
 }
 
 impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
@@ -370,7 +396,14 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             writer: FrameWriter::new(config),
             timeout,
             peer: None,
+            slot: None,
         }
+    }
+
+    /// Ties a server connection slot to this connection's life.
+    pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// Attaches the peer's credentials (done by the server's `accept` and the client's
@@ -389,8 +422,13 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     {
         let (r, w) = self.io.split_stream();
         (
-            RecvHalf { io: r, reader: self.reader, timeout: self.timeout },
-            SendHalf { io: w, writer: self.writer, timeout: self.timeout },
+            RecvHalf {
+                io: r,
+                reader: self.reader,
+                timeout: self.timeout,
+                _slot: self.slot.clone(),
+            },
+            SendHalf { io: w, writer: self.writer, timeout: self.timeout, _slot: self.slot },
         )
     }
 
@@ -530,6 +568,7 @@ pub struct RecvHalf<R, D> {
     io: R,
     reader: FrameReader<D>,
     timeout: Duration,
+    _slot: Option<Slot>,
 }
 
 impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
@@ -555,6 +594,7 @@ pub struct SendHalf<W, E> {
     io: W,
     writer: FrameWriter<E>,
     timeout: Duration,
+    _slot: Option<Slot>,
 }
 
 impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
@@ -571,6 +611,24 @@ impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
     /// True once a send failed part-way through a frame; every later send fails.
     pub fn is_poisoned(&self) -> bool {
         self.writer.poisoned
+    }
+}
+
+/// Crate-internal batching used by `serve`: queue several frames, then flush them in one write.
+impl<W, E: Serialize> SendHalf<W, E> {
+    /// Encodes `message` behind whatever is queued, without writing.
+    pub(crate) fn queue(&mut self, message: &E) -> Result<()> {
+        self.writer.queue(message)
+    }
+
+    /// Queues an already-encoded frame (header included), checked against the frame limit.
+    pub(crate) fn queue_encoded(&mut self, frame: &[u8]) -> Result<()> {
+        self.writer.queue_encoded(frame)
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.writer.buf.len()
     }
 }
 

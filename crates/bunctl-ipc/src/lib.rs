@@ -75,7 +75,7 @@ pub use client::{ClientConnection, ClientOptions, EventStream, IpcClient};
 pub use conn::{Connection, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};
-pub use server::{IpcConnection, IpcServer, ServerOptions};
+pub use server::{DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions};
 
 pub use ipc_proto::{
     self as proto, ClientCodec, DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, IpcMessage,

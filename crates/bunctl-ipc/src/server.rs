@@ -1,11 +1,14 @@
 //! The daemon's side: bind an endpoint, accept connections.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcMessage, IpcResponse, Result};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use crate::conn::Slot;
 use crate::{Connection, PeerPolicy, sys};
 
 /// A connection accepted by an [`IpcServer`]: receives [`IpcMessage`], sends [`IpcResponse`].
@@ -31,18 +34,23 @@ pub struct ServerOptions {
     pub(crate) frame: FrameConfig,
     pub(crate) timeout: Duration,
     pub(crate) peer_policy: PeerPolicy,
+    pub(crate) max_connections: usize,
     #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) socket_mode: u32,
 }
 
+/// Default of [`ServerOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 impl ServerOptions {
     /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`],
-    /// [`PeerPolicy::SameUser`], socket mode 0600.
+    /// [`PeerPolicy::SameUser`], [`DEFAULT_MAX_CONNECTIONS`], socket mode 0600.
     pub fn new() -> Self {
         ServerOptions {
             frame: FrameConfig::new(),
             timeout: DEFAULT_TIMEOUT,
             peer_policy: PeerPolicy::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             socket_mode: 0o600,
         }
     }
@@ -62,6 +70,15 @@ impl ServerOptions {
     /// Which peers are admitted.
     pub fn peer_policy(mut self, policy: PeerPolicy) -> Self {
         self.peer_policy = policy;
+        self
+    }
+
+    /// How many accepted connections may be open at once (at least 1). A client arriving when
+    /// all are taken receives one `Error { message: "server busy: ..." }` frame and is closed;
+    /// open connections are unaffected, and the slot of a connection is free again when it is
+    /// dropped (both halves, if split).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -110,7 +127,14 @@ pub struct IpcServer {
     options: ServerOptions,
     endpoint: PathBuf,
     server_uid: u32,
+    slots: Arc<Semaphore>,
+    /// Bounds the tasks that tell refused clients why, so a flood cannot pile them up.
+    refusals: Arc<Semaphore>,
 }
+
+/// At most this many "server busy" replies are in flight; past it, refused clients are just
+/// closed.
+const MAX_PENDING_REFUSALS: usize = 32;
 
 impl IpcServer {
     /// Binds `path` with default [`ServerOptions`].
@@ -137,7 +161,9 @@ impl IpcServer {
         options: ServerOptions,
         endpoint: PathBuf,
     ) -> Self {
-        IpcServer { listener, options, endpoint, server_uid: sys::server_uid() }
+        let slots = Arc::new(Semaphore::new(options.max_connections));
+        let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
+        IpcServer { listener, options, endpoint, server_uid: sys::server_uid(), slots, refusals }
     }
 
     /// Waits for the next client that the peer policy admits.
@@ -152,10 +178,34 @@ impl IpcServer {
                 warn!(?peer, policy = ?self.options.peer_policy, "peer refused by policy");
                 continue;
             }
-            debug!(?peer, "accepted connection");
-            return Ok(Connection::with_config(stream, self.options.frame, self.options.timeout)
-                .with_peer(Some(peer)));
+            let conn = Connection::with_config(stream, self.options.frame, self.options.timeout)
+                .with_peer(Some(peer));
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    debug!(?peer, "accepted connection");
+                    return Ok(conn.with_slot(Slot::new(permit)));
+                }
+                Err(_) => self.refuse_busy(conn),
+            }
         }
+    }
+
+    /// Tells a client over the connection limit why it is closed, without holding up `accept`.
+    fn refuse_busy(&self, mut conn: IpcConnection) {
+        let limit = self.options.max_connections;
+        warn!(peer = ?conn.peer_credentials(), limit, "connection limit reached; refusing client");
+        let Ok(permit) = self.refusals.clone().try_acquire_owned() else { return };
+        conn.set_timeout(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let message = format!("server busy: {limit} connections open; try again later");
+            let _ = conn.send(&IpcResponse::Error { message }).await;
+            drop(permit);
+        });
+    }
+
+    /// How many accepted connections are open now.
+    pub fn connection_count(&self) -> usize {
+        self.options.max_connections - self.slots.available_permits()
     }
 
     /// The endpoint this server listens on.

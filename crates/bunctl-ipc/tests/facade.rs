@@ -232,8 +232,10 @@ async fn recv_cancelled_mid_frame_loses_no_bytes() {
     let mut server = IpcServer::bind(ep.path()).await.expect("bind");
     let msgs = all_messages();
     let sent = msgs.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let writer = tokio::spawn(async move {
         let (mut raw, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
+        ready_rx.await.expect("reader is waiting");
         for m in &sent {
             let mut frame = Vec::new();
             ipc_proto_frame(m, &mut frame);
@@ -247,14 +249,21 @@ async fn recv_cancelled_mid_frame_loses_no_bytes() {
         let _ = raw.recv().await;
     });
     let mut conn = within("accept", server.accept()).await.expect("accept");
+    ready_tx.send(()).expect("writer alive");
     let mut got = Vec::new();
     let mut cancellations = 0u32;
-    while got.len() < msgs.len() {
-        tokio::select! {
-            m = conn.recv() => got.push(m.expect("message")),
-            _ = tokio::time::sleep(Duration::from_micros(200)) => cancellations += 1,
+    // Every `recv` gets exactly one poll; whenever that is not enough it is dropped and a new
+    // one started, so frames are assembled across many cancelled futures.
+    within("all messages", async {
+        while got.len() < msgs.len() {
+            tokio::select! {
+                biased;
+                m = conn.recv() => got.push(m.expect("message")),
+                _ = tokio::task::yield_now() => cancellations += 1,
+            }
         }
-    }
+    })
+    .await;
     assert_eq!(got, msgs);
     assert!(cancellations > 0, "the test never cancelled a recv");
     drop(conn);
@@ -409,4 +418,43 @@ fn connection_is_generic_over_the_stream(
     s: tokio::io::DuplexStream,
 ) -> Connection<tokio::io::DuplexStream, IpcMessage, IpcResponse> {
     Connection::new(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_over_the_connection_limit_is_told_busy_and_others_are_unaffected() {
+    let ep = fresh_endpoint();
+    let mut server = IpcServer::bind_with(ep.path(), ServerOptions::new().max_connections(2))
+        .await
+        .expect("bind");
+    tokio::spawn(async move {
+        while let Ok(conn) = server.accept().await {
+            tokio::spawn(echo(conn));
+        }
+    });
+    let mut first = IpcClient::connect(ep.path()).await.expect("first");
+    let mut second = IpcClient::connect(ep.path()).await.expect("second");
+    assert_eq!(first.request(&IpcMessage::List).await.expect("1"), echoed(&IpcMessage::List));
+    assert_eq!(second.request(&IpcMessage::List).await.expect("2"), echoed(&IpcMessage::List));
+
+    let mut third = IpcClient::connect(ep.path()).await.expect("the socket still accepts");
+    match within("busy", third.recv()).await.expect("busy reply") {
+        IpcResponse::Error { message } => assert!(message.starts_with("server busy"), "{message}"),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert!(matches!(within("close", third.recv()).await, Err(IpcError::Closed)));
+    // Existing clients carry on.
+    assert_eq!(first.request(&IpcMessage::List).await.expect("1"), echoed(&IpcMessage::List));
+
+    // Once a slot frees up, a newcomer is served.
+    drop(second);
+    let served = within("slot frees", async {
+        loop {
+            let mut c = IpcClient::connect(ep.path()).await.expect("connect");
+            if let Ok(reply @ IpcResponse::Success { .. }) = c.request(&IpcMessage::List).await {
+                return reply;
+            }
+        }
+    })
+    .await;
+    assert_eq!(served, echoed(&IpcMessage::List));
 }
