@@ -58,10 +58,12 @@
 //! `warn!` for refused peers, stale-socket trouble and poisoned connections, `error!` for
 //! failures the library cannot report to a caller.
 
+mod bus;
 mod client;
 mod conn;
 mod event;
 mod peer;
+mod serve;
 mod server;
 
 #[cfg(unix)]
@@ -71,10 +73,12 @@ mod sys;
 #[path = "sys_windows.rs"]
 mod sys;
 
+pub use bus::{BusEvent, DEFAULT_QUEUE_CAPACITY, EventBus, Subscription};
 pub use client::{ClientConnection, ClientOptions, EventStream, IpcClient};
 pub use conn::{Connection, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};
+pub use serve::{Handler, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection};
 pub use server::{DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions};
 
 pub use ipc_proto::{
