@@ -96,6 +96,10 @@ pub use ipc_proto::event as event_types;
 /// That fallback directory is created with mode 0700 by [`IpcServer::bind`], and both `bind`
 /// and [`IpcClient::connect`] refuse it ([`IpcError::InsecurePath`]) when it belongs to another
 /// user or is open to group or others, as tmux does with its socket directory.
+///
+/// On Windows: `\\.\pipe\bunctl_<SID>`, the SID being the current user's (from the process
+/// token), so two users' daemons never share a pipe; the pipe's DACL admits that user and
+/// SYSTEM only.
 pub fn default_socket_path() -> std::path::PathBuf {
     sys::default_endpoint()
 }
