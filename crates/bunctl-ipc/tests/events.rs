@@ -29,9 +29,17 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// A fresh endpoint: a socket in a new temp dir, or a pipe name of its own on Windows (where a
+/// path stands for `\\.\pipe\bunctl_<file name>`, and file names would collide).
 fn endpoint() -> (TempDir, PathBuf) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("events.sock");
+    let path = if cfg!(windows) {
+        PathBuf::from(format!(r"\\.\pipe\bunctl-events-{}-{n}", std::process::id()))
+    } else {
+        dir.path().join(format!("events-{n}.sock"))
+    };
     (dir, path)
 }
 
@@ -604,6 +612,7 @@ async fn dropping_serve_removes_the_socket_and_ends_connections() {
     client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("subscribed");
     server.task.abort();
     let _ = (&mut server.task).await;
+    #[cfg(unix)]
     assert!(!server.path.exists(), "socket file removed");
     let err = within("close", client.recv()).await.expect_err("connection ended");
     assert!(err.is_disconnect(), "{err:?}");

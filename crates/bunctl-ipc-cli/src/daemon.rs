@@ -1,0 +1,838 @@
+//! The reference daemon: a small process manager behind a bunctl IPC socket.
+//!
+//! # Requests
+//!
+//! | request | reply |
+//! |---|---|
+//! | `Start { name, config }` | `Success` once spawned; `Error` for a duplicate name, bad config or a spawn failure |
+//! | `Stop { name }` | `Success` once the process is gone (SIGTERM to its process group, SIGKILL after the grace period; `TerminateProcess` on Windows) |
+//! | `Restart { name }` | `Success` once stopped (if running) and spawned again; counts in `restarts` |
+//! | `Delete { name }` | `Success` once stopped (if running) and forgotten |
+//! | `Status { name }` | `Data`: one record, or an array of all records sorted by name |
+//! | `List` | `Data`: the app names, sorted |
+//! | `Logs { name, lines }` | `Data`: the last `lines` output lines of one app, or of all apps merged in output order |
+//!
+//! `config` is JSON text: `{"command": "bun", "args": ["run", "server.ts"], "cwd": "/srv/web",
+//! "env": {"PORT": "3000"}}`; only `command` is required, `env` adds to the daemon's own
+//! environment, and unknown keys are refused (they are most likely typos). A status record is
+//! `{"name", "state", "pid", "restarts", "exit_code", "signal"}`, with `state` one of
+//! `starting`, `running`, `stopping`, `stopped` (by request), `exited` (on its own) and
+//! `errored` (a restart could not spawn). A log record is `{"app", "stream", "line"}`. Unknown
+//! apps get `Error { message: "unknown app: NAME" }`.
+//!
+//! # Events
+//!
+//! `process_started {"app", "pid"}`, `process_exited {"app", "exit_code", "signal"}`,
+//! `status_change {"app", "state"}` and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
+//! Each is published while the daemon's state already shows it (a client that receives
+//! `status_change` and asks for `Status` sees at least that state). An app's output read before
+//! its exit is published before its `process_exited`; if a descendant keeps the output pipes
+//! open, lines that come later still arrive, after it.
+//!
+//! # Output capture
+//!
+//! stdout and stderr are read line by line; a line longer than
+//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and the last
+//! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_CHANGE};
+use bunctl_ipc::{EventBus, Handler, IpcError, IpcMessage, IpcResponse, IpcServer};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// How long an app's output readers may take to reach end of stream after the app exited,
+/// before `process_exited` is published anyway (a descendant may hold the pipes open).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
+/// Tunables of a [`Daemon`].
+///
+/// ```
+/// use bunctl_ipc_cli::DaemonOptions;
+/// use std::time::Duration;
+///
+/// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2)).log_lines(200);
+/// assert_eq!(options.stop_grace_period(), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    stop_grace: Duration,
+    log_lines: usize,
+    max_line_len: usize,
+}
+
+impl DaemonOptions {
+    /// Defaults: a 5 s stop grace period, 1000 kept lines per app, lines split at 16 KiB.
+    pub fn new() -> Self {
+        DaemonOptions {
+            stop_grace: Duration::from_secs(5),
+            log_lines: 1000,
+            max_line_len: 16 * 1024,
+        }
+    }
+
+    /// How long `Stop` waits after SIGTERM before sending SIGKILL (Unix).
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// The output lines kept per app for `Logs`.
+    pub fn log_lines(mut self, lines: usize) -> Self {
+        self.log_lines = lines;
+        self
+    }
+
+    /// The longest line kept whole, in bytes (at least 1); longer lines are split.
+    pub fn max_line_len(mut self, bytes: usize) -> Self {
+        self.max_line_len = bytes.max(1);
+        self
+    }
+
+    /// The stop grace period in force.
+    pub fn stop_grace_period(&self) -> Duration {
+        self.stop_grace
+    }
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions::new()
+    }
+}
+
+/// An app's configuration, the JSON text of `Start { config }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppConfig {
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppState {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Exited,
+    Errored,
+}
+
+impl AppState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AppState::Starting => "starting",
+            AppState::Running => "running",
+            AppState::Stopping => "stopping",
+            AppState::Stopped => "stopped",
+            AppState::Exited => "exited",
+            AppState::Errored => "errored",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+struct LogLine {
+    /// Daemon-wide output order, to merge apps' logs.
+    seq: u64,
+    stream: OutputStream,
+    line: String,
+}
+
+/// The handles of a running process.
+struct Run {
+    stop: Arc<Notify>,
+    /// Becomes true once the process is reaped and its exit published.
+    exited: watch::Receiver<bool>,
+}
+
+struct App {
+    /// Distinguishes this app from a later one of the same name (after `Delete` + `Start`).
+    id: u64,
+    config: AppConfig,
+    state: AppState,
+    pid: Option<u32>,
+    restarts: u32,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    logs: VecDeque<LogLine>,
+    run: Option<Run>,
+    /// Serializes Start/Stop/Restart/Delete of this app.
+    op: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl App {
+    fn record(&self, name: &str) -> Value {
+        json!({
+            "name": name,
+            "state": self.state.as_str(),
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+        })
+    }
+}
+
+type Apps = BTreeMap<String, App>;
+
+fn entry<'a>(apps: &'a mut Apps, name: &str, id: u64) -> Option<&'a mut App> {
+    apps.get_mut(name).filter(|app| app.id == id)
+}
+
+struct Inner {
+    bus: EventBus,
+    options: DaemonOptions,
+    apps: Mutex<Apps>,
+    next_id: AtomicU64,
+    log_seq: AtomicU64,
+    closing: AtomicBool,
+}
+
+/// The reference daemon's state and request handling; cheap to clone (clones share it).
+///
+/// Serve it with [`Daemon::serve`] (or hand it to [`bunctl_ipc::serve`], as it implements
+/// [`Handler`]), or call [`Daemon::handle`] directly. See the [module docs](self) for the
+/// requests, replies and events.
+///
+/// ```
+/// use bunctl_ipc::{EventBus, IpcMessage, IpcResponse};
+/// use bunctl_ipc_cli::Daemon;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let daemon = Daemon::new(EventBus::new());
+/// let reply = daemon.handle(IpcMessage::Stop { name: "nope".into() }).await;
+/// assert_eq!(reply, IpcResponse::Error { message: "unknown app: nope".into() });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("apps", &self.lock().len())
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+fn success(message: impl Into<String>) -> IpcResponse {
+    IpcResponse::Success { message: message.into() }
+}
+
+fn failure(message: impl Into<String>) -> IpcResponse {
+    IpcResponse::Error { message: message.into() }
+}
+
+fn unknown(name: &str) -> IpcResponse {
+    failure(format!("unknown app: {name}"))
+}
+
+impl Daemon {
+    /// A daemon with default [`DaemonOptions`] that publishes on `bus`.
+    pub fn new(bus: EventBus) -> Self {
+        Self::with_options(bus, DaemonOptions::new())
+    }
+
+    /// A daemon with the given options that publishes on `bus`.
+    pub fn with_options(bus: EventBus, options: DaemonOptions) -> Self {
+        Daemon {
+            inner: Arc::new(Inner {
+                bus,
+                options,
+                apps: Mutex::new(BTreeMap::new()),
+                next_id: AtomicU64::new(0),
+                log_seq: AtomicU64::new(0),
+                closing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The bus the daemon publishes on.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// Serves `server` until `shutdown` completes, then stops accepting (removing the socket),
+    /// ends every connection and stops every app ([`Daemon::shutdown`]).
+    ///
+    /// Returns the accept loop's error if it failed before `shutdown` completed.
+    pub async fn serve(
+        &self,
+        server: IpcServer,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), IpcError> {
+        let endpoint = server.endpoint().to_owned();
+        info!(endpoint = %endpoint.display(), "daemon listening");
+        let served = {
+            // Dropping this future drops the server (its socket file goes) and the connections.
+            let serving = bunctl_ipc::serve(server, self.inner.bus.clone(), self.clone());
+            tokio::select! {
+                result = serving => result,
+                () = shutdown => Ok(()),
+            }
+        };
+        info!(endpoint = %endpoint.display(), "daemon shutting down");
+        self.shutdown().await;
+        served
+    }
+
+    /// Refuses further `Start` and `Restart` requests and stops every running app, waiting
+    /// until each is gone (at most about the stop grace period).
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let running: Vec<(String, u64)> = self
+            .lock()
+            .iter()
+            .filter(|(_, app)| app.run.is_some())
+            .map(|(name, app)| (name.clone(), app.id))
+            .collect();
+        let stops: Vec<_> = running
+            .into_iter()
+            .map(|(name, id)| {
+                let daemon = self.clone();
+                tokio::spawn(async move { daemon.stop_run(&name, id).await })
+            })
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
+        }
+        debug!("all apps stopped");
+    }
+
+    /// Answers one request. `Subscribe`/`Unsubscribe` belong to the connection
+    /// ([`bunctl_ipc::serve_connection`] answers them) and get an `Error` here.
+    pub async fn handle(&self, message: IpcMessage) -> IpcResponse {
+        match message {
+            IpcMessage::Start { name, config } => self.start(&name, &config),
+            IpcMessage::Stop { name } => self.stop(&name).await,
+            IpcMessage::Restart { name } => self.restart(&name).await,
+            IpcMessage::Delete { name } => self.delete(&name).await,
+            IpcMessage::Status { name } => self.status(name.as_deref()),
+            IpcMessage::List => {
+                IpcResponse::Data { data: json!(self.lock().keys().collect::<Vec<_>>()) }
+            }
+            IpcMessage::Logs { name, lines } => self.logs(name.as_deref(), lines),
+            IpcMessage::Subscribe { .. } | IpcMessage::Unsubscribe => {
+                failure("subscriptions are handled by the connection, not by the daemon")
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Apps> {
+        self.inner.apps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes an event about `app`; called with the apps lock held, so that what a client
+    /// is told and what `Status` says never disagree.
+    fn publish(&self, event_type: &str, app: &str, data: Value) {
+        self.inner.bus.publish(event_type, Some(app), data);
+    }
+
+    fn publish_state(&self, name: &str, app: &mut App, state: AppState) {
+        app.state = state;
+        debug!(app = name, state = state.as_str(), "state");
+        self.publish(STATUS_CHANGE, name, json!({ "app": name, "state": state.as_str() }));
+    }
+
+    fn start(&self, name: &str, config: &str) -> IpcResponse {
+        if name.is_empty() {
+            return failure("app name must not be empty");
+        }
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return failure("daemon is shutting down");
+        }
+        let config: AppConfig = match serde_json::from_str(config) {
+            Ok(c) => c,
+            Err(e) => return failure(format!("invalid config for {name}: {e}")),
+        };
+        if config.command.is_empty() {
+            return failure(format!("invalid config for {name}: `command` must not be empty"));
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let op = Arc::new(tokio::sync::Mutex::new(()));
+        // Held while spawning, so a concurrent Stop/Delete waits for the spawn's outcome.
+        let Ok(_op) = Arc::clone(&op).try_lock_owned() else {
+            return failure("internal error: fresh app lock is taken");
+        };
+        {
+            let mut apps = self.lock();
+            if apps.contains_key(name) {
+                return failure(format!(
+                    "app {name} already exists (Restart it, or Delete it first)"
+                ));
+            }
+            apps.insert(
+                name.to_owned(),
+                App {
+                    id,
+                    config,
+                    state: AppState::Starting,
+                    pid: None,
+                    restarts: 0,
+                    exit_code: None,
+                    signal: None,
+                    logs: VecDeque::new(),
+                    run: None,
+                    op,
+                },
+            );
+        }
+        match self.launch(name, id) {
+            Ok(pid) => success(format!("Started {name} (pid {pid})")),
+            Err(e) => {
+                self.lock().remove(name);
+                failure(format!("failed to start {name}: {e}"))
+            }
+        }
+    }
+
+    /// The app's id and operation lock, if it exists.
+    fn find(&self, name: &str) -> Option<(u64, Arc<tokio::sync::Mutex<()>>)> {
+        self.lock().get(name).map(|app| (app.id, Arc::clone(&app.op)))
+    }
+
+    async fn stop(&self, name: &str) -> IpcResponse {
+        let Some((id, op)) = self.find(name) else { return unknown(name) };
+        let _op = op.lock().await;
+        match self.stop_run(name, id).await {
+            Some(true) => success(format!("Stopped {name}")),
+            Some(false) => success(format!("{name} is not running")),
+            None => unknown(name),
+        }
+    }
+
+    async fn restart(&self, name: &str) -> IpcResponse {
+        let Some((id, op)) = self.find(name) else { return unknown(name) };
+        let _op = op.lock().await;
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return failure("daemon is shutting down");
+        }
+        if self.stop_run(name, id).await.is_none() {
+            return unknown(name);
+        }
+        match self.launch(name, id) {
+            Ok(pid) => {
+                if let Some(app) = entry(&mut self.lock(), name, id) {
+                    app.restarts += 1;
+                }
+                success(format!("Restarted {name} (pid {pid})"))
+            }
+            Err(e) => {
+                if let Some(app) = entry(&mut self.lock(), name, id) {
+                    self.publish_state(name, app, AppState::Errored);
+                }
+                failure(format!("failed to restart {name}: {e}"))
+            }
+        }
+    }
+
+    async fn delete(&self, name: &str) -> IpcResponse {
+        let Some((id, op)) = self.find(name) else { return unknown(name) };
+        let _op = op.lock().await;
+        if self.stop_run(name, id).await.is_none() {
+            return unknown(name);
+        }
+        let mut apps = self.lock();
+        if entry(&mut apps, name, id).is_none() {
+            return unknown(name);
+        }
+        apps.remove(name);
+        self.publish(STATUS_CHANGE, name, json!({ "app": name, "state": "deleted" }));
+        success(format!("Deleted {name}"))
+    }
+
+    /// Stops the app's process if it has one and waits until its exit is published.
+    /// `Some(true)`: stopped; `Some(false)`: was not running; `None`: no such app.
+    async fn stop_run(&self, name: &str, id: u64) -> Option<bool> {
+        let (stop, mut exited) = {
+            let mut apps = self.lock();
+            let app = entry(&mut apps, name, id)?;
+            let Some(run) = &app.run else { return Some(false) };
+            let handles = (Arc::clone(&run.stop), run.exited.clone());
+            self.publish_state(name, app, AppState::Stopping);
+            handles
+        };
+        stop.notify_one();
+        // An error means the supervisor is gone, which also means the process is.
+        let _ = exited.wait_for(|done| *done).await;
+        Some(true)
+    }
+
+    /// Spawns the app's process and its supervisor. Returns the pid.
+    fn launch(&self, name: &str, id: u64) -> io::Result<u32> {
+        let config = entry(&mut self.lock(), name, id)
+            .map(|app| app.config.clone())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "app was deleted"))?;
+        let mut command = Command::new(&config.command);
+        command
+            .args(&config.args)
+            .envs(&config.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // If the daemon dies without stopping it, the process does not outlive it.
+            .kill_on_drop(true);
+        if let Some(cwd) = &config.cwd {
+            command.current_dir(cwd);
+        }
+        // Its own process group: Stop signals the whole tree, and a Ctrl-C meant for the
+        // daemon's terminal does not reach the apps behind the daemon's back.
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot run {:?}: {e}", config.command))
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let stop = Arc::new(Notify::new());
+        let (exited_tx, exited_rx) = watch::channel(false);
+        {
+            let mut apps = self.lock();
+            let Some(app) = entry(&mut apps, name, id) else {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "app was deleted"));
+            };
+            app.pid = Some(pid);
+            app.exit_code = None;
+            app.signal = None;
+            app.run = Some(Run { stop: Arc::clone(&stop), exited: exited_rx });
+            self.publish(PROCESS_STARTED, name, json!({ "app": name, "pid": pid }));
+            self.publish_state(name, app, AppState::Running);
+        }
+        info!(app = name, pid, command = %config.command, "started");
+        // Readers start after `process_started` is out, so no line can precede it.
+        let readers = [
+            child.stdout.take().map(|out| self.spawn_reader(name, id, OutputStream::Stdout, out)),
+            child.stderr.take().map(|err| self.spawn_reader(name, id, OutputStream::Stderr, err)),
+        ];
+        tokio::spawn(self.clone().supervise(name.to_owned(), id, child, stop, readers, exited_tx));
+        Ok(pid)
+    }
+
+    fn spawn_reader(
+        &self,
+        name: &str,
+        id: u64,
+        stream: OutputStream,
+        output: impl AsyncRead + Unpin + Send + 'static,
+    ) -> JoinHandle<()> {
+        let daemon = self.clone();
+        let name = name.to_owned();
+        let max = self.inner.options.max_line_len;
+        tokio::spawn(async move {
+            read_lines(output, max, |line| daemon.record_line(&name, id, stream, line)).await;
+        })
+    }
+
+    fn record_line(&self, name: &str, id: u64, stream: OutputStream, line: String) {
+        let mut apps = self.lock();
+        let Some(app) = entry(&mut apps, name, id) else { return };
+        let keep = self.inner.options.log_lines;
+        if keep > 0 {
+            if app.logs.len() >= keep {
+                app.logs.pop_front();
+            }
+            let seq = self.inner.log_seq.fetch_add(1, Ordering::Relaxed);
+            app.logs.push_back(LogLine { seq, stream, line: line.clone() });
+        }
+        self.publish(
+            LOG_LINE,
+            name,
+            json!({ "app": name, "stream": stream.as_str(), "line": line }),
+        );
+    }
+
+    /// Owns the child: waits for it to exit or for a stop request, then publishes the exit.
+    async fn supervise(
+        self,
+        name: String,
+        id: u64,
+        mut child: Child,
+        stop: Arc<Notify>,
+        readers: [Option<JoinHandle<()>>; 2],
+        exited: watch::Sender<bool>,
+    ) {
+        let (status, stopped) = tokio::select! {
+            status = child.wait() => (status, false),
+            () = stop.notified() => (terminate(&mut child, self.inner.options.stop_grace).await, true),
+        };
+        let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        for reader in readers.into_iter().flatten() {
+            if tokio::time::timeout_at(drain_until, reader).await.is_err() {
+                debug!(app = %name, "output still open after exit; lines may follow process_exited");
+            }
+        }
+        let (exit_code, signal) = match &status {
+            Ok(status) => (status.code(), exit_signal(status)),
+            Err(e) => {
+                warn!(app = %name, error = %e, "could not wait for the process");
+                (None, None)
+            }
+        };
+        info!(app = %name, ?exit_code, ?signal, stopped, "exited");
+        {
+            let mut apps = self.lock();
+            if let Some(app) = entry(&mut apps, &name, id) {
+                app.pid = None;
+                app.exit_code = exit_code;
+                app.signal = signal;
+                app.run = None;
+                self.publish(
+                    PROCESS_EXITED,
+                    &name,
+                    json!({ "app": name, "exit_code": exit_code, "signal": signal }),
+                );
+                let state = if stopped { AppState::Stopped } else { AppState::Exited };
+                self.publish_state(&name, app, state);
+            }
+        }
+        exited.send_replace(true);
+    }
+}
+
+impl Handler for Daemon {
+    fn handle(&self, message: IpcMessage) -> impl Future<Output = IpcResponse> + Send {
+        Daemon::handle(self, message)
+    }
+}
+
+/// Reads `output` line by line (lines over `max` bytes are split; `\r\n` and `\n` end lines;
+/// invalid UTF-8 is replaced) until end of stream or a read error.
+async fn read_lines(output: impl AsyncRead + Unpin, max: usize, mut on_line: impl FnMut(String)) {
+    let mut reader = BufReader::new(output);
+    let mut line = Vec::new();
+    let mut emit = |line: &mut Vec<u8>| {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        on_line(String::from_utf8_lossy(line).into_owned());
+        line.clear();
+    };
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) => buf,
+            Err(e) => {
+                debug!(error = %e, "output read failed");
+                break;
+            }
+        };
+        if buf.is_empty() {
+            if !line.is_empty() {
+                emit(&mut line);
+            }
+            return;
+        }
+        let room = max - line.len();
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) if end <= room => {
+                line.extend_from_slice(&buf[..end]);
+                reader.consume(end + 1);
+                emit(&mut line);
+            }
+            _ => {
+                let take = buf.len().min(room);
+                line.extend_from_slice(&buf[..take]);
+                reader.consume(take);
+                if line.len() >= max {
+                    emit(&mut line);
+                }
+            }
+        }
+    }
+}
+
+/// The signal that ended the process, on Unix.
+fn exit_signal(status: &ExitStatus) -> Option<i32> {
+    #[cfg(unix)]
+    {
+        std::os::unix::process::ExitStatusExt::signal(status)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        None
+    }
+}
+
+/// SIGTERM to the process group, SIGKILL if it is still there after `grace`.
+#[cfg(unix)]
+async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    if let Some(pid) = child.id() {
+        signal_group(pid, libc::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            debug!(?grace, "still running after SIGTERM; sending SIGKILL");
+            if let Some(pid) = child.id() {
+                signal_group(pid, libc::SIGKILL);
+            }
+            child.kill().await?;
+            child.wait().await
+        }
+    }
+}
+
+/// `TerminateProcess`: Windows has no polite signal for a console-less child.
+#[cfg(not(unix))]
+async fn terminate(child: &mut Child, _grace: Duration) -> io::Result<ExitStatus> {
+    child.kill().await?;
+    child.wait().await
+}
+
+#[cfg(unix)]
+fn signal_group(pid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else { return };
+    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions. The child was
+    // spawned with `process_group(0)`, so its pid is its group's id, and it is not reaped yet
+    // (we hold its `Child` and have not seen it exit), so the id cannot have been reused.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc != 0 {
+        debug!(pgid, signal, error = %io::Error::last_os_error(), "kill failed");
+    }
+}
+
+/// Binds `socket` and runs a [`Daemon`] with default options until `shutdown` completes; then
+/// stops every app and removes the socket.
+pub async fn run_daemon(
+    socket: impl AsRef<Path>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IpcError> {
+    let server = IpcServer::bind(socket).await?;
+    Daemon::new(EventBus::new()).serve(server, shutdown).await
+}
+
+/// Completes on Ctrl-C (SIGINT), or SIGTERM on Unix: the daemon's usual shutdown signal.
+///
+/// If a signal handler cannot be installed, that signal is logged and ignored.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("Ctrl-C received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}
+
+impl Daemon {
+    fn status(&self, name: Option<&str>) -> IpcResponse {
+        let apps = self.lock();
+        match name {
+            Some(name) => match apps.get(name) {
+                Some(app) => IpcResponse::Data { data: app.record(name) },
+                None => unknown(name),
+            },
+            None => IpcResponse::Data {
+                data: Value::Array(apps.iter().map(|(name, app)| app.record(name)).collect()),
+            },
+        }
+    }
+
+    fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
+        let apps = self.lock();
+        let mut picked: Vec<(&str, &LogLine)> = match name {
+            Some(name) => match apps.get(name) {
+                Some(app) => app.logs.iter().map(|l| (name, l)).collect(),
+                None => return unknown(name),
+            },
+            None => {
+                let mut all: Vec<_> = apps
+                    .iter()
+                    .flat_map(|(name, app)| app.logs.iter().map(move |l| (name.as_str(), l)))
+                    .collect();
+                all.sort_by_key(|(_, l)| l.seq);
+                all
+            }
+        };
+        let skip = picked.len().saturating_sub(lines);
+        picked.drain(..skip);
+        let data = picked
+            .into_iter()
+            .map(|(app, l)| json!({ "app": app, "stream": l.stream.as_str(), "line": l.line }))
+            .collect();
+        IpcResponse::Data { data: Value::Array(data) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8], max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        read_lines(input, max, |l| out.push(l)).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_on_newlines_and_at_the_length_limit() {
+        assert_eq!(lines_of(b"a\r\nbb\n\nccc", 100).await, ["a", "bb", "", "ccc"]);
+        assert_eq!(lines_of(b"abcdefg\nh\n", 3).await, ["abc", "def", "g", "h"]);
+        assert_eq!(lines_of(b"abc\n", 3).await, ["abc"]);
+        assert_eq!(lines_of(b"\xff\n", 8).await, ["\u{fffd}"]);
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys_and_requires_command() {
+        assert!(serde_json::from_str::<AppConfig>(r#"{"command":"x","arg":[]}"#).is_err());
+        assert!(serde_json::from_str::<AppConfig>(r#"{"args":[]}"#).is_err());
+        let c: AppConfig =
+            serde_json::from_str(r#"{"command":"x","env":{"A":"1"},"cwd":"/"}"#).expect("valid");
+        assert!(c.args.is_empty() && c.env["A"] == "1");
+    }
+}

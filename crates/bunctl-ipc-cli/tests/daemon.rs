@@ -1,0 +1,432 @@
+//! The reference daemon end to end: a real socket, real child processes, real events.
+//! Every wait is on a reply, an event or a process, under a deadline; nothing sleeps.
+//! Most tests need `sh` and signals, hence Unix only; helpers they share stay unused elsewhere.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_CHANGE};
+use bunctl_ipc::{
+    Event, EventBus, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, SubscriptionType,
+};
+use bunctl_ipc_cli::{Daemon, DaemonOptions};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A daemon serving a fresh socket in this process.
+struct Running {
+    _dir: TempDir,
+    path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), IpcError>>,
+}
+
+impl Running {
+    async fn start(options: DaemonOptions) -> Running {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = tempfile::tempdir().expect("temp dir");
+        // On Windows a path names the pipe `bunctl_<file name>`: give each daemon its own.
+        let path = if cfg!(windows) {
+            PathBuf::from(format!(r"\\.\pipe\bunctl-daemon-{}-{n}", std::process::id()))
+        } else {
+            dir.path().join("daemon.sock")
+        };
+        let server = IpcServer::bind(&path).await.expect("bind");
+        let daemon = Daemon::with_options(EventBus::new(), options);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            daemon
+                .serve(server, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Running { _dir: dir, path, shutdown: Some(tx), task }
+    }
+
+    async fn client(&self) -> IpcClient {
+        within("connect", IpcClient::connect(&self.path)).await.expect("connect")
+    }
+
+    /// Shuts the daemon down and waits until it has finished.
+    async fn stop(mut self) -> Result<(), IpcError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        within("daemon shutdown", &mut self.task).await.expect("daemon task")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn call(client: &mut IpcClient, message: IpcMessage) -> IpcResponse {
+    within("a reply", client.request(&message)).await.expect("reply")
+}
+
+fn start(name: &str, command: &str, args: &[&str]) -> IpcMessage {
+    IpcMessage::Start {
+        name: name.into(),
+        config: json!({ "command": command, "args": args }).to_string(),
+    }
+}
+
+fn data(reply: IpcResponse) -> Value {
+    match reply {
+        IpcResponse::Data { data } => data,
+        other => panic!("expected Data, got {other:?}"),
+    }
+}
+
+fn error_message(reply: IpcResponse) -> String {
+    match reply {
+        IpcResponse::Error { message } => message,
+        other => panic!("expected Error, got {other:?}"),
+    }
+}
+
+fn assert_success(reply: IpcResponse) -> String {
+    match reply {
+        IpcResponse::Success { message } => message,
+        other => panic!("expected Success, got {other:?}"),
+    }
+}
+
+async fn next_event(client: &mut IpcClient) -> Event {
+    within("an event", client.next_event()).await.expect("event")
+}
+
+/// Events up to and including the first of `event_type`.
+async fn events_until(client: &mut IpcClient, event_type: &str) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let event = next_event(client).await;
+        let last = event.event_type == event_type;
+        events.push(event);
+        if last {
+            return events;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn is_alive(pid: u64) -> bool {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_output_and_exit_arrive_as_events_and_stay_in_logs_and_status() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client
+        .subscribe(SubscriptionType::AllEvents { app_name: Some("t".into()) })
+        .await
+        .expect("sub");
+    let reply = call(&mut client, start("t", "sh", &["-c", "echo one; echo two >&2"])).await;
+    assert!(assert_success(reply).starts_with("Started t (pid "));
+
+    let events = events_until(&mut client, PROCESS_EXITED).await;
+    assert_eq!(events[0].event_type, PROCESS_STARTED, "{events:?}");
+    assert_eq!(events[0].app(), Some("t"));
+    assert!(events[0].data["pid"].as_u64().is_some_and(|pid| pid > 0));
+    assert_eq!(events[1], Event::new(STATUS_CHANGE, json!({"app": "t", "state": "running"})));
+    let mut lines: Vec<Value> =
+        events.iter().filter(|e| e.event_type == LOG_LINE).map(|e| e.data.clone()).collect();
+    lines.sort_by_key(|l| l["line"].as_str().map(str::to_owned));
+    assert_eq!(
+        lines,
+        [
+            json!({"app": "t", "stream": "stdout", "line": "one"}),
+            json!({"app": "t", "stream": "stderr", "line": "two"}),
+        ]
+    );
+    assert_eq!(
+        events.last().map(|e| e.data.clone()),
+        Some(json!({"app": "t", "exit_code": 0, "signal": null}))
+    );
+    assert_eq!(events.len(), 5, "started, running, two lines, exited: {events:?}");
+    assert_eq!(
+        next_event(&mut client).await,
+        Event::new(STATUS_CHANGE, json!({"app": "t", "state": "exited"}))
+    );
+
+    let mut logs =
+        data(call(&mut client, IpcMessage::Logs { name: Some("t".into()), lines: 10 }).await);
+    let logs = logs.as_array_mut().expect("array");
+    logs.sort_by_key(|l| l["line"].as_str().map(str::to_owned));
+    assert_eq!(logs.as_slice(), lines.as_slice());
+
+    let status = data(call(&mut client, IpcMessage::Status { name: Some("t".into()) }).await);
+    assert_eq!(
+        status,
+        json!({"name": "t", "state": "exited", "pid": null, "restarts": 0, "exit_code": 0, "signal": null})
+    );
+    assert!(daemon.stop().await.is_ok());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn nonzero_exit_code_is_reported() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::StatusEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, start("t", "sh", &["-c", "exit 3"])).await);
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data, json!({"app": "t", "exit_code": 3, "signal": null}));
+    let status = data(call(&mut client, IpcMessage::Status { name: None }).await);
+    assert_eq!(status[0]["exit_code"], 3);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_terminates_a_running_app_with_sigterm() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, start("t", "sleep", &["30"])).await);
+    let pid = data(call(&mut client, IpcMessage::Status { name: Some("t".into()) }).await)["pid"]
+        .as_u64()
+        .expect("pid");
+    assert!(is_alive(pid));
+    client
+        .subscribe(SubscriptionType::StatusEvents { app_name: Some("t".into()) })
+        .await
+        .expect("sub");
+
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Stop { name: "t".into() }).await),
+        "Stopped t"
+    );
+    assert!(!is_alive(pid), "the process is gone when Stop replies");
+    // The reply came after these events (the request held them back for us).
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(next_event(&mut client).await.data);
+    }
+    assert_eq!(
+        seen,
+        [
+            json!({"app": "t", "state": "stopping"}),
+            json!({"app": "t", "exit_code": null, "signal": libc::SIGTERM}),
+            json!({"app": "t", "state": "stopped"}),
+        ]
+    );
+    let status = data(call(&mut client, IpcMessage::Status { name: Some("t".into()) }).await);
+    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["pid"], Value::Null);
+    // Stopping again is harmless.
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Stop { name: "t".into() }).await),
+        "t is not running"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_escalates_to_sigkill_after_the_grace_period() {
+    let daemon = Running::start(DaemonOptions::new().stop_grace(Duration::from_millis(200))).await;
+    let mut client = daemon.client().await;
+    client
+        .subscribe(SubscriptionType::AllEvents { app_name: Some("t".into()) })
+        .await
+        .expect("sub");
+    // SIGTERM is ignored (and stays ignored across exec) once "ready" is printed.
+    let stubborn = start("t", "sh", &["-c", "trap '' TERM; echo ready; exec sleep 30"]);
+    assert_success(call(&mut client, stubborn).await);
+    loop {
+        let event = next_event(&mut client).await;
+        if event.event_type == LOG_LINE && event.data["line"] == "ready" {
+            break;
+        }
+    }
+    assert_success(call(&mut client, IpcMessage::Stop { name: "t".into() }).await);
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data["signal"], libc::SIGKILL);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_spawns_a_new_process_and_delete_forgets_the_app() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, start("t", "sleep", &["30"])).await);
+    let status = || IpcMessage::Status { name: Some("t".into()) };
+    let first = data(call(&mut client, status()).await)["pid"].as_u64().expect("pid");
+
+    let reply = assert_success(call(&mut client, IpcMessage::Restart { name: "t".into() }).await);
+    assert!(reply.starts_with("Restarted t (pid "), "{reply}");
+    let after = data(call(&mut client, status()).await);
+    let second = after["pid"].as_u64().expect("pid");
+    assert_ne!(first, second);
+    assert!(!is_alive(first) && is_alive(second));
+    assert_eq!(after["restarts"], 1);
+    assert_eq!(after["state"], "running");
+
+    assert_eq!(data(call(&mut client, IpcMessage::List).await), json!(["t"]));
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Delete { name: "t".into() }).await),
+        "Deleted t"
+    );
+    assert!(!is_alive(second));
+    assert_eq!(data(call(&mut client, IpcMessage::List).await), json!([]));
+    assert_eq!(error_message(call(&mut client, status()).await), "unknown app: t");
+}
+
+#[tokio::test]
+async fn bad_requests_get_error_replies_that_name_the_problem() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    for request in [
+        IpcMessage::Stop { name: "ghost".into() },
+        IpcMessage::Restart { name: "ghost".into() },
+        IpcMessage::Delete { name: "ghost".into() },
+        IpcMessage::Status { name: Some("ghost".into()) },
+        IpcMessage::Logs { name: Some("ghost".into()), lines: 5 },
+    ] {
+        assert_eq!(error_message(call(&mut client, request).await), "unknown app: ghost");
+    }
+    let bad_config = |config: &str| IpcMessage::Start { name: "web".into(), config: config.into() };
+    let message = error_message(call(&mut client, bad_config("not json")).await);
+    assert!(message.starts_with("invalid config for web: expected"), "{message}");
+    let message = error_message(call(&mut client, bad_config(r#"{"args":[]}"#)).await);
+    assert!(message.contains("missing field `command`"), "{message}");
+    let message = error_message(call(&mut client, bad_config(r#"{"command":"x","arg":[]}"#)).await);
+    assert!(message.contains("unknown field `arg`"), "{message}");
+    let message = error_message(call(&mut client, bad_config(r#"{"command":""}"#)).await);
+    assert!(message.contains("`command` must not be empty"), "{message}");
+
+    let missing = start("web", "/nonexistent/bunctl-test-binary", &[]);
+    let message = error_message(call(&mut client, missing).await);
+    assert!(message.starts_with("failed to start web: cannot run"), "{message}");
+    assert_eq!(
+        data(call(&mut client, IpcMessage::List).await),
+        json!([]),
+        "a failed start leaves no app"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn duplicate_names_are_refused() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, start("web", "sleep", &["30"])).await);
+    let message = error_message(call(&mut client, start("web", "sleep", &["30"])).await);
+    assert_eq!(message, "app web already exists (Restart it, or Delete it first)");
+    assert!(daemon.stop().await.is_ok());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_keep_the_last_lines_of_each_app_and_merge_apps_in_output_order() {
+    let daemon = Running::start(DaemonOptions::new().log_lines(5)).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::StatusEvents { app_name: None }).await.expect("sub");
+    assert_success(
+        call(&mut client, start("a", "sh", &["-c", "for i in 1 2 3 4 5 6 7 8; do echo a$i; done"]))
+            .await,
+    );
+    events_until(&mut client, PROCESS_EXITED).await;
+    assert_success(call(&mut client, start("b", "sh", &["-c", "echo b1; echo b2"])).await);
+    events_until(&mut client, PROCESS_EXITED).await;
+
+    let lines = |reply: IpcResponse| -> Vec<String> {
+        data(reply)
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}:{}",
+                    l["app"].as_str().unwrap_or("?"),
+                    l["line"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    let a = |n| IpcMessage::Logs { name: Some("a".into()), lines: n };
+    assert_eq!(lines(call(&mut client, a(3)).await), ["a:a6", "a:a7", "a:a8"]);
+    assert_eq!(lines(call(&mut client, a(100)).await), ["a:a4", "a:a5", "a:a6", "a:a7", "a:a8"]);
+    assert_eq!(lines(call(&mut client, a(0)).await), Vec::<String>::new());
+    assert_eq!(
+        lines(call(&mut client, IpcMessage::Logs { name: None, lines: 4 }).await),
+        ["a:a7", "a:a8", "b:b1", "b:b2"]
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_every_app_and_removes_the_socket() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, start("a", "sleep", &["30"])).await);
+    assert_success(call(&mut client, start("b", "sleep", &["30"])).await);
+    let status = data(call(&mut client, IpcMessage::Status { name: None }).await);
+    let pids: Vec<u64> =
+        status.as_array().expect("array").iter().map(|s| s["pid"].as_u64().expect("pid")).collect();
+    assert!(pids.iter().all(|&pid| is_alive(pid)));
+    let path = daemon.path.clone();
+
+    assert!(daemon.stop().await.is_ok());
+    assert!(!path.exists(), "socket removed");
+    assert!(pids.iter().all(|&pid| !is_alive(pid)), "apps stopped");
+    let err = within("close", client.recv()).await.expect_err("connection closed");
+    assert!(err.is_disconnect(), "{err:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_command_shuts_down_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bin.sock");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bunctl-ipc"))
+        .arg("serve")
+        .arg("--socket")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn bunctl-ipc serve");
+    let mut client = within("the daemon to listen", IpcClient::connect_with_retry(&path, PATIENCE))
+        .await
+        .expect("connect");
+    assert_success(call(&mut client, start("app", "sleep", &["30"])).await);
+    let pid = data(call(&mut client, IpcMessage::Status { name: Some("app".into()) }).await)["pid"]
+        .as_u64()
+        .expect("pid");
+
+    let daemon_pid = libc::pid_t::try_from(child.id().expect("running")).expect("pid");
+    // SAFETY: plain signal delivery to the child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(daemon_pid, libc::SIGTERM) }, 0);
+    let status = within("the daemon to exit", child.wait()).await.expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(!path.exists(), "socket removed");
+    assert!(!is_alive(pid), "app stopped");
+}
+
+#[tokio::test]
+async fn serve_command_rejects_unknown_arguments() {
+    let output =
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_bunctl-ipc")).arg("frobnicate").output();
+    let output = within("the command", output).await.expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: bunctl-ipc serve"));
+}
