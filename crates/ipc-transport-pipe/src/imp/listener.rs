@@ -34,7 +34,9 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_
 /// a client never finds the name missing — at worst it finds every instance busy for a moment,
 /// which [`connect`](crate::connect) retries. Dropping the listener closes the waiting
 /// instance; the name disappears with the last instance (connections already handed out keep
-/// working).
+/// working). If an `accept` was pending, the runtime closes that instance's handle on its next
+/// turn rather than during the drop, so the name is free for a new [`bind`](Self::bind) a
+/// moment later, not at the instant of the drop.
 #[derive(Debug)]
 pub struct PipeListener {
     name: OsString,
