@@ -1,0 +1,165 @@
+//! Heap of a subscriber that stops reading during a flood, measured with a counting global
+//! allocator. Its own test binary, so that no other test's allocations are counted; the tests
+//! in it take turns.
+//!
+//! The figures are printed; run with `--nocapture` to see them:
+//! `cargo test --release -p bunctl-ipc --test events_heap -- --nocapture`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bunctl_ipc::event_types::LOG_LINE;
+use bunctl_ipc::{
+    DEFAULT_QUEUE_CAPACITY, EventBus, IpcClient, IpcMessage, IpcResponse, IpcServer,
+    SubscriptionType, serve,
+};
+use serde_json::{Value, json};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let now = CURRENT.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only sizes are counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The tests here measure the whole process: one at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Starts a measurement: the peak is reset to the current heap, which is returned.
+fn baseline() -> usize {
+    let now = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
+
+fn peak_above(base: usize) -> usize {
+    PEAK.load(Ordering::Relaxed).saturating_sub(base)
+}
+
+/// A realistic event: one log line of a web app.
+fn log_line(n: u64) -> Value {
+    json!({ "app": "web", "stream": "stdout", "line": format!("GET /items/{n} 200 1.2ms") })
+}
+
+const FLOOD: u64 = 1_000_000;
+
+/// What one queued event may cost at most here: the shared event (~1 KiB with its JSON map)
+/// and its encoded frame. The bound asserted is generous; the printed figure is the result.
+const PER_EVENT_BOUND: usize = 2048;
+
+#[test]
+fn subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let bus = EventBus::new();
+    let base = baseline();
+    let stalled = bus.subscribe(SubscriptionType::LogEvents { app_name: None });
+    let mut largest_queue = 0;
+    for n in 0..FLOOD {
+        bus.publish(LOG_LINE, Some("web"), log_line(n));
+        largest_queue = largest_queue.max(stalled.len());
+    }
+    let peak = peak_above(base);
+    println!(
+        "in-process subscriber, {FLOOD} events, queue bound {DEFAULT_QUEUE_CAPACITY}: \
+         peak heap {peak} bytes ({} per queued event), largest queue {largest_queue}",
+        peak / DEFAULT_QUEUE_CAPACITY
+    );
+    assert_eq!(largest_queue, DEFAULT_QUEUE_CAPACITY);
+    assert_eq!(stalled.missed(), FLOOD - DEFAULT_QUEUE_CAPACITY as u64);
+    assert!(peak < DEFAULT_QUEUE_CAPACITY * PER_EVENT_BOUND, "peak heap {peak} bytes");
+    drop(stalled);
+    let left = CURRENT.load(Ordering::Relaxed).saturating_sub(base);
+    // A few small allocations of the test harness may land in between: allow 16 KiB.
+    assert!(left <= 16 * 1024, "{left} bytes still held after the subscription was dropped");
+}
+
+#[test]
+fn connected_subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path: PathBuf = if cfg!(windows) {
+        PathBuf::from(format!(r"\\.\pipe\bunctl-heap-{}", std::process::id()))
+    } else {
+        dir.path().join("heap.sock")
+    };
+    let bus = EventBus::new();
+    let mut client = rt.block_on(async {
+        let server = IpcServer::bind(&path).await.expect("bind");
+        tokio::spawn(serve(server, bus.clone(), |_m: IpcMessage| async {
+            IpcResponse::Success { message: "ok".into() }
+        }));
+        let mut client = IpcClient::connect(&path).await.expect("connect");
+        client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+        client
+    });
+    // Everything from here on is the server side's doing: the client reads nothing until the
+    // flood is over, and kernel socket buffers are not heap.
+    let base = baseline();
+    for n in 0..FLOOD {
+        bus.publish(LOG_LINE, Some("web"), log_line(n));
+    }
+    let peak = peak_above(base);
+    println!(
+        "subscriber over a socket, {FLOOD} events, queue bound {DEFAULT_QUEUE_CAPACITY}: \
+         peak heap {peak} bytes (queue, plus at most 64 KiB of write buffer)"
+    );
+    assert!(peak < DEFAULT_QUEUE_CAPACITY * PER_EVENT_BOUND + 256 * 1024, "peak heap {peak} bytes");
+    // And the subscriber is still served: it reads on and is told what it lost.
+    bus.publish(LOG_LINE, Some("web"), json!("end"));
+    let missed = rt.block_on(async {
+        let mut missed = 0;
+        loop {
+            let event =
+                tokio::time::timeout(std::time::Duration::from_secs(20), client.next_event())
+                    .await
+                    .expect("events keep coming")
+                    .expect("event");
+            missed += event.missed().unwrap_or(0);
+            if event.data == json!("end") {
+                return missed;
+            }
+        }
+    });
+    assert!(missed > 0);
+}
