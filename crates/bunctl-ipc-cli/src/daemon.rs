@@ -23,7 +23,8 @@
 //! # Events
 //!
 //! `process_started {"app", "pid"}`, `process_exited {"app", "exit_code", "signal"}`,
-//! `status_change {"app", "state"}` and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
+//! `status_change {"app", "state"}` (the states above, and `deleted` when an app is deleted)
+//! and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
 //! Each is published while the daemon's state already shows it (a client that receives
 //! `status_change` and asks for `Status` sees at least that state). An app's output read before
 //! its exit is published before its `process_exited`; if a descendant keeps the output pipes

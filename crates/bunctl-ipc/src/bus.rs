@@ -8,36 +8,7 @@
 //!        └──▶ [sub 3: AllEvents{*}]     queue ≤ capacity  ──▶ connection 3
 //! ```
 //!
-//! # Design
-//!
-//! Each subscription owns a bounded queue, and the filter runs *before* an event is queued.
-//! The alternative, one shared ring such as `tokio::sync::broadcast` with filtering at the
-//! receiver, was rejected because the ring is shared by everyone: a subscriber narrowed to one
-//! quiet app would be lagged by a flood of another app's log lines it never asked for, lose
-//! events it did ask for, and be told a `missed` count made mostly of events it would have
-//! discarded. With per-subscription queues:
-//!
-//! * a subscriber that keeps up with *its own* events misses nothing, however busy the bus is;
-//! * the `lagged` count is exact and counts only events that subscriber would have received;
-//! * memory is bounded per subscriber: at most `capacity` queued events each, and each event is
-//!   allocated once and shared (`Arc`) by every queue holding it, so a flood costs
-//!   `subscribers × capacity` pointers plus at most `subscribers × capacity` distinct events.
-//!
-//! An event's wire frame (`IpcResponse::Event`, header included) is encoded at most once, by the
-//! first connection that sends it, and the same bytes are copied to every other connection.
-//! Events a slow subscriber loses are never encoded at all.
-//!
-//! # Guarantees
-//!
-//! * [`EventBus::publish`] is a plain function: it never awaits, never waits for a subscriber,
-//!   and does constant work per subscription (a filter check, a short lock, a push).
-//! * When a queue is full the *oldest* event is dropped. The subscriber's next receive first
-//!   yields one `lagged` event, `{"missed": N}` with the exact number lost since its previous
-//!   receive, then the events that were kept, oldest first. All losses are contiguous and
-//!   precede the kept events, so the notice stands exactly where the gap is.
-//! * Events are delivered to every subscription in one global order (publishes are serialized).
-//! * Dropping a [`Subscription`] removes it from the bus at once; dropping every [`EventBus`]
-//!   handle ends every subscription (receives return `None` once their queues are drained).
+//! The user-facing contract and the design rationale are on [`EventBus`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -76,6 +47,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Where a daemon publishes events for its subscribed clients. Cheap to clone: clones share one
 /// bus.
+///
+/// # Guarantees
+///
+/// * [`publish`](Self::publish) is a plain function: it never awaits, never waits for a
+///   subscriber, and does constant work per subscription (a filter check, a short lock, a push).
+/// * Each subscription queues at most [`capacity`](Self::capacity) events. When its queue is
+///   full the *oldest* event is dropped; the subscriber's next receive first yields one
+///   `lagged` event, `{"missed": N}`, with the exact number lost since its previous receive,
+///   then the events that were kept, oldest first. Losses are always contiguous and precede the
+///   kept events, so the notice stands exactly where the gap is.
+/// * The count covers only events that subscription matches: a subscriber narrowed to one app
+///   is never lagged by another app's flood, and one that keeps up with its own events misses
+///   nothing however busy the bus is.
+/// * Events reach every subscription in one global order (publishes are serialized).
+/// * Dropping a [`Subscription`] removes it from the bus at once; dropping every `EventBus`
+///   handle ends every subscription (receives return `None` once their queues are drained).
+///
+/// # Design
+///
+/// Each subscription owns a bounded queue and the filter runs *before* an event is queued. A
+/// single shared ring such as `tokio::sync::broadcast`, filtered at the receivers, was
+/// rejected: everyone shares its capacity, so a subscriber narrowed to a quiet app would be
+/// lagged by a flood of another app's log lines, lose events it asked for, and be told a
+/// `missed` count made mostly of events it would have discarded anyway.
+///
+/// Memory stays bounded whatever the publish rate: an event is allocated once and shared
+/// (`Arc`) by every queue holding it, so the worst case is `subscribers × capacity` queue slots
+/// (8 bytes each) plus at most that many distinct events. Its wire frame
+/// ([`BusEvent::encoded_frame`]) is encoded once, by the first connection that sends it, and the
+/// same bytes are copied to the others; events a slow subscriber loses are never encoded.
 ///
 /// ```
 /// use bunctl_ipc::{EventBus, SubscriptionType, event_types};

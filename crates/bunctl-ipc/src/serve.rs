@@ -4,30 +4,6 @@
 //! and runs each in its own task. A daemon supplies only a [`Handler`] for its own requests;
 //! `Subscribe` and `Unsubscribe` are answered here, and matching events are written out between
 //! replies. The daemon has no select loop of its own.
-//!
-//! ```no_run
-//! use bunctl_ipc::{EventBus, IpcMessage, IpcResponse, IpcServer, serve};
-//! use serde_json::json;
-//!
-//! # async fn run() -> Result<(), bunctl_ipc::IpcError> {
-//! let bus = EventBus::new();
-//! let server = IpcServer::bind("/tmp/demo.sock").await?;
-//! let publisher = bus.clone();
-//! serve(server, bus, move |message: IpcMessage| {
-//!     let bus = publisher.clone();
-//!     async move {
-//!         match message {
-//!             IpcMessage::Restart { name } => {
-//!                 bus.publish("process_restarting", Some(&name), json!({ "app": name }));
-//!                 IpcResponse::Success { message: format!("restarting {name}") }
-//!             }
-//!             _ => IpcResponse::Error { message: "not supported".into() },
-//!         }
-//!     }
-//! })
-//! .await
-//! # }
-//! ```
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -104,6 +80,32 @@ where
 ///
 /// How each connection ended is logged: at `debug!` when the client left or idled out, at
 /// `warn!` for other errors, at `error!` if a handler panicked.
+///
+/// A complete daemon, whose one request publishes an event:
+///
+/// ```no_run
+/// use bunctl_ipc::{EventBus, IpcMessage, IpcResponse, IpcServer, serve};
+/// use serde_json::json;
+///
+/// # async fn run() -> Result<(), bunctl_ipc::IpcError> {
+/// let bus = EventBus::new();
+/// let server = IpcServer::bind("/tmp/demo.sock").await?;
+/// let publisher = bus.clone();
+/// serve(server, bus, move |message: IpcMessage| {
+///     let bus = publisher.clone();
+///     async move {
+///         match message {
+///             IpcMessage::Restart { name } => {
+///                 bus.publish("process_restarting", Some(&name), json!({ "app": name }));
+///                 IpcResponse::Success { message: format!("restarting {name}") }
+///             }
+///             _ => IpcResponse::Error { message: "not supported".into() },
+///         }
+///     }
+/// })
+/// .await
+/// # }
+/// ```
 pub async fn serve<H>(mut server: IpcServer, bus: EventBus, handler: H) -> Result<()>
 where
     H: Handler + Send + Sync + 'static,
