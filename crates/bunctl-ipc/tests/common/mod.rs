@@ -91,3 +91,37 @@ pub fn all_messages() -> Vec<IpcMessage> {
         IpcMessage::Unsubscribe,
     ]
 }
+
+/// Runs the library's own `serve` loop with a handler that answers every request with
+/// `Success { message: <request as JSON> }`, like `echo`. Returns the bus for publishing.
+pub async fn serve_echo(
+    endpoint: &Endpoint,
+    options: bunctl_ipc::ServerOptions,
+) -> (bunctl_ipc::EventBus, tokio::task::JoinHandle<bunctl_ipc::Result<()>>) {
+    let server = IpcServer::bind_with(endpoint.path(), options).await.expect("bind");
+    let bus = bunctl_ipc::EventBus::new();
+    let task = tokio::spawn(bunctl_ipc::serve(server, bus.clone(), |msg: IpcMessage| async move {
+        IpcResponse::Success { message: serde_json::to_string(&msg).expect("json") }
+    }));
+    (bus, task)
+}
+
+/// Sends raw bytes on a fresh connection and returns the connection for reading replies.
+pub async fn raw_client(
+    endpoint: &Endpoint,
+) -> bunctl_ipc::Connection<
+    impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    IpcResponse,
+    IpcMessage,
+> {
+    let (conn, _) =
+        bunctl_ipc::IpcClient::connect(endpoint.path()).await.expect("connect").into_connection();
+    conn
+}
+
+/// One frame around `payload`, whatever it is.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
