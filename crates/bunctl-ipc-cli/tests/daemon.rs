@@ -290,6 +290,51 @@ async fn restart_spawns_a_new_process_and_delete_forgets_the_app() {
     assert_eq!(error_message(call(&mut client, status()).await), "unknown app: t");
 }
 
+/// The lifecycle on every platform, with no shell: the `bunctl-ipc` binary is the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_start_print_exit_and_stop_on_every_platform() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
+    let exe = env!("CARGO_BIN_EXE_bunctl-ipc");
+
+    assert_success(call(&mut client, start("help", exe, &["--help"])).await);
+    let events = events_until(&mut client, PROCESS_EXITED).await;
+    let lines: Vec<&Event> = events.iter().filter(|e| e.event_type == LOG_LINE).collect();
+    assert_eq!(lines.len(), 1, "{events:?}");
+    assert_eq!(lines[0].data["stream"], "stdout");
+    assert!(lines[0].data["line"].as_str().is_some_and(|l| l.starts_with("usage: bunctl-ipc")));
+    assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(0)));
+
+    assert_success(call(&mut client, start("bad", exe, &["frobnicate"])).await);
+    let events = events_until(&mut client, PROCESS_EXITED).await;
+    assert!(events.iter().any(|e| e.event_type == LOG_LINE && e.data["stream"] == "stderr"));
+    assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(2)));
+
+    // A long-running app: another daemon, on its own endpoint.
+    let inner = daemon.path.with_extension("inner");
+    let serve = IpcMessage::Start {
+        name: "long".into(),
+        config: json!({
+            "command": exe,
+            "args": ["serve", "--socket", inner],
+            "env": { "RUST_LOG": "warn" },
+        })
+        .to_string(),
+    };
+    assert_success(call(&mut client, serve).await);
+    let status = data(call(&mut client, IpcMessage::Status { name: Some("long".into()) }).await);
+    assert_eq!(status["state"], "running");
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Stop { name: "long".into() }).await),
+        "Stopped long"
+    );
+    let status = data(call(&mut client, IpcMessage::Status { name: Some("long".into()) }).await);
+    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["pid"], Value::Null);
+    assert!(daemon.stop().await.is_ok());
+}
+
 #[tokio::test]
 async fn bad_requests_get_error_replies_that_name_the_problem() {
     let daemon = Running::start(DaemonOptions::new()).await;
