@@ -219,6 +219,8 @@ where
                 in_flight = None;
                 let position = session.sub.as_ref().map_or(0, Subscription::published_count);
                 held = Some((reply, position));
+                // Its write deadline runs from now, even while earlier events go out first.
+                session.start_reply_deadline(None);
                 progressed = true;
             }
 
@@ -302,7 +304,8 @@ struct Session<'b, R, W> {
     batch: Vec<BusEvent>,
     /// Bytes written since the connection started.
     written: u64,
-    /// The output offset at which the last queued reply ends, and when it must be written by.
+    /// The output offset at which the last reply ends (`u64::MAX` while it is not queued yet),
+    /// and when it must be written by.
     reply_due: Option<(u64, Instant)>,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
@@ -331,10 +334,16 @@ where
             }
             Err(e) => return Err(e),
         }
-        let end = self.written + self.tx.queued_len() as u64;
-        let due = deadline_after(Instant::now(), self.limit);
-        self.reply_due = Some((end, self.reply_due.map_or(due, |(_, d)| d.min(due))));
+        self.start_reply_deadline(Some(self.written + self.tx.queued_len() as u64));
         Ok(())
+    }
+
+    /// A reply must be written within the timeout. `end` is the output offset where it ends
+    /// once queued (`None` while it is not queued yet); an earlier deadline is kept.
+    fn start_reply_deadline(&mut self, end: Option<u64>) {
+        let due = deadline_after(Instant::now(), self.limit);
+        let due = self.reply_due.map_or(due, |(_, earlier)| earlier.min(due));
+        self.reply_due = Some((end.unwrap_or(u64::MAX), due));
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

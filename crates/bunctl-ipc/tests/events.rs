@@ -571,6 +571,37 @@ async fn subscribed_client_is_not_cut_off_by_the_receive_timeout() {
     assert_eq!(reply.expect("reply"), IpcResponse::Data { data: Value::Null });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_never_reads_its_replies_is_disconnected_after_the_timeout() {
+    let bus = EventBus::new();
+    let (_dir, path) = endpoint();
+    let timeout = Duration::from_millis(200);
+    let mut server =
+        IpcServer::bind_with(&path, ServerOptions::new().timeout(timeout)).await.expect("bind");
+    let client = connect(&path).await;
+    let conn = within("accept", server.accept()).await.expect("accept");
+    let big = |_m: IpcMessage| async { IpcResponse::Data { data: json!("x".repeat(256 * 1024)) } };
+    let served_bus = bus.clone();
+    let served = tokio::spawn(async move { serve_connection(conn, &served_bus, &big).await });
+    // Subscribed, so only the reply deadline can end it, not the idle limit.
+    let (mut conn, _) = client.into_connection();
+    conn.send(&IpcMessage::Subscribe {
+        subscription: SubscriptionType::AllEvents { app_name: None },
+    })
+    .await
+    .expect("send");
+    for _ in 0..8 {
+        conn.send(&IpcMessage::List).await.expect("send");
+    }
+    // ... and reads nothing: the replies fill the socket, and the server gives up.
+    let outcome = within("the server to give up", served).await.expect("task");
+    assert!(
+        matches!(outcome, Err(IpcError::Timeout { operation: bunctl_ipc::Operation::Send, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(bus.subscriber_count(), 0);
+}
+
 #[tokio::test]
 async fn idle_unsubscribed_client_is_disconnected_after_the_timeout() {
     let bus = EventBus::new();
