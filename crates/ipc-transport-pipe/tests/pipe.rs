@@ -220,43 +220,85 @@ async fn both_ends_know_the_other_process() {
     assert_eq!(client.peer_pid().expect("server pid"), std::process::id());
 }
 
-/// The environment variable that turns [`child_writes_and_exits_at_once`] into a client.
+/// Environment of a child process run by [`spawn_child`]: the pipe, and what to do on it.
 const CHILD_PIPE: &str = "BUNCTL_PIPE_TEST_CHILD_PIPE";
+const CHILD_ROLE: &str = "BUNCTL_PIPE_TEST_CHILD_ROLE";
 const CHILD_BYTES: usize = 1 << 20;
+const REPLY: &[u8] = b"reply";
+
+/// Runs this test executable again as a client of `name`, in the role `role` of
+/// [`child_process`].
+fn spawn_child(name: &PathBuf, role: &str) -> std::process::Child {
+    let exe = std::env::current_exe().expect("test executable");
+    std::process::Command::new(exe)
+        .args(["--exact", "child_process", "--ignored", "--nocapture"])
+        .env(CHILD_PIPE, name)
+        .env(CHILD_ROLE, role)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child")
+}
+
+async fn wait_success(mut child: std::process::Child) {
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join");
+    assert!(status.expect("child status").success(), "the child process failed");
+}
 
 #[tokio::test]
 async fn bytes_written_just_before_the_writer_process_exits_are_not_lost() {
     let name = fresh_name();
     let mut listener = PipeListener::bind(&name).expect("bind");
-    let exe = std::env::current_exe().expect("test executable");
-    let mut child = std::process::Command::new(exe)
-        .args(["--exact", "child_writes_and_exits_at_once", "--ignored", "--nocapture"])
-        .env(CHILD_PIPE, &name)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn child");
+    let child = spawn_child(&name, "write-and-exit");
     let (mut conn, pid) = within("accept", listener.accept()).await.expect("accept");
     assert_eq!(pid, Some(child.id()), "the server sees the child's process id");
     let mut got = Vec::new();
     within("read", conn.read_to_end(&mut got)).await.expect("read until the child is gone");
     assert_eq!(got.len(), CHILD_BYTES, "bytes lost when the writer exited");
     assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join");
-    assert!(status.expect("child status").success());
+    wait_success(child).await;
 }
 
-/// Run as a child process by the test above: connects, writes more than the pipe buffer holds,
-/// flushes, and exits the process at once, without dropping anything.
+#[tokio::test]
+async fn client_that_reads_its_reply_and_leaves_does_not_fail_the_reply() {
+    let name = fresh_name();
+    let mut listener = PipeListener::bind(&name).expect("bind");
+    let child = spawn_child(&name, "read-reply-and-exit");
+    let (mut conn, _) = within("accept", listener.accept()).await.expect("accept");
+    conn.write_all(REPLY).await.expect("reply");
+    // The client has read the reply and its process is gone before the flush looks.
+    wait_success(child).await;
+    within("flush", conn.flush()).await.expect("a delivered reply is not a failed flush");
+    let mut rest = Vec::new();
+    let end = within("read", conn.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty() && end.is_ok(), "the departure shows as end of stream: {end:?}");
+}
+
+/// Run as a child process by the tests above, as a client of the pipe in `CHILD_PIPE`:
+/// `write-and-exit` writes more than the pipe buffer holds, flushes and exits the process at
+/// once, dropping nothing; `read-reply-and-exit` reads [`REPLY`] and exits.
 #[test]
-#[ignore = "helper process of bytes_written_just_before_the_writer_process_exits_are_not_lost"]
-fn child_writes_and_exits_at_once() {
-    let Some(name) = std::env::var_os(CHILD_PIPE) else { return };
+#[ignore = "helper process of the tests that need a peer process to exit"]
+fn child_process() {
+    let (Some(name), Some(role)) = (std::env::var_os(CHILD_PIPE), std::env::var(CHILD_ROLE).ok())
+    else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     rt.block_on(async {
         let mut c = connect(&name, PATIENCE).await.expect("child connect");
-        let data: Vec<u8> = (0..CHILD_BYTES).map(|i| i as u8).collect();
-        c.write_all(&data).await.expect("child write");
-        c.flush().await.expect("child flush");
+        match role.as_str() {
+            "write-and-exit" => {
+                let data: Vec<u8> = (0..CHILD_BYTES).map(|i| i as u8).collect();
+                c.write_all(&data).await.expect("child write");
+                c.flush().await.expect("child flush");
+            }
+            "read-reply-and-exit" => {
+                let mut buf = [0; REPLY.len()];
+                c.read_exact(&mut buf).await.expect("child read");
+                assert_eq!(buf, REPLY);
+            }
+            other => panic!("unknown child role {other}"),
+        }
         std::process::exit(0);
     })
 }

@@ -7,6 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer};
+use windows_sys::Win32::Foundation::{ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED};
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 
 mod sealed {
@@ -77,7 +78,10 @@ pub type ClientStream = PipeStream<NamedPipeClient>;
 /// written so far (they are in the pipe's buffer, or already read by the peer), and reports a
 /// write that failed in the background. After a successful flush the handle can be dropped
 /// without loss: dropping closes it, and the peer reads what is buffered before it sees the end
-/// of the stream. Nothing calls `DisconnectNamedPipe`, which would discard unread data.
+/// of the stream. Nothing calls `DisconnectNamedPipe`, which would discard unread data. A peer
+/// that has already closed its end when the flush finds the bytes out is not a flush error (as
+/// with a socket, the next read or write reports the disconnect): a client that reads its reply
+/// and leaves at once must not make the server's reply look failed.
 ///
 /// `poll_shutdown` is the same flush; pipes have no half-close.
 #[derive(Debug)]
@@ -166,6 +170,11 @@ impl<P: PipeEnd> AsyncWrite for PipeStream<P> {
                 Ok(_) => this.unflushed = false,
                 // tokio cleared the stale readiness; the next poll waits for the completion.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer is gone. Typically it read the reply and left before the probe ran:
+                // the probe itself cannot be written, though every byte was delivered. As with
+                // a socket whose peer closed after the data went out, that is no error of the
+                // flush; the next read (end of stream) or write (broken pipe) reports it.
+                Err(e) if is_peer_gone(&e) => this.unflushed = false,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -175,4 +184,13 @@ impl<P: PipeEnd> AsyncWrite for PipeStream<P> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_flush(cx)
     }
+}
+
+/// The other end closed (`ERROR_NO_DATA`, `ERROR_BROKEN_PIPE`) or was disconnected
+/// (`ERROR_PIPE_NOT_CONNECTED`).
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().and_then(|c| u32::try_from(c).ok()),
+        Some(ERROR_NO_DATA | ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED)
+    )
 }
