@@ -410,6 +410,9 @@ fn default_socket_path_is_per_user() {
     if cfg!(unix) {
         assert!(s.ends_with("bunctl.sock"), "{s}");
         assert_ne!(s, "/tmp/bunctl.sock", "must not be shared by all users");
+    } else {
+        // Named after the user's SID, which another account cannot take.
+        assert!(s.starts_with(r"\\.\pipe\bunctl_S-1-5-"), "{s}");
     }
 }
 

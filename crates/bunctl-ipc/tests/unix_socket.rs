@@ -263,10 +263,10 @@ async fn peer_policy_refuses_another_uid_and_serves_the_owner() {
     })
     .await
     .expect("children");
-    // Refused peers are closed at once; with the request still unread, the kernel may report
-    // that as a reset rather than an orderly end of stream.
+    // Refused peers are closed at once. Depending on timing the child sees an orderly end of
+    // stream, a reset (its request was still unread), or a broken pipe (it was still writing).
     assert!(
-        other == "closed" || other.contains("Connection reset"),
+        other == "closed" || other.contains("Connection reset") || other.contains("Broken pipe"),
         "uid {NOBODY} must be refused: {other}"
     );
     assert!(owner.starts_with("served:"), "same uid must be served: {owner}");
