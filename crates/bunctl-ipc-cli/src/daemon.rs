@@ -302,14 +302,12 @@ impl Daemon {
     ) -> Result<(), IpcError> {
         let endpoint = server.endpoint().to_owned();
         info!(endpoint = %endpoint.display(), "daemon listening");
-        let served = {
-            // Dropping this future drops the server (its socket file goes) and the connections.
-            let serving = bunctl_ipc::serve(server, self.inner.bus.clone(), self.clone());
-            tokio::select! {
-                result = serving => result,
-                () = shutdown => Ok(()),
-            }
-        };
+        // On shutdown the listener goes first (its socket file with it), then requests in
+        // progress get up to the stop grace period to be answered before connections close.
+        let grace = self.inner.options.stop_grace;
+        let served =
+            bunctl_ipc::serve_until(server, self.inner.bus.clone(), self.clone(), shutdown, grace)
+                .await;
         info!(endpoint = %endpoint.display(), "daemon shutting down");
         self.shutdown().await;
         served

@@ -162,6 +162,12 @@ impl<D: DeserializeOwned> FrameReader<D> {
     }
 }
 
+impl<D> FrameReader<D> {
+    fn has_partial_frame(&self) -> bool {
+        !self.buf.is_empty() || self.codec.is_mid_frame()
+    }
+}
+
 /// The sending state: an encoder and the bytes not yet written.
 #[derive(Debug)]
 struct FrameWriter<E> {
@@ -366,6 +372,7 @@ pub struct Connection<S, D, E> {
     reader: FrameReader<D>,
     writer: FrameWriter<E>,
     timeout: Duration,
+    idle_timeout: Option<Duration>,
     peer: Option<PeerCredentials>,
     slot: Option<Slot>,
 }
@@ -395,6 +402,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             reader: FrameReader::new(config),
             writer: FrameWriter::new(config),
             timeout,
+            idle_timeout: None,
             peer: None,
             slot: None,
         }
@@ -464,6 +472,23 @@ impl<S, D, E> Connection<S, D, E> {
     /// The limit for each `recv` and `send`.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Sets how long a served connection may stay silent with nothing in progress and no
+    /// subscription before [`serve_connection`](crate::serve_connection) closes it. Unlike
+    /// [`timeout`](Self::timeout), it never applies to a frame in progress or to a subscriber.
+    pub fn set_idle_timeout(&mut self, idle: Duration) {
+        self.idle_timeout = Some(idle);
+    }
+
+    /// The idle limit; the [`timeout`](Self::timeout) unless set otherwise.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(self.timeout)
+    }
+
+    /// True while part of a frame has arrived but not all of it.
+    pub fn has_partial_frame(&self) -> bool {
+        self.reader.has_partial_frame()
     }
 
     /// The peer's process and user identity, when the platform reports it.
@@ -580,6 +605,11 @@ impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
     /// As [`Connection::poll_recv`]. Cancel-safe.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<D>> {
         self.reader.poll_recv(cx, &mut self.io)
+    }
+
+    /// As [`Connection::has_partial_frame`].
+    pub fn has_partial_frame(&self) -> bool {
+        self.reader.has_partial_frame()
     }
 
     /// Sets the limit for each later `recv`.

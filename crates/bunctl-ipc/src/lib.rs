@@ -78,7 +78,9 @@ pub use client::{ClientConnection, ClientOptions, EventStream, IpcClient};
 pub use conn::{Connection, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};
-pub use serve::{Handler, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection};
+pub use serve::{
+    Handler, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection, serve_connection_until, serve_until,
+};
 pub use server::{DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions};
 
 pub use ipc_proto::{

@@ -15,7 +15,8 @@ use futures_sink::Sink;
 use ipc_proto::{IpcError, IpcMessage, IpcResponse, Operation, Result};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tracing::{debug, error, trace, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, trace, warn};
 
 use crate::{
     BusEvent, Connection, EventBus, IpcServer, RecvHalf, SendHalf, SplitStream, Subscription,
@@ -106,12 +107,49 @@ where
 /// .await
 /// # }
 /// ```
-pub async fn serve<H>(mut server: IpcServer, bus: EventBus, handler: H) -> Result<()>
+pub async fn serve<H>(server: IpcServer, bus: EventBus, handler: H) -> Result<()>
 where
     H: Handler + Send + Sync + 'static,
 {
+    serve_until(server, bus, handler, std::future::pending(), Duration::ZERO).await
+}
+
+/// Like [`serve`], until `shutdown` completes; then shuts down gracefully and returns `Ok(())`.
+///
+/// Shutting down means, in order: stop accepting (the listener is dropped, which removes its
+/// socket file); tell every connection to finish — no further request is read, a request
+/// already being handled runs to completion and its reply is written, events stop, and the
+/// connection is closed with a clean end of stream after its last reply; wait up to `grace`
+/// for that; abort whatever is still running after it.
+///
+/// ```no_run
+/// use bunctl_ipc::{EventBus, IpcMessage, IpcResponse, IpcServer, serve_until};
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), bunctl_ipc::IpcError> {
+/// let server = IpcServer::bind("/tmp/demo.sock").await?;
+/// let handler = |_: IpcMessage| async { IpcResponse::Success { message: "ok".into() } };
+/// let ctrl_c = async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// };
+/// serve_until(server, EventBus::new(), handler, ctrl_c, Duration::from_secs(5)).await
+/// # }
+/// ```
+pub async fn serve_until<H, F>(
+    mut server: IpcServer,
+    bus: EventBus,
+    handler: H,
+    shutdown: F,
+    grace: Duration,
+) -> Result<()>
+where
+    H: Handler + Send + Sync + 'static,
+    F: Future<Output = ()>,
+{
     let handler = Arc::new(handler);
+    let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     debug!(endpoint = %server.endpoint().display(), "serving");
     loop {
         let conn = {
@@ -125,14 +163,19 @@ where
                         error!(error = %e, "connection task panicked");
                     }
                 }
-                accept.as_mut().poll(cx)
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                accept.as_mut().poll(cx).map(Some)
             })
-            .await?
+            .await
         };
-        let (bus, handler) = (bus.clone(), Arc::clone(&handler));
+        let Some(conn) = conn else { break };
+        let conn = conn?;
+        let (bus, handler, stop) = (bus.clone(), Arc::clone(&handler), stop.child_token());
         tasks.spawn(async move {
             let peer = conn.peer_credentials();
-            match serve_connection(conn, &bus, &*handler).await {
+            match serve_connection_until(conn, &bus, &*handler, stop.cancelled_owned()).await {
                 Ok(()) => debug!(?peer, "client left"),
                 Err(e) if e.is_disconnect() || e.is_timeout() => {
                     debug!(?peer, error = %e, "connection ended")
@@ -141,6 +184,29 @@ where
             }
         });
     }
+
+    info!(endpoint = %server.endpoint().display(), connections = tasks.len(), "shutting down");
+    drop(server);
+    stop.cancel();
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                error!(error = %e, "connection task panicked");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            left = tasks.len(),
+            ?grace,
+            "connections still busy after the grace period; aborting them"
+        );
+        tasks.shutdown().await;
+    }
+    Ok(())
 }
 
 /// Runs one connection for a daemon until the client leaves.
@@ -190,7 +256,29 @@ where
     S: SplitStream,
     H: Handler + ?Sized,
 {
+    serve_connection_until(conn, bus, handler, std::future::pending()).await
+}
+
+/// Like [`serve_connection`], until `shutdown` completes; then the connection is wound down:
+/// no further request is read (a partly received one is abandoned), the request being handled
+/// finishes and its reply is written, the subscription ends, and once everything queued is
+/// written the function returns `Ok(())`, closing the connection with a clean end of stream.
+/// [`serve_until`] uses it for every connection.
+pub async fn serve_connection_until<S, H, F>(
+    conn: Connection<S, IpcMessage, IpcResponse>,
+    bus: &EventBus,
+    handler: &H,
+    shutdown: F,
+) -> Result<()>
+where
+    S: SplitStream,
+    H: Handler + ?Sized,
+    F: Future<Output = ()>,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut closing = false;
     let limit = conn.timeout();
+    let idle_limit = conn.idle_timeout();
     let (rx, tx) = conn.split();
     let mut session = Session {
         rx,
@@ -203,6 +291,8 @@ where
         last_activity: Instant::now(),
         timer: Box::pin(tokio::time::sleep_until(deadline_after(Instant::now(), limit))),
         limit,
+        idle_limit,
+        frame_started: None,
         eof: false,
     };
     let mut in_flight = no_future_of(|message| handler.handle(message));
@@ -211,6 +301,15 @@ where
     let outcome = poll_fn(|cx| {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progressed = false;
+
+            if !closing && shutdown.as_mut().poll(cx).is_ready() {
+                debug!("server shutting down; finishing this connection");
+                closing = true;
+                session.eof = true;
+                session.sub = None;
+                session.frame_started = None;
+                progressed = true;
+            }
 
             // The handler's reply. Events it published before returning go out first.
             if let Some(reply) = in_flight.as_mut()
@@ -248,16 +347,23 @@ where
 
             // The next request, once the previous one is answered.
             let answered = in_flight.is_none() && held.is_none();
-            if answered
-                && !session.eof
-                && session.has_room()
-                && let Poll::Ready(received) = session.rx.poll_recv(cx)
-            {
-                progressed = true;
-                session.last_activity = Instant::now();
-                if let Some(message) = session.on_received(received)? {
-                    trace!(?message, "request");
-                    in_flight = Some(Box::pin(handler.handle(message)));
+            if answered && !session.eof && session.has_room() {
+                match session.rx.poll_recv(cx) {
+                    Poll::Ready(received) => {
+                        progressed = true;
+                        session.last_activity = Instant::now();
+                        session.frame_started = None;
+                        if let Some(message) = session.on_received(received)? {
+                            trace!(?message, "request");
+                            in_flight = Some(Box::pin(handler.handle(message)));
+                        }
+                    }
+                    // Part of a frame is in: from now on it has `limit` to complete, whether
+                    // or not the connection is subscribed (a trickled frame is not listening).
+                    Poll::Pending if session.rx.has_partial_frame() => {
+                        session.frame_started.get_or_insert_with(Instant::now);
+                    }
+                    Poll::Pending => session.frame_started = None,
                 }
             }
 
@@ -309,7 +415,12 @@ struct Session<'b, R, W> {
     reply_due: Option<(u64, Instant)>,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
+    /// Per-operation limit: for a reply to be written, and for a started frame to complete.
     limit: Duration,
+    /// How long an unsubscribed connection may stay silent with nothing in progress.
+    idle_limit: Duration,
+    /// When the first byte of a still incomplete request frame arrived.
+    frame_started: Option<Instant>,
     /// The client closed its end: no more requests.
     eof: bool,
 }
@@ -424,20 +535,28 @@ where
         }
     }
 
-    /// Nothing to do right now: arm the one deadline that applies, or fail if it has passed.
+    /// Nothing to do right now: arm the deadline that applies first, or fail if it has passed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<Result<()>> {
-        let (due, operation) = if let Some((_, due)) = self.reply_due {
-            (due, Operation::Send)
-        } else if idle && !self.eof && self.sub.is_none() && self.tx.queued_len() == 0 {
-            (deadline_after(self.last_activity, self.limit), Operation::Receive)
-        } else {
+        let reply = self.reply_due.map(|(_, due)| (due, Operation::Send, self.limit));
+        let frame = self
+            .frame_started
+            .filter(|_| !self.eof)
+            .map(|started| (deadline_after(started, self.limit), Operation::Receive, self.limit));
+        let silent =
+            (idle && !self.eof && self.sub.is_none() && self.tx.queued_len() == 0).then(|| {
+                let due = deadline_after(self.last_activity, self.idle_limit);
+                (due, Operation::Receive, self.idle_limit)
+            });
+        let Some((due, operation, after)) =
+            [reply, frame, silent].into_iter().flatten().min_by_key(|d| d.0)
+        else {
             return Poll::Pending;
         };
         if self.timer.deadline() != due {
             self.timer.as_mut().reset(due);
         }
         ready!(self.timer.as_mut().poll(cx));
-        debug!(%operation, after = ?self.limit, "connection timed out");
-        Poll::Ready(Err(IpcError::Timeout { operation, after: self.limit }))
+        debug!(%operation, ?after, "connection timed out");
+        Poll::Ready(Err(IpcError::Timeout { operation, after }))
     }
 }

@@ -33,6 +33,7 @@ pub type IpcConnection = Connection<sys::ServerStream, IpcMessage, IpcResponse>;
 pub struct ServerOptions {
     pub(crate) frame: FrameConfig,
     pub(crate) timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) peer_policy: PeerPolicy,
     pub(crate) max_connections: usize,
     #[cfg_attr(not(unix), allow(dead_code))]
@@ -49,6 +50,7 @@ impl ServerOptions {
         ServerOptions {
             frame: FrameConfig::new(),
             timeout: DEFAULT_TIMEOUT,
+            idle_timeout: None,
             peer_policy: PeerPolicy::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             socket_mode: 0o600,
@@ -64,6 +66,15 @@ impl ServerOptions {
     /// The initial per-operation timeout of accepted connections.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay silent, with no request in progress, nothing to write
+    /// and no subscription, before [`serve`](crate::serve) closes it. Defaults to the
+    /// [`timeout`](Self::timeout). Subscribed connections are never closed for being idle; a
+    /// frame that has started arriving is bounded by the `timeout` instead.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
         self
     }
 
@@ -178,8 +189,12 @@ impl IpcServer {
                 warn!(?peer, policy = ?self.options.peer_policy, "peer refused by policy");
                 continue;
             }
-            let conn = Connection::with_config(stream, self.options.frame, self.options.timeout)
-                .with_peer(Some(peer));
+            let mut conn =
+                Connection::with_config(stream, self.options.frame, self.options.timeout)
+                    .with_peer(Some(peer));
+            if let Some(idle) = self.options.idle_timeout {
+                conn.set_idle_timeout(idle);
+            }
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     debug!(?peer, "accepted connection");

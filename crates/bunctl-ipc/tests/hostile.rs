@@ -176,3 +176,65 @@ async fn clients_breaking_off_mid_frame_in_numbers_do_not_disturb_the_server() {
     let mut good = IpcClient::connect(ep.path()).await.expect("connect");
     assert_eq!(good.request(&IpcMessage::List).await.expect("served"), echoed(&IpcMessage::List));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out() {
+    let ep = fresh_endpoint();
+    let options = ServerOptions::new().timeout(Duration::from_secs(1));
+    let (bus, _daemon) = serve_echo(&ep, options).await;
+    let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
+    let subscribe = IpcMessage::Subscribe {
+        subscription: bunctl_ipc::SubscriptionType::AllEvents { app_name: None },
+    };
+    conn.send(&subscribe).await.expect("subscribe");
+    assert!(matches!(conn.recv().await.expect("reply"), IpcResponse::Success { .. }));
+    within("subscribed", async {
+        while bus.subscriber_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // Listening alone is fine; a frame started and never finished is not.
+    let frame = frame(br#"{"Stop":{"name":"never-finished"}}"#);
+    let mut sent = 0;
+    let closed = within("closed", async {
+        for b in &frame {
+            if conn.get_mut().write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    })
+    .await;
+    // Either a write failed, or the server's close shows up as the end of the stream.
+    let ended = closed || matches!(conn.recv().await, Err(e) if e.is_disconnect());
+    assert!(ended && sent < frame.len(), "trickling subscriber not closed ({sent} bytes sent)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_limit_closes_silent_clients_but_not_listening_subscribers() {
+    let ep = fresh_endpoint();
+    let options = ServerOptions::new()
+        .timeout(Duration::from_secs(30))
+        .idle_timeout(Duration::from_millis(200));
+    let (bus, _daemon) = serve_echo(&ep, options).await;
+
+    let mut silent = IpcClient::connect(ep.path()).await.expect("connect");
+    let mut listener = IpcClient::connect(ep.path()).await.expect("connect");
+    listener
+        .subscribe(bunctl_ipc::SubscriptionType::AllEvents { app_name: None })
+        .await
+        .expect("subscribe");
+
+    // The silent client is closed by the idle limit, not the 30 s operation timeout.
+    let e = within("idle close", silent.recv()).await.expect_err("closed");
+    assert!(e.is_disconnect(), "{e}");
+
+    // The subscriber, just as silent for longer than the idle limit, still gets events.
+    bus.publish("log_line", Some("web"), serde_json::json!({"app": "web", "line": "still here"}));
+    let event = within("event", listener.next_event()).await.expect("event");
+    assert_eq!(event.data["line"], "still here");
+}
