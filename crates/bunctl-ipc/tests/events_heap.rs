@@ -5,10 +5,7 @@
 //! The figures are printed; run with `--nocapture` to see them:
 //! `cargo test --release -p bunctl-ipc --test events_heap -- --nocapture`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bunctl_ipc::event_types::LOG_LINE;
 use bunctl_ipc::{
@@ -17,60 +14,10 @@ use bunctl_ipc::{
 };
 use serde_json::{Value, json};
 
-struct Counting;
+#[path = "common/alloc.rs"]
+mod alloc;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = CURRENT.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The tests here measure the whole process: one at a time.
-static TURN: Mutex<()> = Mutex::new(());
-
-/// Starts a measurement: the peak is reset to the current heap, which is returned.
-fn baseline() -> usize {
-    let now = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(now, Ordering::Relaxed);
-    now
-}
-
-fn peak_above(base: usize) -> usize {
-    PEAK.load(Ordering::Relaxed).saturating_sub(base)
-}
+use alloc::{baseline, heap, one_at_a_time, peak_above};
 
 /// A realistic event: one log line of a web app.
 fn log_line(n: u64) -> Value {
@@ -85,7 +32,7 @@ const PER_EVENT_BOUND: usize = 2048;
 
 #[test]
 fn subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = one_at_a_time();
     let bus = EventBus::new();
     let base = baseline();
     let stalled = bus.subscribe(SubscriptionType::LogEvents { app_name: None });
@@ -104,14 +51,14 @@ fn subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood
     assert_eq!(stalled.missed(), FLOOD - DEFAULT_QUEUE_CAPACITY as u64);
     assert!(peak < DEFAULT_QUEUE_CAPACITY * PER_EVENT_BOUND, "peak heap {peak} bytes");
     drop(stalled);
-    let left = CURRENT.load(Ordering::Relaxed).saturating_sub(base);
+    let left = heap().saturating_sub(base);
     // A few small allocations of the test harness may land in between: allow 16 KiB.
     assert!(left <= 16 * 1024, "{left} bytes still held after the subscription was dropped");
 }
 
 #[test]
 fn connected_subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = one_at_a_time();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

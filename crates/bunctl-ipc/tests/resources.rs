@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bunctl_ipc::{IpcClient, IpcError, IpcMessage, IpcResponse, ServerOptions, SubscriptionType};
@@ -15,53 +13,10 @@ use futures::SinkExt;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-struct Counting;
+#[path = "common/alloc.rs"]
+mod alloc;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size > layout.size() {
-                let grow = new_size - layout.size();
-                let now = CURRENT.fetch_add(grow, Ordering::Relaxed) + grow;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn heap() -> usize {
-    CURRENT.load(Ordering::Relaxed)
-}
+use alloc::{baseline, heap, one_at_a_time, peak_above};
 
 #[cfg(target_os = "linux")]
 fn open_fds() -> usize {
@@ -74,7 +29,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn four_gib_header_is_rejected_before_any_allocation() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     rt.expect("runtime").block_on(async {
         let ep = fresh_endpoint();
@@ -85,13 +40,12 @@ fn four_gib_header_is_rejected_before_any_allocation() {
         drop(warm);
 
         let mut hostile = raw_client(&ep).await;
-        let base = heap();
-        PEAK.store(base, Ordering::Relaxed);
+        let base = baseline();
         hostile.get_mut().write_all(&u32::MAX.to_le_bytes()).await.expect("write");
         let reply = within("error reply", hostile.recv()).await.expect("reply");
         assert!(matches!(reply, IpcResponse::Error { .. }), "{reply:?}");
         assert!(matches!(within("close", hostile.recv()).await, Err(IpcError::Closed)));
-        let growth = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+        let growth = peak_above(base);
         assert!(growth < 64 * 1024, "heap grew by {growth} bytes for a 4 GiB claim");
 
         let mut good = IpcClient::connect(ep.path()).await.expect("connect");
@@ -190,7 +144,7 @@ async fn subscriber(path: std::path::PathBuf, slow: bool) -> (u64, u64) {
 
 #[test]
 fn soak_every_request_gets_exactly_one_reply_in_order_and_nothing_leaks() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let rt = rt.expect("runtime");
     // Settle lazily allocated runtime state before the baseline.
