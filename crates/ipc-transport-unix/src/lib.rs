@@ -18,6 +18,8 @@
 //! * Listeners can be adopted from a `std` listener or from systemd socket activation.
 //!
 //! ```no_run
+//! # #[cfg(unix)]
+//! # mod example {
 //! use ipc_transport_unix::{BindOptions, UnixListener};
 //!
 //! # async fn demo() -> Result<(), ipc_proto::IpcError> {
@@ -26,6 +28,7 @@
 //! println!("uid {} connected (pid {:?})", peer.uid(), peer.pid());
 //! # drop(stream);
 //! # Ok(())
+//! # }
 //! # }
 //! ```
 
