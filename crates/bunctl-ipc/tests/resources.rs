@@ -226,7 +226,7 @@ fn soak_every_request_gets_exactly_one_reply_in_order_and_nothing_leaks() {
     while (open_fds() > fds_before || heap() > heap_before + 256 * 1024)
         && std::time::Instant::now() < deadline
     {
-        rt.block_on(tokio::time::sleep(Duration::from_millis(10)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(10)).await });
     }
     let (fds_after, heap_after) = (open_fds(), heap());
     assert!(fds_after <= fds_before, "descriptors: {fds_before} before, {fds_after} after");
