@@ -1,8 +1,19 @@
-//! The library behind the `bunctl-ipc` command: the reference daemon, runnable in-process.
+//! The `bunctl-ipc` tool as a library: every command, and the reference daemon it serves.
 //!
-//! [`daemon`] is a small but real process manager built only on `bunctl-ipc`'s public API: it
-//! starts, stops and restarts apps, keeps their recent output, and publishes their lifecycle
-//! and output as events. `bunctl-ipc serve` runs it; tests and tools embed it directly.
+//! The binary only parses its arguments ([`Cli`]) and hands them to [`run`], which prints to
+//! the writers it is given, so everything a command does can be tested without a process.
+//! The modules follow the commands:
+//!
+//! | command | module |
+//! |---|---|
+//! | `serve` | [`daemon`]: a small process manager built only on `bunctl-ipc`'s public API |
+//! | `call` | [`call`], printing through [`render`] and [`table`] |
+//! | `watch` | [`watch`] |
+//! | `encode`, `decode` | [`codec`] |
+//! | `bench` | [`mod@bench`], with [`local`] for `--spawn` |
+//! | `demo` | [`demo`] |
+//!
+//! Exit statuses are [`Status`]; failures are [`CliError`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), bunctl_ipc::IpcError> {
@@ -11,6 +22,121 @@
 //! # }
 //! ```
 
+pub mod args;
+pub mod bench;
+pub mod call;
+pub mod codec;
 pub mod daemon;
+pub mod demo;
+pub mod error;
+pub mod local;
+pub mod render;
+pub mod table;
+pub mod watch;
 
+use std::io::{BufRead, Write};
+
+use bunctl_ipc::{DEFAULT_MAX_CONNECTIONS, ServerOptions};
+use clap::CommandFactory;
+
+pub use args::Cli;
 pub use daemon::{Daemon, DaemonOptions, run_daemon, shutdown_signal};
+pub use error::{CliError, Status};
+
+use args::Command;
+
+/// Carries out a parsed command line: reads `stdin` (`encode`, `decode`), prints results to
+/// `out` and diagnostics to `err`, and returns the exit status.
+///
+/// Builds the tokio runtime a command needs: none for `encode`, `decode` and `completions`, a
+/// single thread for `call` and `watch`, all cores for `serve`, `bench` and `demo`. `watch`
+/// and `serve` run until Ctrl-C or SIGTERM ([`shutdown_signal`]). Logging (`tracing`) is the
+/// caller's to set up.
+pub fn run(
+    cli: Cli,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CliError> {
+    let global = cli.global;
+    let endpoint = global.endpoint();
+    match cli.command {
+        Command::Encode => codec::encode(stdin, out).map(|_| Status::Success),
+        Command::Decode => codec::decode(stdin, out).map(|_| Status::Success),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "bunctl-ipc", out);
+            Ok(Status::Success)
+        }
+        Command::Call(call) => {
+            let message = call.message()?;
+            current_thread()?.block_on(call::run(
+                &endpoint,
+                global.timeout,
+                &message,
+                global.json,
+                out,
+                err,
+            ))
+        }
+        Command::Watch(watch) => current_thread()?.block_on(watch::run(
+            &endpoint,
+            global.timeout,
+            watch.subscription(),
+            global.json,
+            out,
+            err,
+            shutdown_signal(),
+        )),
+        Command::Serve => multi_thread()?.block_on(async {
+            run_daemon(&endpoint, shutdown_signal()).await.map_err(|e| {
+                CliError::Other(format!("cannot serve at {}: {e}", endpoint.display()))
+            })?;
+            Ok(Status::Success)
+        }),
+        Command::Bench(bench) => {
+            let config = bench::BenchConfig {
+                clients: bench.clients,
+                requests: bench.requests,
+                payload: bench.payload,
+                pipeline: bench.pipeline,
+            };
+            multi_thread()?.block_on(async {
+                let spawned = if bench.spawn {
+                    let clients = usize::try_from(config.clients).unwrap_or(usize::MAX);
+                    let options = ServerOptions::new()
+                        .max_connections(DEFAULT_MAX_CONNECTIONS.max(clients.saturating_add(16)));
+                    Some(local::LocalDaemon::start("bench", DaemonOptions::new(), options).await?)
+                } else {
+                    None
+                };
+                let target = spawned.as_ref().map_or(endpoint.as_path(), |d| d.endpoint());
+                if !global.json {
+                    let whose = if spawned.is_some() { " (a daemon in this process)" } else { "" };
+                    writeln!(out, "bench: {}{whose}", target.display())?;
+                    out.flush()?;
+                }
+                let progress = bench::progress_bar(config.requests);
+                let report = bench::run(target, global.timeout, &config, &progress).await;
+                if let Some(daemon) = spawned {
+                    daemon.stop().await?;
+                }
+                let report = report?;
+                if global.json {
+                    writeln!(out, "{}", report.to_json())?;
+                } else {
+                    write!(out, "{report}")?;
+                }
+                Ok(Status::Success)
+            })
+        }
+        Command::Demo => multi_thread()?.block_on(demo::run(out)),
+    }
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, CliError> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn multi_thread() -> Result<tokio::runtime::Runtime, CliError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,58 +1,38 @@
-//! `bunctl-ipc serve [--socket PATH]`: the reference daemon in the foreground.
-//!
-//! A thin shell over [`bunctl_ipc_cli::run_daemon`]; logs go to stderr through `tracing`
-//! (`RUST_LOG`, default `info`). Ctrl-C or SIGTERM stops the apps, removes the socket and exits 0.
+//! `bunctl-ipc`: parses the command line, sets up logging, and hands over to
+//! [`bunctl_ipc_cli::run`]. Everything else lives in the library.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: bunctl-ipc serve [--socket PATH]";
+use bunctl_ipc_cli::Cli;
+use bunctl_ipc_cli::args::Command;
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os().skip(1);
-    let mut socket: Option<PathBuf> = None;
-    match args.next() {
-        Some(cmd) if cmd == "serve" => {}
-        Some(flag) if flag == "--help" || flag == "-h" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-    while let Some(arg) = args.next() {
-        match (arg.to_str(), args.next()) {
-            (Some("--socket"), Some(path)) => socket = Some(PathBuf::from(path)),
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let socket = socket.unwrap_or_else(bunctl_ipc::default_socket_path);
-
+    let cli = Cli::parse();
+    // The daemon reports what it does at `info`; the other commands only complain.
+    let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+    // stdout and stderr stay unlocked: tracing and the progress bar write to stderr from other
+    // threads while a command runs.
+    let stdin = std::io::stdin();
+    let result =
+        bunctl_ipc_cli::run(cli, &mut stdin.lock(), &mut std::io::stdout(), &mut std::io::stderr());
+    match result {
+        Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("bunctl-ipc: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bunctl_ipc_cli::run_daemon(&socket, bunctl_ipc_cli::shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bunctl-ipc: {e}");
-            ExitCode::FAILURE
+            if !e.is_quiet() {
+                let _ = writeln!(std::io::stderr(), "bunctl-ipc: {e}");
+            }
+            e.status().into()
         }
     }
 }
