@@ -33,15 +33,16 @@ use crate::{HEADER_LEN, IpcError, IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Res
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameConfig {
-    max_frame_length: usize,
-    shrink_threshold: usize,
+    // `u32`: a header cannot express more, and every connection carries two of these.
+    max_frame_length: u32,
+    shrink_threshold: u32,
 }
 
 impl FrameConfig {
     /// The defaults: payloads up to [`MAX_MESSAGE_SIZE`], and a read buffer released once it is
     /// empty and holds more than 64 KiB.
     pub const fn new() -> Self {
-        FrameConfig { max_frame_length: MAX_MESSAGE_SIZE, shrink_threshold: 64 * 1024 }
+        FrameConfig { max_frame_length: MAX_MESSAGE_SIZE as u32, shrink_threshold: 64 * 1024 }
     }
 
     /// Sets the largest accepted payload, in bytes (the header is not counted).
@@ -49,38 +50,43 @@ impl FrameConfig {
     /// Values above `u32::MAX` are clamped to it, since the header cannot express more; `0`
     /// rejects every frame.
     pub const fn max_frame_length(mut self, max: usize) -> Self {
-        self.max_frame_length = if max > u32::MAX as usize { u32::MAX as usize } else { max };
+        self.max_frame_length = clamp_u32(max);
         self
     }
 
     /// Sets the capacity above which an *empty* read buffer is released after a frame has been
     /// consumed, so that one large message does not pin megabytes to an idle connection.
-    /// `0` releases the buffer whenever it empties.
+    /// `0` releases the buffer whenever it empties; values above `u32::MAX` are clamped to it
+    /// (a buffer never grows that large: frames are at most `u32::MAX + 4` bytes).
     pub const fn shrink_threshold(mut self, bytes: usize) -> Self {
-        self.shrink_threshold = bytes;
+        self.shrink_threshold = clamp_u32(bytes);
         self
     }
 
     /// The largest accepted payload, in bytes.
     pub const fn max_frame_len(&self) -> usize {
-        self.max_frame_length
+        self.max_frame_length as usize
     }
 
     /// The capacity above which an empty read buffer is released.
     pub const fn shrink_threshold_len(&self) -> usize {
-        self.shrink_threshold
+        self.shrink_threshold as usize
     }
 
     /// Checks a payload length taken from a header against the limit.
     pub fn check_len(&self, len: usize) -> Result<()> {
         if len == 0 {
             Err(IpcError::EmptyFrame)
-        } else if len > self.max_frame_length {
-            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_length })
+        } else if len > self.max_frame_len() {
+            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_len() })
         } else {
             Ok(())
         }
     }
+}
+
+const fn clamp_u32(n: usize) -> u32 {
+    if n > u32::MAX as usize { u32::MAX } else { n as u32 }
 }
 
 impl Default for FrameConfig {
@@ -94,10 +100,10 @@ impl Default for FrameConfig {
 enum DecodeState {
     /// Waiting for the 4 header bytes.
     Head,
-    /// Header consumed; waiting for this many payload bytes.
-    Body(usize),
+    /// Header consumed; waiting for this many payload bytes (a length from a header: `u32`).
+    Body(u32),
     /// A header claimed this oversize length; the stream is beyond repair.
-    Broken(usize),
+    Broken(u32),
 }
 
 /// A `tokio_util::codec` [`Decoder`] of `D` and [`Encoder`] of `E`, for `[u32 LE length][JSON]`
@@ -195,7 +201,7 @@ impl<D, E> IpcCodec<D, E> {
     }
 
     fn release_if_idle(&mut self, buf: &mut BytesMut) {
-        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold {
+        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold_len() {
             *buf = BytesMut::new();
             self.peak_capacity = 0;
         }
@@ -247,16 +253,20 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
         self.peak_capacity = self.peak_capacity.max(src.capacity());
         let len = match self.state {
             DecodeState::Broken(size) => {
-                return Err(IpcError::FrameTooLarge { size, max: self.config.max_frame_length });
+                return Err(IpcError::FrameTooLarge {
+                    size: size as usize,
+                    max: self.config.max_frame_len(),
+                });
             }
             DecodeState::Head => {
                 if src.len() < HEADER_LEN {
                     return Ok(None);
                 }
-                let len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+                let header = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+                let len = header as usize;
                 if let Err(e) = self.config.check_len(len) {
-                    if let IpcError::FrameTooLarge { size, .. } = e {
-                        self.state = DecodeState::Broken(size);
+                    if let IpcError::FrameTooLarge { .. } = e {
+                        self.state = DecodeState::Broken(header);
                         // Nothing after a lying header can be trusted; drop what was buffered.
                         *src = BytesMut::new();
                         self.peak_capacity = 0;
@@ -267,12 +277,12 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                     return Err(e);
                 }
                 src.advance(HEADER_LEN);
-                self.state = DecodeState::Body(len);
+                self.state = DecodeState::Body(header);
                 reserve_exact_total(src, len);
                 self.peak_capacity = self.peak_capacity.max(src.capacity());
                 len
             }
-            DecodeState::Body(len) => len,
+            DecodeState::Body(len) => len as usize,
         };
         if src.len() < len {
             return Ok(None);
@@ -295,39 +305,57 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
             }
             DecodeState::Body(len) => Err(IpcError::Truncated {
                 received: HEADER_LEN + buf.len(),
-                expected: HEADER_LEN + len,
+                expected: HEADER_LEN + len as usize,
             }),
-            DecodeState::Broken(size) => {
-                Err(IpcError::FrameTooLarge { size, max: self.config.max_frame_length })
-            }
+            DecodeState::Broken(size) => Err(IpcError::FrameTooLarge {
+                size: size as usize,
+                max: self.config.max_frame_len(),
+            }),
         }
     }
 }
 
 /// An `io::Write` into a `BytesMut` that refuses to go past a payload limit.
+///
+/// Passed to serde_json by value and fully inlined: serde_json writes every token separately, so
+/// an out-of-line call per write (through `&mut W`, or across the crate boundary: the encoder is
+/// instantiated in the caller's crate) costs more than the copy itself.
 struct LimitedWriter<'a> {
     dst: &'a mut BytesMut,
+    /// `dst.len()` may not pass this: the payload's start plus the limit.
+    end: usize,
     payload_start: usize,
-    max: usize,
-    overflow: Option<usize>,
+    /// Set to the payload size that would have resulted when a write is refused.
+    overflow: &'a mut Option<usize>,
+}
+
+impl LimitedWriter<'_> {
+    /// Out of line, so that the hot path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, chunk_len: usize) -> io::Error {
+        *self.overflow = Some(self.dst.len() - self.payload_start + chunk_len);
+        io::Error::other("frame limit reached")
+    }
 }
 
 impl io::Write for LimitedWriter<'_> {
+    #[inline]
     fn write(&mut self, chunk: &[u8]) -> io::Result<usize> {
-        let written = self.dst.len() - self.payload_start;
-        let after = written + chunk.len();
-        if after > self.max {
-            self.overflow = Some(after);
-            return Err(io::Error::other("frame limit reached"));
-        }
-        self.dst.put_slice(chunk);
-        Ok(chunk.len())
+        self.write_all(chunk).map(|()| chunk.len())
     }
 
+    #[inline]
     fn write_all(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.write(chunk).map(drop)
+        // `end - len` cannot underflow: `len <= end` holds after every accepted write.
+        if chunk.len() > self.end - self.dst.len() {
+            return Err(self.refuse(chunk.len()));
+        }
+        self.dst.extend_from_slice(chunk);
+        Ok(())
     }
 
+    #[inline]
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -340,18 +368,18 @@ impl<D, E: Serialize> Encoder<&E> for IpcCodec<D, E> {
         let frame_start = dst.len();
         dst.reserve(HEADER_LEN + 64);
         dst.put_u32_le(0);
-        let mut w = LimitedWriter {
-            dst,
-            payload_start: frame_start + HEADER_LEN,
-            max: self.config.max_frame_length,
-            overflow: None,
+        let payload_start = frame_start + HEADER_LEN;
+        let mut overflow = None;
+        let w = LimitedWriter {
+            dst: &mut *dst,
+            end: payload_start.saturating_add(self.config.max_frame_len()),
+            payload_start,
+            overflow: &mut overflow,
         };
-        let result = serde_json::to_writer(&mut w, item);
-        let overflow = w.overflow;
-        if let Err(e) = result {
+        if let Err(e) = serde_json::to_writer(w, item) {
             dst.truncate(frame_start);
             return Err(match overflow {
-                Some(size) => IpcError::FrameTooLarge { size, max: self.config.max_frame_length },
+                Some(size) => IpcError::FrameTooLarge { size, max: self.config.max_frame_len() },
                 None => IpcError::Encode(e),
             });
         }
