@@ -2,10 +2,11 @@
 
 use std::future::{Future, poll_fn};
 use std::io;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -36,25 +37,49 @@ const BACKPRESSURE: usize = 64 * 1024;
 /// A per-operation deadline that costs almost nothing when operations finish in time.
 ///
 /// Arming a tokio timer for every `recv` and `send` would put a timer-wheel insertion (under the
-/// time driver's lock) on every message. Instead each operation only records its deadline, and
-/// one long-lived `Sleep` is kept that fires no later than the deadline in force. When it fires
-/// early — its deadline belonged to an earlier, long-finished operation — it is moved to the
-/// current deadline. In steady traffic the timer is re-armed about once per timeout period
-/// instead of once per message.
+/// time driver's lock) on every message. Instead one long-lived `Sleep` is kept that fires no
+/// later than the deadline in force. When it fires early — its deadline belonged to an earlier,
+/// long-finished operation — it is moved to the current deadline. In steady traffic the timer is
+/// re-armed about once per timeout period instead of once per message.
+///
+/// An operation that completes without waiting never reads the clock: its deadline is fixed the
+/// first time it has to wait (`timeout` from then; what came before was one synchronous poll).
+/// The `Sleep` is allocated the first time an operation has to wait, and kept.
 #[derive(Debug, Default)]
 struct OpTimer {
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The current operation's deadline once it has waited; `None` before, or with no limit.
     deadline: Option<Instant>,
+    /// The current operation has waited (and registered its waker with `sleep`).
+    waited: bool,
 }
 
 impl OpTimer {
-    /// Starts timing an operation that may take `timeout` (`Duration::MAX`: no limit).
-    fn start(&mut self, timeout: Duration) {
-        self.deadline = Instant::now().checked_add(timeout);
+    /// Starts timing a new operation.
+    fn start(&mut self) {
+        self.waited = false;
+        self.deadline = None;
     }
 
-    /// True once the current operation's deadline has passed; otherwise arranges a wake-up.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Ends the current operation. If it waited, the `Sleep` still holds its task's waker, and
+    /// a waker keeps its task's allocation alive: a connection that outlives the task that last
+    /// used it (a pooled client, a connection handed between tasks) would pin that task's
+    /// memory. A no-op waker takes its place.
+    fn finish(&mut self) {
+        if std::mem::take(&mut self.waited)
+            && self.deadline.is_some()
+            && let Some(sleep) = self.sleep.as_mut()
+        {
+            let _ = sleep.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        }
+    }
+
+    /// For an operation that may take `timeout` (`Duration::MAX`: no limit) and is about to
+    /// wait: true once its deadline has passed; otherwise arranges a wake-up for it.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> bool {
+        if !std::mem::replace(&mut self.waited, true) {
+            self.deadline = Instant::now().checked_add(timeout);
+        }
         let Some(deadline) = self.deadline else { return false };
         let sleep = self.sleep.get_or_insert_with(|| Box::pin(sleep_until(deadline)));
         if sleep.deadline() > deadline {
@@ -77,19 +102,13 @@ impl OpTimer {
 struct FrameReader<D> {
     codec: IpcCodec<D, ()>,
     buf: BytesMut,
-    timer: OpTimer,
     /// Set by the `Stream` impl after a fatal error, so that it then ends.
     done: bool,
 }
 
 impl<D: DeserializeOwned> FrameReader<D> {
     fn new(config: FrameConfig) -> Self {
-        FrameReader {
-            codec: IpcCodec::with_config(config),
-            buf: BytesMut::new(),
-            timer: OpTimer::default(),
-            done: false,
-        }
+        FrameReader { codec: IpcCodec::with_config(config), buf: BytesMut::new(), done: false }
     }
 
     /// Polls for the next message. All progress lives in `self`, never in a future, which is
@@ -127,17 +146,26 @@ impl<D: DeserializeOwned> FrameReader<D> {
         }
     }
 
-    async fn recv<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<D> {
-        self.timer.start(timeout);
-        poll_fn(|cx| match self.poll_recv(cx, io) {
+    async fn recv<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        timer: &mut OpTimer,
+        timeout: Duration,
+    ) -> Result<D> {
+        timer.start();
+        let result = poll_fn(|cx| match self.poll_recv(cx, io) {
             Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending if self.timer.poll_expired(cx) => Poll::Ready(Err(IpcError::Timeout {
-                operation: Operation::Receive,
-                after: timeout,
-            })),
+            Poll::Pending if timer.poll_expired(cx, timeout) => {
+                Poll::Ready(Err(IpcError::Timeout {
+                    operation: Operation::Receive,
+                    after: timeout,
+                }))
+            }
             Poll::Pending => Poll::Pending,
         })
-        .await
+        .await;
+        timer.finish();
+        result
     }
 
     fn poll_next<R: AsyncRead + Unpin>(
@@ -168,25 +196,26 @@ impl<D> FrameReader<D> {
     }
 }
 
-/// The sending state: an encoder and the bytes not yet written.
+/// The sending state: the limits and the bytes not yet written.
 #[derive(Debug)]
 struct FrameWriter<E> {
-    codec: IpcCodec<(), E>,
+    /// The encoder is stateless apart from its limits, so only those are kept.
+    config: FrameConfig,
     buf: BytesMut,
-    /// Largest capacity `buf` reached since it was last released (see `poll_flush`).
-    peak: usize,
-    timer: OpTimer,
+    /// `buf` grew past [`IDLE_BUFFER_LIMIT`] since it was last released (see `poll_flush`).
+    grew: bool,
     poisoned: bool,
+    _types: PhantomData<fn(&E)>,
 }
 
 impl<E: Serialize> FrameWriter<E> {
     fn new(config: FrameConfig) -> Self {
         FrameWriter {
-            codec: IpcCodec::with_config(config),
+            config,
             buf: BytesMut::new(),
-            peak: 0,
-            timer: OpTimer::default(),
+            grew: false,
             poisoned: false,
+            _types: PhantomData,
         }
     }
 
@@ -195,8 +224,8 @@ impl<E: Serialize> FrameWriter<E> {
         if self.poisoned {
             return Err(IpcError::Poisoned);
         }
-        self.codec.encode(item, &mut self.buf)?;
-        self.peak = self.peak.max(self.buf.capacity());
+        IpcCodec::<(), E>::with_config(self.config).encode(item, &mut self.buf)?;
+        self.grew |= self.buf.capacity() > IDLE_BUFFER_LIMIT;
         Ok(())
     }
 
@@ -206,9 +235,9 @@ impl<E: Serialize> FrameWriter<E> {
         if self.poisoned {
             return Err(IpcError::Poisoned);
         }
-        self.codec.config().check_len(frame.len().saturating_sub(ipc_proto::HEADER_LEN))?;
+        self.config.check_len(frame.len().saturating_sub(ipc_proto::HEADER_LEN))?;
         self.buf.extend_from_slice(frame);
-        self.peak = self.peak.max(self.buf.capacity());
+        self.grew |= self.buf.capacity() > IDLE_BUFFER_LIMIT;
         Ok(())
     }
 
@@ -237,10 +266,9 @@ impl<E: Serialize> FrameWriter<E> {
         }
         ready!(Pin::new(&mut *io).poll_flush(cx))?;
         // `advance` leaves the allocation behind the read position, where `capacity()` no longer
-        // shows it; `peak` remembers its size. Keep it for reuse only if it is small.
-        if self.peak > IDLE_BUFFER_LIMIT {
+        // shows it; `grew` remembers its size. Keep it for reuse only if it is small.
+        if std::mem::take(&mut self.grew) {
             self.buf = BytesMut::new();
-            self.peak = 0;
         }
         Poll::Ready(Ok(()))
     }
@@ -248,6 +276,7 @@ impl<E: Serialize> FrameWriter<E> {
     async fn send<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
+        timer: &mut OpTimer,
         item: &E,
         timeout: Duration,
     ) -> Result<()> {
@@ -255,13 +284,14 @@ impl<E: Serialize> FrameWriter<E> {
         self.queue(item)?;
         let queued = self.buf.len();
         trace!(bytes = queued - before, "sending message");
-        self.timer.start(timeout);
+        timer.start();
         let flushed = poll_fn(|cx| match self.poll_flush(cx, io) {
             Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending if self.timer.poll_expired(cx) => Poll::Ready(None),
+            Poll::Pending if timer.poll_expired(cx, timeout) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         })
         .await;
+        timer.finish();
         match flushed {
             Some(result) => result,
             None => {
@@ -371,6 +401,9 @@ pub struct Connection<S, D, E> {
     io: S,
     reader: FrameReader<D>,
     writer: FrameWriter<E>,
+    /// One timer serves both directions: `recv` and `send` borrow the connection exclusively,
+    /// so their operations never overlap. `split` gives the send half a timer of its own.
+    timer: OpTimer,
     timeout: Duration,
     idle_timeout: Option<Duration>,
     peer: Option<PeerCredentials>,
@@ -401,6 +434,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             io,
             reader: FrameReader::new(config),
             writer: FrameWriter::new(config),
+            timer: OpTimer::default(),
             timeout,
             idle_timeout: None,
             peer: None,
@@ -433,10 +467,17 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             RecvHalf {
                 io: r,
                 reader: self.reader,
+                timer: self.timer,
                 timeout: self.timeout,
                 _slot: self.slot.clone(),
             },
-            SendHalf { io: w, writer: self.writer, timeout: self.timeout, _slot: self.slot },
+            SendHalf {
+                io: w,
+                writer: self.writer,
+                timer: OpTimer::default(),
+                timeout: self.timeout,
+                _slot: self.slot,
+            },
         )
     }
 
@@ -519,7 +560,7 @@ impl<S: AsyncRead + Unpin, D: DeserializeOwned, E> Connection<S, D, E> {
     /// [`IpcError::Truncated`]. A frame with invalid JSON is [`IpcError::InvalidMessage`] and
     /// the next `recv` reads the frame after it.
     pub async fn recv(&mut self) -> Result<D> {
-        self.reader.recv(&mut self.io, self.timeout).await
+        self.reader.recv(&mut self.io, &mut self.timer, self.timeout).await
     }
 
     /// Polls for the next message without a timeout; the building block of `recv`. Cancel-safe.
@@ -534,7 +575,7 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
     /// The frame is encoded and written in one piece. A message over the limit fails with
     /// [`IpcError::FrameTooLarge`] before anything is written.
     pub async fn send(&mut self, message: &E) -> Result<()> {
-        self.writer.send(&mut self.io, message, self.timeout).await
+        self.writer.send(&mut self.io, &mut self.timer, message, self.timeout).await
     }
 }
 
@@ -592,6 +633,7 @@ impl_sink!(impl[W: AsyncWrite + Unpin, E: Serialize] SendHalf<W, E>, E);
 pub struct RecvHalf<R, D> {
     io: R,
     reader: FrameReader<D>,
+    timer: OpTimer,
     timeout: Duration,
     _slot: Option<Slot>,
 }
@@ -599,7 +641,7 @@ pub struct RecvHalf<R, D> {
 impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
     /// As [`Connection::recv`]. Cancel-safe.
     pub async fn recv(&mut self) -> Result<D> {
-        self.reader.recv(&mut self.io, self.timeout).await
+        self.reader.recv(&mut self.io, &mut self.timer, self.timeout).await
     }
 
     /// As [`Connection::poll_recv`]. Cancel-safe.
@@ -623,6 +665,7 @@ impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
 pub struct SendHalf<W, E> {
     io: W,
     writer: FrameWriter<E>,
+    timer: OpTimer,
     timeout: Duration,
     _slot: Option<Slot>,
 }
@@ -630,7 +673,7 @@ pub struct SendHalf<W, E> {
 impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
     /// As [`Connection::send`].
     pub async fn send(&mut self, message: &E) -> Result<()> {
-        self.writer.send(&mut self.io, message, self.timeout).await
+        self.writer.send(&mut self.io, &mut self.timer, message, self.timeout).await
     }
 
     /// Sets the limit for each later `send`.
@@ -721,7 +764,8 @@ mod tests {
         let (sent, got) = tokio::join!(client.send(&big), server.recv());
         sent.expect("send");
         assert_eq!(got.expect("recv"), big);
-        assert!(client.writer.peak <= IDLE_BUFFER_LIMIT, "writer kept {}", client.writer.peak);
+        assert!(!client.writer.grew);
+        assert!(client.writer.buf.capacity() <= IDLE_BUFFER_LIMIT, "writer kept a large buffer");
         server.reader.buf.reserve(1);
         assert!(
             server.reader.buf.capacity() <= IDLE_BUFFER_LIMIT,
