@@ -4,6 +4,7 @@
 //! Dependency-free on purpose, so it compiles in seconds. See [`HELP`] for the commands;
 //! `.ci/run` calls `cargo xtask ci`.
 
+mod bench;
 mod ci;
 mod runner;
 mod targets;
@@ -58,6 +59,13 @@ Commands:
         Only the fuzz step of `ci`: each target for N seconds (default 30), nightly +
         cargo-fuzz, from the seeds in fuzz/seeds/<target>, growing fuzz/corpus/<target>.
 
+  bench [--full]
+        Runs the benchmark suite (bench binaries `report` and `connections` of bunctl-ipc,
+        each with --quick unless --full) and writes BENCHMARKS.md and BENCHMARKS.svg at the
+        workspace root: machine, date, every figure for bunctl-ipc and the baselines, ratios,
+        the issue-7 targets, and benches/NOTES.md. Not part of `ci`. Run it on a quiet machine
+        (see the load average it records); `strace` adds the syscall counts when installed.
+
   help, -h, --help
         This text.
 
@@ -88,6 +96,7 @@ fn dispatch(args: &[String]) -> Result {
         "windows" => step("windows: cargo test under wine", || windows::test(rest)),
         "windows-clippy" => step("windows-clippy", || windows::clippy(rest)),
         "check-targets" => step("check-targets", || targets::check(rest)),
+        "bench" => bench::bench(rest),
         "fuzz" => match rest {
             [] => ci::fuzz_only(ci::FUZZ_SECONDS),
             [flag, n] if flag == "--seconds" => match n.parse() {
