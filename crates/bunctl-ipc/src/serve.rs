@@ -337,14 +337,6 @@ where
                 progressed = true;
             }
 
-            // Write out what is queued.
-            if session.tx.queued_len() > 0
-                && let Poll::Ready(flushed) = session.poll_flush(cx)
-            {
-                flushed?;
-                progressed = true;
-            }
-
             // The next request, once the previous one is answered.
             let answered = in_flight.is_none() && held.is_none();
             if answered && !session.eof && session.has_room() {
@@ -367,6 +359,17 @@ where
                 }
             }
 
+            // Write out what is queued once this round found nothing more to add (or the
+            // buffer is full), so pipelined requests get their replies in one write rather than
+            // one write each.
+            if session.tx.queued_len() > 0
+                && (!progressed || !session.has_room())
+                && let Poll::Ready(flushed) = session.poll_flush(cx)
+            {
+                flushed?;
+                progressed = true;
+            }
+
             if session.eof && answered && in_flight.is_none() && session.tx.queued_len() == 0 {
                 return Poll::Ready(Ok(()));
             }
@@ -374,7 +377,13 @@ where
                 return session.poll_deadline(cx, answered && in_flight.is_none());
             }
         }
-        // Plenty of work is still coming in: let other tasks run, then continue.
+        // Plenty of work is still coming in: write out what is done, let other tasks run, then
+        // continue.
+        if session.tx.queued_len() > 0
+            && let Poll::Ready(Err(e)) = session.poll_flush(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
         cx.waker().wake_by_ref();
         Poll::Pending
     })
