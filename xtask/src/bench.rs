@@ -890,7 +890,9 @@ fn render_svg(f: &Figures, m: &Machine) -> String {
         ("client after 1 MiB", "client", "after-1MiB"),
     ];
     let memory = Chart {
-        title: "Heap per connection, 1,000 connections, incl. the object (log scale)".into(),
+        title:
+            "Heap per connection, 1,000 connections, incl. the object (log scale; dashed: 512 B)"
+                .into(),
         unit: "bytes".into(),
         groups: mem_groups.iter().map(|g| g.0.to_string()).collect(),
         series: series(&mem_series),
@@ -904,7 +906,7 @@ fn render_svg(f: &Figures, m: &Machine) -> String {
             })
             .collect(),
         log: true,
-        reference: None,
+        reference: Some(512.0),
     };
     let (w, h) = (900.0, 300.0);
     let mut out = String::new();
