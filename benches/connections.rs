@@ -15,6 +15,10 @@
 mod common;
 
 #[cfg(unix)]
+#[path = "../crates/bunctl-ipc/tests/common/alloc.rs"]
+mod alloc;
+
+#[cfg(unix)]
 fn main() {
     imp::main();
 }
@@ -24,12 +28,10 @@ fn main() {}
 
 #[cfg(unix)]
 mod imp {
-    use std::alloc::{GlobalAlloc, Layout, System};
     use std::io::{BufRead, BufReader, Write};
     use std::path::{Path, PathBuf};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
     use bunctl_ipc::{
@@ -40,56 +42,9 @@ mod imp {
     use tokio::runtime::Runtime;
     use tokio_util::codec::Framed;
 
+    use crate::alloc::heap;
     use crate::common::baseline::{self, Interprocess, Tokio, Transport};
     use crate::common::msgs;
-
-    struct Counting;
-
-    static CURRENT: AtomicUsize = AtomicUsize::new(0);
-
-    // SAFETY: every call is forwarded unchanged to the system allocator; only sizes are counted.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            // SAFETY: same contract as ours.
-            let p = unsafe { System.alloc(layout) };
-            if !p.is_null() {
-                CURRENT.fetch_add(layout.size(), Ordering::Relaxed);
-            }
-            p
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            // SAFETY: same contract as ours.
-            let p = unsafe { System.alloc_zeroed(layout) };
-            if !p.is_null() {
-                CURRENT.fetch_add(layout.size(), Ordering::Relaxed);
-            }
-            p
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as ours.
-            unsafe { System.dealloc(ptr, layout) };
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            // SAFETY: same contract as ours.
-            let p = unsafe { System.realloc(ptr, layout, new_size) };
-            if !p.is_null() {
-                CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-                CURRENT.fetch_add(new_size, Ordering::Relaxed);
-            }
-            p
-        }
-    }
-
-    #[global_allocator]
-    static ALLOCATOR: Counting = Counting;
-
-    fn heap() -> usize {
-        CURRENT.load(Ordering::Relaxed)
-    }
 
     /// Heap per connection since `before`, in bytes.
     fn per_conn(before: usize, n: usize) -> f64 {

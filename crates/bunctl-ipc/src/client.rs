@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use ipc_proto::{
-    DEFAULT_TIMEOUT, FrameConfig, IpcError, IpcMessage, IpcResponse, Operation, Result,
-    SubscriptionType,
+    DEFAULT_TIMEOUT, FrameConfig, IpcError, IpcMessage, IpcResponse, Result, SubscriptionType,
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -97,16 +96,8 @@ impl IpcClient {
     /// Connects with the given options.
     pub async fn connect_with(path: impl AsRef<Path>, options: ClientOptions) -> Result<IpcClient> {
         let path = path.as_ref();
-        let connect = sys::connect(path, options.timeout);
-        let (stream, peer) = match tokio::time::timeout(options.timeout, connect).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(IpcError::Timeout {
-                    operation: Operation::Connect,
-                    after: options.timeout,
-                });
-            }
-        };
+        // Both transports bound their own connect (busy retries included) by this timeout.
+        let (stream, peer) = sys::connect(path, options.timeout).await?;
         debug!(endpoint = %path.display(), ?peer, "connected");
         Ok(IpcClient {
             conn: Connection::with_config(stream, options.frame, options.timeout)

@@ -1,5 +1,6 @@
-//! A counting global allocator for the test binaries that measure heap: include it with
-//! `#[path = "common/alloc.rs"] mod alloc;`. It installs itself as the binary's allocator.
+//! A counting global allocator for the test and bench binaries that measure heap: include it
+//! with `#[path = ".../tests/common/alloc.rs"] mod alloc;`. It installs itself as the binary's
+//! allocator.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -21,6 +22,15 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as ours.
         let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours. (Forwarded so large zeroed blocks stay `calloc`.)
+        let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             grew(layout.size());
         }
