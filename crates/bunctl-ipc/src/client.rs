@@ -28,13 +28,30 @@ const MAX_PENDING_EVENTS: usize = 4096;
 pub struct ClientOptions {
     frame: FrameConfig,
     timeout: Duration,
+    wait_for_server: Duration,
 }
 
 impl ClientOptions {
     /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`], which
-    /// also bounds the connect itself.
+    /// also bounds the connect itself; no waiting for a server that is not running yet.
     pub fn new() -> Self {
-        ClientOptions { frame: FrameConfig::new(), timeout: DEFAULT_TIMEOUT }
+        ClientOptions {
+            frame: FrameConfig::new(),
+            timeout: DEFAULT_TIMEOUT,
+            wait_for_server: Duration::ZERO,
+        }
+    }
+
+    /// Keep retrying, for up to `wait`, while no server is running at the endpoint — for a CLI
+    /// that has just spawned its daemon. Retries start at 5 ms and back off to 100 ms.
+    ///
+    /// With a wait, the whole connect has one deadline, `wait` from the call: no attempt
+    /// outlasts it, whatever [`timeout`](Self::timeout) says (each attempt is also bounded by
+    /// the timeout). When the server does not appear in time, the last
+    /// [`IpcError::NotRunning`] is returned; other errors are returned at once.
+    pub fn wait_for_server(mut self, wait: Duration) -> Self {
+        self.wait_for_server = wait;
+        self
     }
 
     /// The largest message payload accepted or sent, in bytes.
@@ -83,6 +100,12 @@ pub struct IpcClient {
     endpoint: PathBuf,
     pending_events: VecDeque<Event>,
     missed_events: u64,
+    /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
+    /// their future dropped). Replies come in request order, so the next this many replies
+    /// belong to them and are discarded.
+    owed_replies: usize,
+    /// The event stream met a fatal error or the end of the connection: it yields no more.
+    events_ended: bool,
 }
 
 impl IpcClient {
@@ -96,8 +119,12 @@ impl IpcClient {
     /// Connects with the given options.
     pub async fn connect_with(path: impl AsRef<Path>, options: ClientOptions) -> Result<IpcClient> {
         let path = path.as_ref();
-        // Both transports bound their own connect (busy retries included) by this timeout.
-        let (stream, peer) = sys::connect(path, options.timeout).await?;
+        let (stream, peer) = if options.wait_for_server.is_zero() {
+            // Both transports bound their own connect (busy retries included) by the timeout.
+            sys::connect(path, options.timeout).await?
+        } else {
+            connect_retrying(path, &options).await?
+        };
         debug!(endpoint = %path.display(), ?peer, "connected");
         Ok(IpcClient {
             conn: Connection::with_config(stream, options.frame, options.timeout)
@@ -105,58 +132,104 @@ impl IpcClient {
             endpoint: path.to_owned(),
             pending_events: VecDeque::new(),
             missed_events: 0,
+            owed_replies: 0,
+            events_ended: false,
         })
     }
 
-    /// Connects, retrying while no server is running yet, for up to `wait` — for a CLI that
-    /// has just spawned the daemon. Retries start at 5 ms and back off to 100 ms; the last
-    /// [`IpcError::NotRunning`] is returned if the server does not appear in time. Other
-    /// errors are returned at once.
+    /// Connects with default [`ClientOptions`], retrying while no server is running yet, for
+    /// up to `wait` in all: `ClientOptions::new().wait_for_server(wait)` (see
+    /// [`ClientOptions::wait_for_server`]).
     pub async fn connect_with_retry(path: impl AsRef<Path>, wait: Duration) -> Result<IpcClient> {
-        let path = path.as_ref();
-        let deadline = Instant::now() + wait;
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            match Self::connect(path).await {
-                Err(e @ IpcError::NotRunning { .. }) => {
-                    if Instant::now() + backoff > deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
-                }
-                other => return other,
-            }
-        }
+        Self::connect_with(path, ClientOptions::new().wait_for_server(wait)).await
     }
 
     /// Sends one message. See [`Connection::send`].
+    ///
+    /// A plain `send` followed by [`recv`](Self::recv) pairs the two only by order: if that
+    /// `recv` times out, the reply still arrives later and the *next* `recv` returns it. Use
+    /// [`request`](Self::request), which keeps track of that, when replies must not be mixed
+    /// up.
     pub async fn send(&mut self, message: &IpcMessage) -> Result<()> {
         self.conn.send(message).await
     }
 
     /// Receives the next response or event, oldest first (events held back by
     /// [`request`](Self::request) come first). Cancel-safe.
+    ///
+    /// Replies still owed to requests that timed out or were dropped are discarded on the
+    /// way. A reply to a plain [`send`](Self::send) is not tracked: if this `recv` times out
+    /// waiting for it, a later `recv` returns it.
     pub async fn recv(&mut self) -> Result<IpcResponse> {
         if let Some(event) = self.take_pending_event() {
             return Ok(event.into());
         }
-        self.conn.recv().await
+        loop {
+            let response = self.conn.recv().await?;
+            if !matches!(response, IpcResponse::Event { .. }) && self.owed_replies > 0 {
+                self.discard_owed_reply(&response);
+                continue;
+            }
+            return Ok(response);
+        }
     }
 
     /// Sends `message` and returns its reply; events that arrive meanwhile are kept for
-    /// [`next_event`](Self::next_event). The timeout applies to the send and to the wait for
-    /// the reply separately.
+    /// [`next_event`](Self::next_event).
+    ///
+    /// The whole request — writing the message and waiting for the reply — has one deadline,
+    /// the client's [`timeout`](Self::timeout), counted from the first moment it has to wait.
+    ///
+    /// Each request gets its own reply, whatever happened before: when a request fails with a
+    /// timeout, or its future is dropped (it lost a `tokio::select!`, an outer timeout fired)
+    /// after its message was queued, the client remembers that a reply is still owed and
+    /// discards it when it arrives, so it is never mistaken for the reply to a later request.
     pub async fn request(&mut self, message: &IpcMessage) -> Result<IpcResponse> {
-        self.conn.send(message).await?;
+        self.conn.begin_operation();
+        let result = self.request_in_operation(message).await;
+        self.conn.end_operation();
+        result
+    }
+
+    async fn request_in_operation(&mut self, message: &IpcMessage) -> Result<IpcResponse> {
+        let at = self.conn.queue_message(message)?;
+        // From here the message will reach the server (it is queued whole and written ahead of
+        // anything later), so a reply is owed, even if this future is dropped at the next await.
+        self.owed_replies += 1;
+        if let Err(e) = poll_fn(|cx| self.conn.poll_send_queued(cx, at)).await {
+            if matches!(e, IpcError::Timeout { torn: false, .. }) {
+                // The frame was withdrawn unsent: no reply will come.
+                self.owed_replies -= 1;
+            }
+            return Err(e);
+        }
         loop {
-            match self.conn.recv().await? {
+            match poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await? {
                 IpcResponse::Event { event_type, data } => {
                     self.hold_event(Event { event_type, data })
                 }
-                reply => return Ok(reply),
+                reply if self.owed_replies > 1 => self.discard_owed_reply(&reply),
+                reply => {
+                    self.owed_replies = 0;
+                    return Ok(reply);
+                }
             }
         }
+    }
+
+    fn discard_owed_reply(&mut self, reply: &IpcResponse) {
+        self.owed_replies -= 1;
+        debug!(
+            ?reply,
+            still_owed = self.owed_replies,
+            "discarded the late reply of an abandoned request"
+        );
+    }
+
+    /// How many replies are still to arrive for requests that timed out or were dropped; they
+    /// will be discarded as they come.
+    pub fn unanswered_requests(&self) -> usize {
+        self.owed_replies
     }
 
     /// Subscribes this connection to events, replacing any earlier subscription. Fails with
@@ -171,14 +244,15 @@ impl IpcClient {
     }
 
     /// Waits, without a timeout, for the next event. Cancel-safe, so it fits a `select!` loop
-    /// beside other work. A reply that arrives with no request waiting for it is logged and
-    /// skipped.
+    /// beside other work. Late replies of abandoned requests are discarded; any other reply
+    /// that arrives with no request waiting for it is logged and skipped.
     pub async fn next_event(&mut self) -> Result<Event> {
         poll_fn(|cx| self.poll_next_event(cx)).await
     }
 
-    /// The events as a `Stream`, borrowing the client; it ends when the server closes the
-    /// connection.
+    /// The events as a `Stream`, borrowing the client. It ends (`None`) when the server closes
+    /// the connection, and after yielding an error that leaves the connection unusable (see
+    /// [`IpcError::is_recoverable`]); recoverable errors are yielded and the stream goes on.
     pub fn events(&mut self) -> EventStream<'_> {
         EventStream { client: self }
     }
@@ -192,6 +266,7 @@ impl IpcClient {
                 IpcResponse::Event { event_type, data } => {
                     return Poll::Ready(Ok(Event { event_type, data }));
                 }
+                owed if self.owed_replies > 0 => self.discard_owed_reply(&owed),
                 stray => warn!(reply = ?stray, "reply with no request waiting for it; skipped"),
             }
         }
@@ -235,9 +310,18 @@ impl IpcClient {
     }
 
     /// The underlying connection, for `split`, `into_framed` or the `Stream`/`Sink` API.
-    /// Events held back by `request` are returned beside it.
+    ///
+    /// Events held back by `request` are returned beside it, oldest first, preceded by a
+    /// `lagged` event if some had to be dropped. Replies still owed to abandoned requests
+    /// ([`unanswered_requests`](Self::unanswered_requests)) are no longer filtered out: they
+    /// arrive on the connection first.
     pub fn into_connection(self) -> (ClientConnection, Vec<Event>) {
-        (self.conn, self.pending_events.into())
+        let mut events = Vec::with_capacity(self.pending_events.len() + 1);
+        if self.missed_events > 0 {
+            events.push(Event::lagged(self.missed_events));
+        }
+        events.extend(self.pending_events);
+        (self.conn, events)
     }
 }
 
@@ -258,10 +342,48 @@ pub struct EventStream<'a> {
 impl Stream for EventStream<'_> {
     type Item = Result<Event>;
 
+    /// Ends after the connection closes or after a non-recoverable error (yielded once), like
+    /// tokio-util's `Framed`; recoverable errors are yielded and the stream goes on.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
-        match ready!(self.get_mut().client.poll_next_event(cx)) {
-            Err(IpcError::Closed) => Poll::Ready(None),
-            other => Poll::Ready(Some(other)),
+        let client = &mut *self.get_mut().client;
+        if client.events_ended {
+            return Poll::Ready(None);
+        }
+        match ready!(client.poll_next_event(cx)) {
+            Err(IpcError::Closed) => {
+                client.events_ended = true;
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                client.events_ended = !e.is_recoverable();
+                Poll::Ready(Some(Err(e)))
+            }
+            ok => Poll::Ready(Some(ok)),
+        }
+    }
+}
+
+/// The connect loop of [`ClientOptions::wait_for_server`]: one deadline for all attempts.
+async fn connect_retrying(
+    path: &Path,
+    options: &ClientOptions,
+) -> Result<(sys::ClientStream, crate::PeerCredentials)> {
+    let deadline = Instant::now().checked_add(options.wait_for_server);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        // The transport bounds an attempt itself (its busy retries included).
+        match sys::connect(path, options.timeout.min(left)).await {
+            Err(e @ IpcError::NotRunning { .. }) => {
+                let left =
+                    deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+                if backoff > left {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
         }
     }
 }

@@ -146,6 +146,27 @@ impl<D: DeserializeOwned> FrameReader<D> {
         }
     }
 
+    /// `poll_recv` bounded by the deadline of the operation `timer` is timing.
+    fn poll_recv_timed<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut R,
+        timer: &mut OpTimer,
+        timeout: Duration,
+    ) -> Poll<Result<D>> {
+        match self.poll_recv(cx, io) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending if timer.poll_expired(cx, timeout) => {
+                Poll::Ready(Err(IpcError::Timeout {
+                    operation: Operation::Receive,
+                    after: timeout,
+                    torn: false,
+                }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     async fn recv<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
@@ -153,17 +174,7 @@ impl<D: DeserializeOwned> FrameReader<D> {
         timeout: Duration,
     ) -> Result<D> {
         timer.start();
-        let result = poll_fn(|cx| match self.poll_recv(cx, io) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending if timer.poll_expired(cx, timeout) => {
-                Poll::Ready(Err(IpcError::Timeout {
-                    operation: Operation::Receive,
-                    after: timeout,
-                }))
-            }
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
+        let result = poll_fn(|cx| self.poll_recv_timed(cx, io, timer, timeout)).await;
         timer.finish();
         result
     }
@@ -229,13 +240,23 @@ impl<E: Serialize> FrameWriter<E> {
         Ok(())
     }
 
+    /// Queues `item` as the frame a timed send will flush: returns where the queue stood
+    /// before it and where it ends, for [`poll_send`](Self::poll_send).
+    fn queue_for_send(&mut self, item: &E) -> Result<(usize, usize)> {
+        let before = self.buf.len();
+        self.queue(item)?;
+        trace!(bytes = self.buf.len() - before, "sending message");
+        Ok((before, self.buf.len()))
+    }
+
     /// Queues a frame that was encoded elsewhere (header included), e.g. an event serialized
     /// once for many subscribers. It is checked against this writer's limit like any other.
     fn queue_encoded(&mut self, frame: &[u8]) -> Result<()> {
         if self.poisoned {
             return Err(IpcError::Poisoned);
         }
-        self.config.check_len(frame.len().saturating_sub(ipc_proto::HEADER_LEN))?;
+        self.config
+            .check_len(frame.len().saturating_sub(ipc_proto::HEADER_LEN), Operation::Send)?;
         self.buf.extend_from_slice(frame);
         self.grew |= self.buf.capacity() > IDLE_BUFFER_LIMIT;
         Ok(())
@@ -273,6 +294,41 @@ impl<E: Serialize> FrameWriter<E> {
         Poll::Ready(Ok(()))
     }
 
+    /// Flushes a frame queued by [`queue_for_send`](Self::queue_for_send) (`at`), bounded by
+    /// the deadline of the operation `timer` is timing. When time runs out before one byte of
+    /// the frame went out, the frame is withdrawn and the connection stays usable; after part
+    /// of it went out, the connection is poisoned.
+    fn poll_send<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+        timer: &mut OpTimer,
+        timeout: Duration,
+        (before, queued): (usize, usize),
+    ) -> Poll<Result<()>> {
+        match self.poll_flush(cx, io) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending if timer.poll_expired(cx, timeout) => {
+                // `buf` holds the unwritten tail of the queue; the frame is whole in it only
+                // while nothing of it has been written.
+                let torn = self.buf.len() < queued - before;
+                if torn {
+                    warn!("send timed out part-way through a frame; connection poisoned");
+                    self.poisoned = true;
+                } else {
+                    let keep = self.buf.len() - (queued - before);
+                    self.buf.truncate(keep);
+                }
+                Poll::Ready(Err(IpcError::Timeout {
+                    operation: Operation::Send,
+                    after: timeout,
+                    torn,
+                }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     async fn send<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
@@ -280,31 +336,11 @@ impl<E: Serialize> FrameWriter<E> {
         item: &E,
         timeout: Duration,
     ) -> Result<()> {
-        let before = self.buf.len();
-        self.queue(item)?;
-        let queued = self.buf.len();
-        trace!(bytes = queued - before, "sending message");
+        let at = self.queue_for_send(item)?;
         timer.start();
-        let flushed = poll_fn(|cx| match self.poll_flush(cx, io) {
-            Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending if timer.poll_expired(cx, timeout) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
+        let result = poll_fn(|cx| self.poll_send(cx, io, timer, timeout, at)).await;
         timer.finish();
-        match flushed {
-            Some(result) => result,
-            None => {
-                if self.buf.len() == queued {
-                    // Not one byte went out: withdraw the frame; the connection stays usable.
-                    self.buf.truncate(before);
-                } else {
-                    warn!("send timed out part-way through a frame; connection poisoned");
-                    self.poisoned = true;
-                }
-                Err(IpcError::Timeout { operation: Operation::Send, after: timeout })
-            }
-        }
+        result
     }
 
     fn poll_ready<W: AsyncWrite + Unpin>(
@@ -484,7 +520,13 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     /// Converts into a `tokio_util::codec::Framed` with the same codec, for code written against
     /// `futures`' `StreamExt`/`SinkExt` and tokio-util. Buffered bytes carry over; the timeout
     /// does not (`Framed` has none).
-    pub fn into_framed(self) -> Framed<S, IpcCodec<D, E>>
+    ///
+    /// The stream inside is a [`FramedIo`], which keeps what the connection owned and knew: a
+    /// server's connection slot stays taken until the `Framed` is dropped (so
+    /// [`ServerOptions::max_connections`](crate::ServerOptions::max_connections) still holds),
+    /// the peer's credentials stay readable (`framed.get_ref().peer_credentials()`), and a
+    /// poisoned connection stays poisoned: its writes fail.
+    pub fn into_framed(self) -> Framed<FramedIo<S>, IpcCodec<D, E>>
     where
         S: AsyncRead + AsyncWrite,
     {
@@ -493,7 +535,13 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         let mut codec = self.reader.codec.cast::<D, E>();
         codec
             .set_config(codec.config().shrink_threshold(FrameConfig::new().shrink_threshold_len()));
-        let mut parts = FramedParts::new::<&E>(self.io, codec);
+        let io = FramedIo {
+            io: self.io,
+            peer: self.peer,
+            poisoned: self.writer.poisoned,
+            _slot: self.slot,
+        };
+        let mut parts = FramedParts::new::<&E>(io, codec);
         parts.read_buf = self.reader.buf;
         if parts.read_buf.capacity() == 0 {
             // `Framed` reads into spare capacity only; start it with a useful amount.
@@ -501,6 +549,94 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         }
         parts.write_buf = self.writer.buf;
         Framed::from_parts(parts)
+    }
+}
+
+/// The byte stream of a [`Connection`] turned into a `Framed` by
+/// [`Connection::into_framed`], with what the connection owned and knew about it.
+///
+/// Reads and writes go straight to the stream inside. It holds the server's connection slot
+/// until it is dropped, and it refuses writes once the connection was poisoned (an earlier send
+/// stopped part-way through a frame), since the peer could not parse anything after it.
+#[derive(Debug)]
+pub struct FramedIo<S> {
+    io: S,
+    peer: Option<PeerCredentials>,
+    poisoned: bool,
+    _slot: Option<Slot>,
+}
+
+impl<S> FramedIo<S> {
+    /// The peer's process and user identity, as the connection had it.
+    pub fn peer_credentials(&self) -> Option<PeerCredentials> {
+        self.peer
+    }
+
+    /// True when the connection was poisoned before it was converted; every write fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The stream inside.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The stream inside, mutably. Reading or writing it directly corrupts the framing.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+}
+
+fn poisoned_write() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, IpcError::Poisoned)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FramedIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FramedIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.poisoned {
+            return Poll::Ready(Err(poisoned_write()));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.poisoned {
+            return Poll::Ready(Err(poisoned_write()));
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -576,6 +712,39 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
     /// [`IpcError::FrameTooLarge`] before anything is written.
     pub async fn send(&mut self, message: &E) -> Result<()> {
         self.writer.send(&mut self.io, &mut self.timer, message, self.timeout).await
+    }
+}
+
+/// One operation made of several steps under a single deadline (the client's `request`: a send,
+/// then receives until the reply). Crate-internal: the public `send`/`recv` each time one step.
+impl<S: AsyncRead + AsyncWrite + Unpin, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
+    /// Starts an operation: its deadline is fixed the first time one of its steps waits.
+    pub(crate) fn begin_operation(&mut self) {
+        self.timer.start();
+    }
+
+    /// Ends the operation begun last.
+    pub(crate) fn end_operation(&mut self) {
+        self.timer.finish();
+    }
+
+    /// Queues `message` for [`poll_send_queued`](Self::poll_send_queued).
+    pub(crate) fn queue_message(&mut self, message: &E) -> Result<(usize, usize)> {
+        self.writer.queue_for_send(message)
+    }
+
+    /// Writes out the frame queued at `at`, within the operation's deadline.
+    pub(crate) fn poll_send_queued(
+        &mut self,
+        cx: &mut Context<'_>,
+        at: (usize, usize),
+    ) -> Poll<Result<()>> {
+        self.writer.poll_send(cx, &mut self.io, &mut self.timer, self.timeout, at)
+    }
+
+    /// Receives one message within the operation's deadline.
+    pub(crate) fn poll_recv_in_operation(&mut self, cx: &mut Context<'_>) -> Poll<Result<D>> {
+        self.reader.poll_recv_timed(cx, &mut self.io, &mut self.timer, self.timeout)
     }
 }
 

@@ -43,8 +43,18 @@
 //! * **Cancel safety.** [`Connection::recv`], [`IpcClient::recv`] and
 //!   [`IpcClient::next_event`] can be dropped at any point (in `tokio::select!`, by a timeout)
 //!   without losing data; see [`Connection`].
-//! * **Timeouts.** Every `send`/`recv` is bounded ([`DEFAULT_TIMEOUT`], or `set_timeout`). A
-//!   receive timeout leaves the connection usable; a send interrupted mid-frame poisons it.
+//! * **Timeouts.** Every public call has one deadline and keeps it: each `send`/`recv` is
+//!   bounded ([`DEFAULT_TIMEOUT`], or `set_timeout`), [`IpcClient::request`] bounds writing
+//!   *and* waiting for the reply together, and a connect with
+//!   [`ClientOptions::wait_for_server`] ends by its wait. A receive timeout leaves the
+//!   connection usable; a send interrupted mid-frame poisons it ([`IpcError::is_recoverable`]
+//!   says which, for every error).
+//! * **Reply pairing.** Replies come back in request order. [`IpcClient::request`] counts the
+//!   replies still owed to requests that timed out or whose future was dropped, and discards
+//!   them as they arrive, so a request never receives another request's reply. A plain
+//!   [`IpcClient::send`] + [`IpcClient::recv`] pair is matched by order alone: after a `recv`
+//!   timed out, its reply is what the next `recv` returns, and keeping track is the caller's
+//!   job.
 //! * **Limits.** Frames over [`MAX_MESSAGE_SIZE`] are refused before memory is reserved for them.
 //! * **Errors are typed.** One [`IpcError`] enum; the peer leaving cleanly is
 //!   [`IpcError::Closed`], leaving mid-frame is [`IpcError::Truncated`], a bad frame is
@@ -75,7 +85,7 @@ mod sys;
 
 pub use bus::{BusEvent, DEFAULT_QUEUE_CAPACITY, EventBus, Subscription};
 pub use client::{ClientConnection, ClientOptions, EventStream, IpcClient};
-pub use conn::{Connection, RecvHalf, SendHalf, SplitStream};
+pub use conn::{Connection, FramedIo, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};
 pub use serve::{

@@ -566,6 +566,6 @@ where
         }
         ready!(self.timer.as_mut().poll(cx));
         debug!(%operation, ?after, "connection timed out");
-        Poll::Ready(Err(IpcError::Timeout { operation, after }))
+        Poll::Ready(Err(IpcError::Timeout { operation, after, torn: false }))
     }
 }

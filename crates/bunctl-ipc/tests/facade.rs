@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bunctl_ipc::{
     ClientOptions, Connection, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer,
-    MAX_MESSAGE_SIZE, ServerOptions,
+    MAX_MESSAGE_SIZE, Operation, ServerOptions,
 };
 use common::*;
 use futures::{SinkExt, StreamExt};
@@ -100,7 +100,13 @@ async fn smaller_configured_limit_is_enforced_by_the_receiver() {
     let mut client = IpcClient::connect(ep.path()).await.expect("connect");
     client.send(&start_of_payload_size(65)).await.expect("client allows it");
     let got = within("server", srv).await.expect("task");
-    assert!(matches!(got, Err(IpcError::FrameTooLarge { size: 65, max: 64 })), "{got:?}");
+    assert!(
+        matches!(
+            got,
+            Err(IpcError::FrameTooLarge { size: 65, max: 64, operation: Operation::Receive })
+        ),
+        "{got:?}"
+    );
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use bytes::BytesMut;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::Encoder;
 
-use crate::{FrameConfig, HEADER_LEN, IpcCodec, IpcError, Result};
+use crate::{FrameConfig, HEADER_LEN, IpcCodec, IpcError, Operation, Result};
 
 /// Writes `msg` as one frame with the default limits, in a single `write_all`.
 pub fn write_message<T: Serialize, W: Write>(w: &mut W, msg: &T) -> Result<()> {
@@ -71,7 +71,7 @@ pub fn read_message_with<T: DeserializeOwned, R: Read>(
         return Err(IpcError::Truncated { received: got, expected: HEADER_LEN });
     }
     let len = u32::from_le_bytes(header) as usize;
-    config.check_len(len)?;
+    config.check_len(len, Operation::Receive)?;
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     let got = r.take(len as u64).read_to_end(&mut body)?;
     if got < len {

@@ -8,19 +8,27 @@
 //!         +----------+--------------------------------+
 //! ```
 //!
-//! Decoding is a two-state machine: read the 4-byte header, check it against the limit, reserve
-//! the body once, wait for it, parse it. Encoding writes a placeholder header, serializes the value
+//! Decoding is a two-state machine: read the 4-byte header, check it against the limit, make
+//! room for the body as it arrives, parse it. Encoding writes a placeholder header, serializes the value
 //! straight behind it into the same buffer, then patches the length in.
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{HEADER_LEN, IpcError, IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Result};
+use crate::{HEADER_LEN, IpcError, IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Operation, Result};
+
+/// Room reserved for a body when its header arrives: the whole body if it is smaller, else this
+/// much. The header alone is only a claim; memory beyond this follows the bytes that arrive.
+pub(crate) const FIRST_BODY_RESERVE: usize = 64 * 1024;
+
+/// A body in progress always has at least this much spare room (or all it still needs), so
+/// that reads stay large.
+const MIN_SPARE: usize = 8 * 1024;
 
 /// Limits shared by the codec, the blocking helpers and the connections built on them.
 ///
@@ -73,12 +81,15 @@ impl FrameConfig {
         self.shrink_threshold as usize
     }
 
-    /// Checks a payload length taken from a header against the limit.
-    pub fn check_len(&self, len: usize) -> Result<()> {
+    /// Checks a payload length against the limit, for a frame going in the direction of
+    /// `operation` ([`Operation::Receive`] for a header that arrived, [`Operation::Send`] for a
+    /// frame about to be written): [`IpcError::EmptyFrame`] for 0, [`IpcError::FrameTooLarge`]
+    /// above the limit.
+    pub fn check_len(&self, len: usize, operation: Operation) -> Result<()> {
         if len == 0 {
             Err(IpcError::EmptyFrame)
         } else if len > self.max_frame_len() {
-            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_len() })
+            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_len(), operation })
         } else {
             Ok(())
         }
@@ -118,8 +129,11 @@ enum DecodeState {
 /// * **Limits before allocation.** A header is checked against
 ///   [`FrameConfig::max_frame_len`] before anything is reserved. An oversize header is fatal for
 ///   the stream ([`IpcError::FrameTooLarge`] from this and every later `decode`).
-/// * **Reserved once.** When a header is accepted, the buffer is grown once to hold the whole
-///   frame, never beyond `max + 4` bytes on its account.
+/// * **Memory follows the bytes, not the claim.** When a header is accepted, room for at most
+///   64 KiB of its body is reserved; beyond that the buffer grows by doubling as the body
+///   arrives, up to exactly the frame's size. A peer that sends a header claiming 10 MiB and
+///   then nothing holds 64 KiB, not 10 MiB, and the buffer never grows past `max + 4` bytes on
+///   a frame's account.
 /// * **Stays in sync.** A zero-length frame ([`IpcError::EmptyFrame`]) or a whole frame of invalid
 ///   JSON ([`IpcError::InvalidMessage`]) is consumed exactly, and the next frame decodes normally.
 /// * **Cancel-safe.** Partial input stays in the buffer and in the codec's state; feeding the rest
@@ -234,15 +248,21 @@ impl<D, E> fmt::Debug for IpcCodec<D, E> {
     }
 }
 
-/// Makes `buf` able to hold `total` bytes with a single allocation of exactly that size.
-fn reserve_exact_total(buf: &mut BytesMut, total: usize) {
-    if buf.capacity() >= total {
+/// Makes room in `buf` for more of a body of `len` bytes, of which `buf` holds the start: up
+/// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len`.
+fn reserve_body(buf: &mut BytesMut, len: usize) {
+    let spare = buf.capacity() - buf.len();
+    let missing = len.saturating_sub(buf.len());
+    if spare >= missing.min(MIN_SPARE) {
         return;
     }
-    // `BytesMut::reserve` may double the capacity; a fresh buffer is allocated exactly.
-    let mut grown = BytesMut::with_capacity(total);
-    grown.extend_from_slice(buf);
-    *buf = grown;
+    let target = len.min(buf.len().saturating_mul(2).max(FIRST_BODY_RESERVE));
+    // `BytesMut::reserve` may grow past the target (it doubles the allocation); a `Vec`'s
+    // `reserve_exact` does not. The conversions do not copy the bytes (the first one moves the
+    // part behind a consumed header to the front), and the `Bytes` of the way back is unique.
+    let mut vec = Vec::from(std::mem::take(buf));
+    vec.reserve_exact(target - vec.len());
+    *buf = Bytes::from(vec).try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
 }
 
 impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
@@ -256,6 +276,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                 return Err(IpcError::FrameTooLarge {
                     size: size as usize,
                     max: self.config.max_frame_len(),
+                    operation: Operation::Receive,
                 });
             }
             DecodeState::Head => {
@@ -264,7 +285,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                 }
                 let header = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
                 let len = header as usize;
-                if let Err(e) = self.config.check_len(len) {
+                if let Err(e) = self.config.check_len(len, Operation::Receive) {
                     if let IpcError::FrameTooLarge { .. } = e {
                         self.state = DecodeState::Broken(header);
                         // Nothing after a lying header can be trusted; drop what was buffered.
@@ -278,13 +299,13 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                 }
                 src.advance(HEADER_LEN);
                 self.state = DecodeState::Body(header);
-                reserve_exact_total(src, len);
-                self.peak_capacity = self.peak_capacity.max(src.capacity());
                 len
             }
             DecodeState::Body(len) => len as usize,
         };
         if src.len() < len {
+            reserve_body(src, len);
+            self.peak_capacity = self.peak_capacity.max(src.capacity());
             return Ok(None);
         }
         self.state = DecodeState::Head;
@@ -310,6 +331,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
             DecodeState::Broken(size) => Err(IpcError::FrameTooLarge {
                 size: size as usize,
                 max: self.config.max_frame_len(),
+                operation: Operation::Receive,
             }),
         }
     }
@@ -379,7 +401,11 @@ impl<D, E: Serialize> Encoder<&E> for IpcCodec<D, E> {
         if let Err(e) = serde_json::to_writer(w, item) {
             dst.truncate(frame_start);
             return Err(match overflow {
-                Some(size) => IpcError::FrameTooLarge { size, max: self.config.max_frame_len() },
+                Some(size) => IpcError::FrameTooLarge {
+                    size,
+                    max: self.config.max_frame_len(),
+                    operation: Operation::Send,
+                },
                 None => IpcError::Encode(e),
             });
         }

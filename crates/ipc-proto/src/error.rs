@@ -45,8 +45,9 @@ impl fmt::Display for Operation {
 ///   [`NotASocket`](Self::NotASocket), [`PathTooLong`](Self::PathTooLong),
 ///   [`InsecurePath`](Self::InsecurePath).
 ///
-/// [`is_recoverable`](Self::is_recoverable) says whether the connection can still be used after
-/// the error.
+/// [`is_recoverable`](Self::is_recoverable) says, for every variant and direction, whether the
+/// connection that returned the error can still be used; each variant's documentation says what
+/// state the stream is left in.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IpcError {
@@ -56,17 +57,22 @@ pub enum IpcError {
 
     /// A frame's payload length is over the limit.
     ///
-    /// When receiving, this is decided from the 4-byte header alone, before any memory is
-    /// reserved; the stream cannot be resynchronised afterwards (skipping the body would mean
-    /// reading what the peer merely claims), so every later receive on it fails the same way.
-    /// When sending, serialization stops as soon as the payload passes the limit, so `size` is
-    /// the number of bytes produced when it stopped (a lower bound), and nothing is written.
+    /// When receiving ([`Operation::Receive`]), this is decided from the 4-byte header alone,
+    /// before any memory is reserved; the stream cannot be resynchronised afterwards (skipping
+    /// the body would mean reading what the peer merely claims), so every later receive on it
+    /// fails the same way: the connection is finished.
+    ///
+    /// When sending ([`Operation::Send`]), serialization stops as soon as the payload passes the
+    /// limit, so `size` is the number of bytes produced when it stopped (a lower bound). Nothing
+    /// is written and the connection stays usable.
     #[error("message size {size} exceeds maximum allowed size {max}")]
     FrameTooLarge {
         /// The claimed (receiving) or reached (sending) payload size in bytes.
         size: usize,
         /// The limit in force.
         max: usize,
+        /// Which direction hit the limit: [`Operation::Receive`] or [`Operation::Send`].
+        operation: Operation,
     },
 
     /// A frame header announced a payload of zero bytes. The header is consumed and the stream
@@ -84,14 +90,24 @@ pub enum IpcError {
     #[error("failed to encode message: {0}")]
     Encode(#[source] serde_json::Error),
 
-    /// An operation did not finish in time. A receive timeout leaves the connection usable;
-    /// see [`Poisoned`](Self::Poisoned) for sends.
-    #[error("{operation} timeout after {after:?}")]
+    /// An operation did not finish in time.
+    ///
+    /// * [`Operation::Receive`]: the connection stays usable; a frame in progress is kept and
+    ///   the next receive continues it.
+    /// * [`Operation::Send`] with `torn == false`: not one byte of the frame had been written,
+    ///   so the frame was withdrawn and the connection stays usable.
+    /// * [`Operation::Send`] with `torn == true`: part of the frame had been written. The peer
+    ///   would see a torn frame if anything followed, so the connection refuses every later
+    ///   send ([`Poisoned`](Self::Poisoned)).
+    /// * [`Operation::Connect`]: there is no connection.
+    #[error("{operation} timeout after {after:?}{}", if *torn { " (part of the frame was written; connection unusable)" } else { "" })]
     Timeout {
         /// What timed out.
         operation: Operation,
         /// The limit that was exceeded.
         after: Duration,
+        /// Sends only: time ran out after part of the frame had been written.
+        torn: bool,
     },
 
     /// The peer closed the connection cleanly, between two frames.
@@ -174,16 +190,41 @@ pub enum IpcError {
 }
 
 impl IpcError {
-    /// True when the stream is still in sync after this error and the connection can be used
-    /// for the next message: a receive timeout, an empty frame, or a frame with invalid JSON.
+    /// True when the connection that returned this error can still be used, in both
+    /// directions, for the next message: the byte stream is in sync and nothing was torn.
+    ///
+    /// | error | usable afterwards |
+    /// |---|---|
+    /// | [`EmptyFrame`](Self::EmptyFrame), [`InvalidMessage`](Self::InvalidMessage) (received) | yes: exactly that frame was consumed |
+    /// | [`Encode`](Self::Encode), [`FrameTooLarge`](Self::FrameTooLarge) on send | yes: nothing was written |
+    /// | [`FrameTooLarge`](Self::FrameTooLarge) on receive | no: the stream cannot be resynchronised |
+    /// | [`Timeout`](Self::Timeout) on receive | yes: a partial frame is kept |
+    /// | [`Timeout`](Self::Timeout) on send | yes if the frame was withdrawn, no if it was torn |
+    /// | [`Timeout`](Self::Timeout) on connect | no: there is no connection |
+    /// | [`Refused`](Self::Refused), [`UnexpectedReply`](Self::UnexpectedReply) | yes: a whole reply was read |
+    /// | [`Closed`](Self::Closed), [`Truncated`](Self::Truncated), [`Poisoned`](Self::Poisoned), [`Io`](Self::Io) | no |
+    /// | endpoint errors ([`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse), ...) | no: there is no connection |
     pub fn is_recoverable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             IpcError::EmptyFrame
-                | IpcError::InvalidMessage(_)
-                | IpcError::Encode(_)
-                | IpcError::Timeout { operation: Operation::Receive, .. }
-        )
+            | IpcError::InvalidMessage(_)
+            | IpcError::Encode(_)
+            | IpcError::Refused { .. }
+            | IpcError::UnexpectedReply { .. } => true,
+            IpcError::FrameTooLarge { operation, .. } => *operation == Operation::Send,
+            IpcError::Timeout { operation: Operation::Receive, .. } => true,
+            IpcError::Timeout { operation: Operation::Send, torn, .. } => !torn,
+            IpcError::Timeout { operation: Operation::Connect, .. } => false,
+            IpcError::Io(_)
+            | IpcError::Closed
+            | IpcError::Truncated { .. }
+            | IpcError::Poisoned
+            | IpcError::NotRunning { .. }
+            | IpcError::AddrInUse { .. }
+            | IpcError::NotASocket { .. }
+            | IpcError::PathTooLong { .. }
+            | IpcError::InsecurePath { .. } => false,
+        }
     }
 
     /// True for [`Timeout`](Self::Timeout) of any operation.
@@ -214,19 +255,96 @@ mod tests {
 
     #[test]
     fn too_large_display_contains_the_phrase_bunctl_matches_on() {
-        let e = IpcError::FrameTooLarge { size: 11_534_336, max: 10_485_760 };
+        let e = IpcError::FrameTooLarge {
+            size: 11_534_336,
+            max: 10_485_760,
+            operation: Operation::Receive,
+        };
         assert_eq!(e.to_string(), "message size 11534336 exceeds maximum allowed size 10485760");
     }
 
     #[test]
     fn timeout_display_contains_timeout() {
-        let e =
-            IpcError::Timeout { operation: Operation::Receive, after: Duration::from_millis(500) };
+        let e = IpcError::Timeout {
+            operation: Operation::Receive,
+            after: Duration::from_millis(500),
+            torn: false,
+        };
         assert_eq!(e.to_string(), "receive timeout after 500ms");
-        assert!(e.is_timeout() && e.is_recoverable());
-        let s = IpcError::Timeout { operation: Operation::Send, after: Duration::from_secs(30) };
-        assert_eq!(s.to_string(), "send timeout after 30s");
-        assert!(!s.is_recoverable());
+        let s = IpcError::Timeout {
+            operation: Operation::Send,
+            after: Duration::from_secs(30),
+            torn: true,
+        };
+        assert_eq!(
+            s.to_string(),
+            "send timeout after 30s (part of the frame was written; connection unusable)"
+        );
+        assert!(e.is_timeout() && s.is_timeout());
+    }
+
+    /// Position of each variant in `every_error_and_direction_says_whether_the_connection_is_usable`'s
+    /// table. The match has no wildcard: a new variant does not compile until it is classified.
+    fn variant_index(e: &IpcError) -> usize {
+        match e {
+            IpcError::Io(_) => 0,
+            IpcError::FrameTooLarge { .. } => 1,
+            IpcError::EmptyFrame => 2,
+            IpcError::InvalidMessage(_) => 3,
+            IpcError::Encode(_) => 4,
+            IpcError::Timeout { .. } => 5,
+            IpcError::Closed => 6,
+            IpcError::Truncated { .. } => 7,
+            IpcError::Poisoned => 8,
+            IpcError::Refused { .. } => 9,
+            IpcError::UnexpectedReply { .. } => 10,
+            IpcError::NotRunning { .. } => 11,
+            IpcError::AddrInUse { .. } => 12,
+            IpcError::NotASocket { .. } => 13,
+            IpcError::PathTooLong { .. } => 14,
+            IpcError::InsecurePath { .. } => 15,
+        }
+    }
+    const VARIANTS: usize = 16;
+
+    #[test]
+    fn every_error_and_direction_says_whether_the_connection_is_usable() {
+        let json_error = || serde_json::from_str::<u8>("x").expect_err("not JSON");
+        let after = Duration::from_secs(1);
+        let path = || PathBuf::from("/run/test.sock");
+        let timeout = |operation, torn| IpcError::Timeout { operation, after, torn };
+        let too_large = |operation| IpcError::FrameTooLarge { size: 11, max: 10, operation };
+        let table: Vec<(IpcError, bool)> = vec![
+            (IpcError::Io(io::ErrorKind::BrokenPipe.into()), false),
+            (too_large(Operation::Receive), false),
+            (too_large(Operation::Send), true),
+            (IpcError::EmptyFrame, true),
+            (IpcError::InvalidMessage(json_error()), true),
+            (IpcError::Encode(json_error()), true),
+            (timeout(Operation::Receive, false), true),
+            (timeout(Operation::Send, false), true),
+            (timeout(Operation::Send, true), false),
+            (timeout(Operation::Connect, false), false),
+            (IpcError::Closed, false),
+            (IpcError::Truncated { received: 2, expected: 4 }, false),
+            (IpcError::Poisoned, false),
+            (IpcError::Refused { message: "no such app".into() }, true),
+            (IpcError::UnexpectedReply { expected: "Success", got: "Data".into() }, true),
+            (
+                IpcError::NotRunning { endpoint: path(), source: io::ErrorKind::NotFound.into() },
+                false,
+            ),
+            (IpcError::AddrInUse { endpoint: path() }, false),
+            (IpcError::NotASocket { path: path() }, false),
+            (IpcError::PathTooLong { path: path(), len: 200, max: 107 }, false),
+            (IpcError::InsecurePath { path: path(), reason: "mode 0755".into() }, false),
+        ];
+        let mut seen = [false; VARIANTS];
+        for (error, usable) in &table {
+            seen[variant_index(error)] = true;
+            assert_eq!(error.is_recoverable(), *usable, "{error:?}");
+        }
+        assert!(seen.iter().all(|s| *s), "a variant is missing from the table: {seen:?}");
     }
 
     #[test]

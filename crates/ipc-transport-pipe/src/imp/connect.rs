@@ -45,6 +45,7 @@ pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<Cl
                         return Err(IpcError::Timeout {
                             operation: Operation::Connect,
                             after: timeout,
+                            torn: false,
                         });
                     }
                     // The last attempt is made at the deadline itself.

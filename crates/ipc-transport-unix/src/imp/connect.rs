@@ -35,6 +35,7 @@ pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixSt
                     return Err(IpcError::Timeout {
                         operation: Operation::Connect,
                         after: timeout,
+                        torn: false,
                     });
                 }
                 debug!(path = %path.display(), "server backlog full; retrying connect");
