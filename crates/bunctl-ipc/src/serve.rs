@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::{
-    BusEvent, Connection, EventBus, IpcServer, RecvHalf, SendHalf, SplitStream, Subscription,
+    BusEvent, Connection, Event, EventBus, IpcServer, RecvHalf, SendHalf, SplitStream, Subscription,
 };
 
 /// The reply to `Subscribe`.
@@ -264,6 +264,25 @@ where
 /// finishes and its reply is written, the subscription ends, and once everything queued is
 /// written the function returns `Ok(())`, closing the connection with a clean end of stream.
 /// [`serve_until`] uses it for every connection.
+///
+/// # How a served connection is put together
+///
+/// One task drives a few small parts, each with one job and its own state; every poll runs
+/// them in this order until none makes progress (then the deadline keeper arms the one timer),
+/// or until 32 rounds have run (then the task yields, so a flood cannot hog a worker):
+///
+/// | part | job | states |
+/// |---|---|---|
+/// | shutdown watch | turns the server's shutdown into "no more input" | running → closing |
+/// | handler slot | runs the handler on one request at a time | idle → running → idle (reply to the gate) |
+/// | event pump | moves subscribed events to the output, in publish order, and announces every event it could not deliver in a `lagged` notice | unsubscribed ↔ subscribed |
+/// | reply gate | holds a reply until every event published before the handler returned is written or announced lost | empty → holding → empty (reply to the output) |
+/// | intake | reads the next request once the previous one is answered and the output has room; answers `Subscribe`, `Unsubscribe` and undecodable frames itself | open → closed (client's end of stream, oversize frame, shutdown) |
+/// | output | the write buffer: queues frames, writes them in batches, knows where the last reply ends | empty ↔ queued |
+/// | deadline keeper | one timer for whichever limit comes first: the reply's write, the frame in progress, the idle limit | — |
+///
+/// The connection is done when the intake is closed, the handler slot and the gate are empty,
+/// and the output is written.
 pub async fn serve_connection_until<S, H, F>(
     conn: Connection<S, IpcMessage, IpcResponse>,
     bus: &EventBus,
@@ -277,27 +296,15 @@ where
 {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut closing = false;
-    let limit = conn.timeout();
-    let idle_limit = conn.idle_timeout();
+    let deadlines = Deadlines::new(conn.timeout(), conn.idle_timeout());
     let (rx, tx) = conn.split();
-    let mut session = Session {
-        rx,
-        tx,
-        bus,
-        sub: None,
-        batch: Vec::with_capacity(0),
-        written: 0,
-        reply_due: None,
-        last_activity: Instant::now(),
-        timer: Box::pin(tokio::time::sleep_until(deadline_after(Instant::now(), limit))),
-        limit,
-        idle_limit,
-        frame_started: None,
-        eof: false,
-    };
-    let mut in_flight = no_future_of(|message| handler.handle(message));
-    // A reply that is ready, and the subscription's position when it became ready.
-    let mut held: Option<(IpcResponse, u64)> = None;
+    let mut intake = Intake { rx, closed: false, frame_started: None };
+    let mut output = Output { tx, written: 0, reply_end: None };
+    let mut pump = EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 };
+    let mut gate = ReplyGate { held: None };
+    let mut deadlines = deadlines;
+    let mut handling = no_future_of(|message| handler.handle(message));
+
     let outcome = poll_fn(|cx| {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progressed = false;
@@ -305,82 +312,90 @@ where
             if !closing && shutdown.as_mut().poll(cx).is_ready() {
                 debug!("server shutting down; finishing this connection");
                 closing = true;
-                session.eof = true;
-                session.sub = None;
-                session.frame_started = None;
+                intake.close();
+                pump.unsubscribe();
                 progressed = true;
             }
 
-            // The handler's reply. Events it published before returning go out first.
-            if let Some(reply) = in_flight.as_mut()
-                && let Poll::Ready(reply) = reply.as_mut().poll(cx)
+            if let Some(future) = handling.as_mut()
+                && let Poll::Ready(reply) = future.as_mut().poll(cx)
             {
-                in_flight = None;
-                let position = session.sub.as_ref().map_or(0, Subscription::published_count);
-                held = Some((reply, position));
+                handling = None;
+                gate.hold(reply, &pump);
                 // Its write deadline runs from now, even while earlier events go out first.
-                session.start_reply_deadline(None);
+                deadlines.reply_ready();
                 progressed = true;
             }
 
-            // Events, while there is room for them.
-            if session.has_room() {
-                progressed |= session.poll_events(cx)?;
+            if output.has_room() {
+                progressed |= pump.poll_into(cx, &mut output)?;
             }
 
-            // The reply, once every event published before it is written or reported lost.
-            if let Some((_, position)) = &held
-                && session.sub.as_ref().is_none_or(|sub| sub.settled_count() >= *position)
-                && let Some((reply, _)) = held.take()
-            {
-                session.queue_reply(&reply)?;
+            if let Some(reply) = gate.release(&pump) {
+                output.queue_reply(&reply)?;
                 progressed = true;
             }
 
             // The next request, once the previous one is answered.
-            let answered = in_flight.is_none() && held.is_none();
-            if answered && !session.eof && session.has_room() {
-                match session.rx.poll_recv(cx) {
+            if handling.is_none() && gate.is_empty() && output.has_room() {
+                match intake.poll_request(cx) {
                     Poll::Ready(received) => {
                         progressed = true;
-                        session.last_activity = Instant::now();
-                        session.frame_started = None;
-                        if let Some(message) = session.on_received(received)? {
-                            trace!(?message, "request");
-                            in_flight = Some(Box::pin(handler.handle(message)));
+                        deadlines.activity();
+                        match dispatch(received, bus, &mut pump, &mut output)? {
+                            Dispatch::Handler(message) => {
+                                trace!(?message, "request");
+                                handling = Some(Box::pin(handler.handle(message)));
+                            }
+                            Dispatch::Answered => deadlines.reply_ready(),
+                            Dispatch::EndOfInput => {
+                                intake.close();
+                                if output.reply_end.is_some() {
+                                    deadlines.reply_ready();
+                                }
+                            }
                         }
                     }
-                    // Part of a frame is in: from now on it has `limit` to complete, whether
-                    // or not the connection is subscribed (a trickled frame is not listening).
-                    Poll::Pending if session.rx.has_partial_frame() => {
-                        session.frame_started.get_or_insert_with(Instant::now);
-                    }
-                    Poll::Pending => session.frame_started = None,
+                    Poll::Pending => {}
                 }
             }
 
             // Write out what is queued once this round found nothing more to add (or the
             // buffer is full), so pipelined requests get their replies in one write rather than
             // one write each.
-            if session.tx.queued_len() > 0
-                && (!progressed || !session.has_room())
-                && let Poll::Ready(flushed) = session.poll_flush(cx)
+            if output.is_queued()
+                && (!progressed || !output.has_room())
+                && let Poll::Ready(flushed) = output.poll_flush(cx)
             {
                 flushed?;
+                deadlines.activity();
+                if output.reply_end.is_none() && gate.is_empty() {
+                    deadlines.replies_written();
+                }
                 progressed = true;
             }
 
-            if session.eof && answered && in_flight.is_none() && session.tx.queued_len() == 0 {
+            let busy = handling.is_some() || !gate.is_empty();
+            if intake.closed && !busy && !output.is_queued() {
                 return Poll::Ready(Ok(()));
             }
             if !progressed {
-                return session.poll_deadline(cx, answered && in_flight.is_none());
+                let state = Waiting {
+                    reply_unwritten: output.reply_end.is_some() || !gate.is_empty(),
+                    frame_started: intake.frame_started,
+                    idle: !busy
+                        && !intake.closed
+                        && !pump.is_subscribed()
+                        && !output.is_queued()
+                        && intake.frame_started.is_none(),
+                };
+                return deadlines.poll(cx, state);
             }
         }
         // Plenty of work is still coming in: write out what is done, let other tasks run, then
         // continue.
-        if session.tx.queued_len() > 0
-            && let Poll::Ready(Err(e)) = session.poll_flush(cx)
+        if output.is_queued()
+            && let Poll::Ready(Err(e)) = output.poll_flush(cx)
         {
             return Poll::Ready(Err(e));
         }
@@ -409,78 +424,134 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-/// The state of one served connection, apart from the handler's future (whose type only the
-/// closure in `serve_connection` can name).
-struct Session<'b, R, W> {
+/// Reads requests: one at a time, and notes when a frame has started arriving.
+struct Intake<R> {
     rx: RecvHalf<R, IpcMessage>,
-    tx: SendHalf<W, IpcResponse>,
-    bus: &'b EventBus,
-    sub: Option<Subscription>,
-    batch: Vec<BusEvent>,
-    /// Bytes written since the connection started.
-    written: u64,
-    /// The output offset at which the last reply ends (`u64::MAX` while it is not queued yet),
-    /// and when it must be written by.
-    reply_due: Option<(u64, Instant)>,
-    last_activity: Instant,
-    timer: Pin<Box<Sleep>>,
-    /// Per-operation limit: for a reply to be written, and for a started frame to complete.
-    limit: Duration,
-    /// How long an unsubscribed connection may stay silent with nothing in progress.
-    idle_limit: Duration,
+    /// No more requests: the client's end of stream, an oversize frame, or shutdown.
+    closed: bool,
     /// When the first byte of a still incomplete request frame arrived.
     frame_started: Option<Instant>,
-    /// The client closed its end: no more requests.
-    eof: bool,
 }
 
-impl<R, W> Session<'_, R, W>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    fn has_room(&self) -> bool {
-        self.tx.queued_len() < HIGH_WATER
-    }
-
-    /// Queues a reply and starts its write deadline.
-    fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
-        match self.tx.queue(reply) {
-            Ok(()) => {}
-            Err(e @ (IpcError::FrameTooLarge { .. } | IpcError::Encode(_))) => {
-                // The request still gets exactly one reply.
-                warn!(error = %e, "reply cannot be sent; replying with an error instead");
-                self.tx.queue(&IpcResponse::Error { message: format!("reply not sent: {e}") })?;
+impl<R: tokio::io::AsyncRead + Unpin> Intake<R> {
+    fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<IpcMessage>> {
+        if self.closed {
+            return Poll::Pending;
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(received) => {
+                self.frame_started = None;
+                Poll::Ready(received)
             }
-            Err(e) => return Err(e),
+            // Part of a frame is in: from now on it has the operation timeout to complete,
+            // whether or not the connection is subscribed (a trickled frame is not listening).
+            Poll::Pending if self.rx.has_partial_frame() => {
+                self.frame_started.get_or_insert_with(Instant::now);
+                Poll::Pending
+            }
+            Poll::Pending => {
+                self.frame_started = None;
+                Poll::Pending
+            }
         }
-        self.start_reply_deadline(Some(self.written + self.tx.queued_len() as u64));
-        Ok(())
     }
 
-    /// A reply must be written within the timeout. `end` is the output offset where it ends
-    /// once queued (`None` while it is not queued yet); an earlier deadline is kept.
-    fn start_reply_deadline(&mut self, end: Option<u64>) {
-        let due = deadline_after(Instant::now(), self.limit);
-        let due = self.reply_due.map_or(due, |(_, earlier)| earlier.min(due));
-        self.reply_due = Some((end.unwrap_or(u64::MAX), due));
+    fn close(&mut self) {
+        self.closed = true;
+        self.frame_started = None;
+    }
+}
+
+/// What the intake's frame called for.
+enum Dispatch {
+    /// A request for the handler.
+    Handler(IpcMessage),
+    /// Answered here (subscriptions, undecodable frames).
+    Answered,
+    /// No more input will be read.
+    EndOfInput,
+}
+
+/// Acts on a received frame: subscriptions and bad frames are answered here, the rest goes to
+/// the handler.
+fn dispatch<W: tokio::io::AsyncWrite + Unpin>(
+    received: Result<IpcMessage>,
+    bus: &EventBus,
+    pump: &mut EventPump,
+    output: &mut Output<W>,
+) -> Result<Dispatch> {
+    match received {
+        Ok(IpcMessage::Subscribe { subscription }) => {
+            // The old subscription goes first, so nothing of it follows the reply.
+            pump.unsubscribe();
+            pump.sub = Some(bus.subscribe(subscription));
+            output.queue_reply(&IpcResponse::Success { message: SUBSCRIBED.into() })?;
+            Ok(Dispatch::Answered)
+        }
+        Ok(IpcMessage::Unsubscribe) => {
+            pump.unsubscribe();
+            output.queue_reply(&IpcResponse::Success { message: UNSUBSCRIBED.into() })?;
+            Ok(Dispatch::Answered)
+        }
+        Ok(message) => Ok(Dispatch::Handler(message)),
+        Err(IpcError::Closed) => {
+            debug!("client closed its end");
+            pump.unsubscribe();
+            Ok(Dispatch::EndOfInput)
+        }
+        Err(e) if e.is_recoverable() => {
+            debug!(error = %e, "undecodable request");
+            output.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+            Ok(Dispatch::Answered)
+        }
+        Err(e @ IpcError::FrameTooLarge { .. }) => {
+            // Say why before closing; the stream cannot be read any further.
+            debug!(error = %e, "oversized request; closing after the error reply");
+            output.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+            pump.unsubscribe();
+            Ok(Dispatch::EndOfInput)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves the subscription's events into the output, and accounts for the ones it cannot
+/// deliver (over this connection's frame limit, or not encodable): they are announced in a
+/// `lagged` notice where the gap is, exactly like events the bus dropped.
+struct EventPump {
+    sub: Option<Subscription>,
+    batch: Vec<BusEvent>,
+    /// Events lost since the last notice, not yet announced.
+    undelivered: u64,
+}
+
+impl EventPump {
+    fn is_subscribed(&self) -> bool {
+        self.sub.is_some()
     }
 
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let before = self.tx.queued_len();
-        let result = Sink::<&IpcResponse>::poll_flush(Pin::new(&mut self.tx), cx);
-        self.written += (before - self.tx.queued_len()) as u64;
-        if self.reply_due.is_some_and(|(end, _)| self.written >= end) {
-            self.reply_due = None;
-        }
-        if result.is_ready() {
-            self.last_activity = Instant::now();
-        }
-        result
+    fn unsubscribe(&mut self) {
+        self.sub = None;
+        self.undelivered = 0;
     }
 
-    /// Moves a batch of events into the write buffer. Returns whether anything changed.
-    fn poll_events(&mut self, cx: &mut Context<'_>) -> Result<bool> {
+    /// The subscription's position: events ever queued for it.
+    fn position(&self) -> u64 {
+        self.sub.as_ref().map_or(0, Subscription::published_count)
+    }
+
+    /// True once every event up to `position` has been taken from the subscription (written,
+    /// or announced lost).
+    fn has_settled(&self, position: u64) -> bool {
+        self.sub.as_ref().is_none_or(|sub| sub.settled_count() >= position)
+    }
+
+    /// Moves a batch of events into the output. Returns whether anything changed.
+    fn poll_into<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        output: &mut Output<W>,
+    ) -> Result<bool> {
         let Some(sub) = self.sub.as_mut() else { return Ok(false) };
         match sub.poll_recv_many(cx, &mut self.batch, EVENT_BATCH) {
             Poll::Pending => Ok(false),
@@ -491,71 +562,187 @@ where
             }
             Poll::Ready(n) => {
                 trace!(events = n, "forwarding events");
-                for event in self.batch.drain(..) {
-                    match self.tx.queue_encoded(event.encoded_frame()) {
+                let mut batch = std::mem::take(&mut self.batch);
+                for event in batch.drain(..) {
+                    if let Some(missed) = event.missed() {
+                        // The bus's own loss notice: merged with ours, announced before the
+                        // next event that does go out.
+                        self.undelivered += missed;
+                        continue;
+                    }
+                    self.announce_losses(output)?;
+                    match output.queue_event(event.encoded_frame()) {
                         Ok(()) => {}
                         Err(IpcError::Poisoned) => return Err(IpcError::Poisoned),
                         Err(e) => {
-                            warn!(event_type = event.event_type(), error = %e, "event not sent")
+                            warn!(event_type = event.event_type(), error = %e,
+                                  "event cannot be delivered; the subscriber is told it missed it");
+                            self.undelivered += 1;
                         }
                     }
                 }
+                self.batch = batch;
+                self.announce_losses(output)?;
                 Ok(true)
             }
         }
     }
 
-    /// Acts on a received frame; returns the message if it is for the handler.
-    fn on_received(&mut self, received: Result<IpcMessage>) -> Result<Option<IpcMessage>> {
-        match received {
-            Ok(IpcMessage::Subscribe { subscription }) => {
-                // The old subscription goes first, so nothing of it follows the reply.
-                self.sub = None;
-                self.sub = Some(self.bus.subscribe(subscription));
-                self.queue_reply(&IpcResponse::Success { message: SUBSCRIBED.into() })?;
-                Ok(None)
+    fn announce_losses<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        output: &mut Output<W>,
+    ) -> Result<()> {
+        let missed = std::mem::take(&mut self.undelivered);
+        if missed > 0 {
+            trace!(missed, "lagged");
+            let notice = Event::lagged(missed).into();
+            match output.tx.queue(&notice) {
+                Ok(()) | Err(IpcError::FrameTooLarge { .. }) => {}
+                Err(e) => return Err(e),
             }
-            Ok(IpcMessage::Unsubscribe) => {
-                self.sub = None;
-                self.queue_reply(&IpcResponse::Success { message: UNSUBSCRIBED.into() })?;
-                Ok(None)
+        }
+        Ok(())
+    }
+}
+
+/// Holds a reply until the events published before it are settled: cause before effect.
+struct ReplyGate {
+    /// The reply, and the subscription's position when the handler returned it.
+    held: Option<(IpcResponse, u64)>,
+}
+
+impl ReplyGate {
+    fn hold(&mut self, reply: IpcResponse, pump: &EventPump) {
+        self.held = Some((reply, pump.position()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.is_none()
+    }
+
+    fn release(&mut self, pump: &EventPump) -> Option<IpcResponse> {
+        match &self.held {
+            Some((_, position)) if pump.has_settled(*position) => self.held.take().map(|h| h.0),
+            _ => None,
+        }
+    }
+}
+
+/// The write side: frames queued for one batched write, and where the last reply ends.
+struct Output<W> {
+    tx: SendHalf<W, IpcResponse>,
+    /// Bytes written since the connection started.
+    written: u64,
+    /// The output offset at which the last queued reply ends, until it is written.
+    reply_end: Option<u64>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
+    fn has_room(&self) -> bool {
+        self.tx.queued_len() < HIGH_WATER
+    }
+
+    fn is_queued(&self) -> bool {
+        self.tx.queued_len() > 0
+    }
+
+    /// Queues a reply; a reply that cannot be encoded is replaced by an error reply, so the
+    /// request still gets exactly one answer.
+    fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
+        match self.tx.queue(reply) {
+            Ok(()) => {}
+            Err(e @ (IpcError::FrameTooLarge { .. } | IpcError::Encode(_))) => {
+                warn!(error = %e, "reply cannot be sent; replying with an error instead");
+                self.tx.queue(&IpcResponse::Error { message: format!("reply not sent: {e}") })?;
             }
-            Ok(message) => Ok(Some(message)),
-            Err(IpcError::Closed) => {
-                debug!("client closed its end");
-                self.eof = true;
-                self.sub = None;
-                Ok(None)
-            }
-            Err(e) if e.is_recoverable() => {
-                debug!(error = %e, "undecodable request");
-                self.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
-                Ok(None)
-            }
-            Err(e @ IpcError::FrameTooLarge { .. }) => {
-                // Say why before closing; the stream cannot be read any further.
-                debug!(error = %e, "oversized request; closing after the error reply");
-                self.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
-                self.eof = true;
-                self.sub = None;
-                Ok(None)
-            }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        }
+        self.reply_end = Some(self.written + self.tx.queued_len() as u64);
+        Ok(())
+    }
+
+    fn queue_event(&mut self, frame: &[u8]) -> Result<()> {
+        self.tx.queue_encoded(frame)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let before = self.tx.queued_len();
+        let result = Sink::<&IpcResponse>::poll_flush(Pin::new(&mut self.tx), cx);
+        self.written += (before - self.tx.queued_len()) as u64;
+        if self.reply_end.is_some_and(|end| self.written >= end) {
+            self.reply_end = None;
+        }
+        result
+    }
+}
+
+/// What the deadline keeper needs to know when the connection has nothing to do.
+struct Waiting {
+    /// A reply is ready (held or queued) and not yet written.
+    reply_unwritten: bool,
+    /// When the frame in progress started, if one is.
+    frame_started: Option<Instant>,
+    /// Nothing in progress, nothing to write, not subscribed: the idle limit applies.
+    idle: bool,
+}
+
+/// One timer for whichever limit comes first.
+struct Deadlines {
+    timer: Pin<Box<Sleep>>,
+    /// Per-operation limit: for a reply to be written, and for a started frame to complete.
+    limit: Duration,
+    /// How long an unsubscribed connection may stay silent with nothing in progress.
+    idle_limit: Duration,
+    last_activity: Instant,
+    /// When the reply now in the gate or the output must be written by.
+    reply_due: Option<Instant>,
+}
+
+impl Deadlines {
+    fn new(limit: Duration, idle_limit: Duration) -> Self {
+        let now = Instant::now();
+        Deadlines {
+            timer: Box::pin(tokio::time::sleep_until(deadline_after(now, limit.min(idle_limit)))),
+            limit,
+            idle_limit,
+            last_activity: now,
+            reply_due: None,
         }
     }
 
-    /// Nothing to do right now: arm the deadline that applies first, or fail if it has passed.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<Result<()>> {
-        let reply = self.reply_due.map(|(_, due)| (due, Operation::Send, self.limit));
-        let frame = self
+    /// A reply became ready: it must be written within the limit (an earlier one's deadline,
+    /// if still pending, is kept).
+    fn reply_ready(&mut self) {
+        let due = deadline_after(Instant::now(), self.limit);
+        self.reply_due = Some(self.reply_due.map_or(due, |earlier| earlier.min(due)));
+    }
+
+    /// Every reply so far is written: no write deadline is pending.
+    fn replies_written(&mut self) {
+        self.reply_due = None;
+    }
+
+    /// Something was read or written: the idle clock restarts.
+    fn activity(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// Arms the timer for the limit that applies first, or fails if it has passed.
+    fn poll(&mut self, cx: &mut Context<'_>, state: Waiting) -> Poll<Result<()>> {
+        let reply = self
+            .reply_due
+            .filter(|_| state.reply_unwritten)
+            .map(|due| (due, Operation::Send, self.limit));
+        let frame = state
             .frame_started
-            .filter(|_| !self.eof)
             .map(|started| (deadline_after(started, self.limit), Operation::Receive, self.limit));
-        let silent =
-            (idle && !self.eof && self.sub.is_none() && self.tx.queued_len() == 0).then(|| {
-                let due = deadline_after(self.last_activity, self.idle_limit);
-                (due, Operation::Receive, self.idle_limit)
-            });
+        let silent = state.idle.then(|| {
+            (
+                deadline_after(self.last_activity, self.idle_limit),
+                Operation::Receive,
+                self.idle_limit,
+            )
+        });
         let Some((due, operation, after)) =
             [reply, frame, silent].into_iter().flatten().min_by_key(|d| d.0)
         else {

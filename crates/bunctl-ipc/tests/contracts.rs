@@ -332,3 +332,50 @@ async fn a_send_timeout_that_withdrew_its_frame_is_recoverable() {
     sent.expect("usable");
     assert_eq!(got.expect("after"), stop("after"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_limit_never_cuts_a_frame_in_progress() {
+    use tokio::io::AsyncWriteExt;
+    let ep = fresh_endpoint();
+    let options = ServerOptions::new()
+        .timeout(Duration::from_secs(30))
+        .idle_timeout(Duration::from_millis(300));
+    let _daemon = serve_echo(&ep, options).await;
+    let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
+    let request = stop("trickled over a second and a half");
+    let bytes = frame(&serde_json::to_vec(&request).expect("json"));
+    let pause = Duration::from_millis(1500) / bytes.len() as u32;
+    for b in &bytes {
+        conn.get_mut().write_all(&[*b]).await.expect("the server must not cut the frame");
+        tokio::time::sleep(pause).await;
+    }
+    conn.set_timeout(Duration::from_secs(5));
+    assert_eq!(conn.recv().await.expect("reply"), echoed(&request));
+    // Once idle again, the idle limit applies as before.
+    let e = conn.recv().await.expect_err("idle");
+    assert!(e.is_disconnect(), "{e}");
+}
+
+#[tokio::test]
+async fn an_event_too_large_for_the_subscriber_is_announced_as_missed() {
+    let ep = fresh_endpoint();
+    let (bus, _daemon) = serve_echo(&ep, ServerOptions::new().max_message_size(1024)).await;
+    let mut client = IpcClient::connect(ep.path()).await.expect("connect");
+    client
+        .subscribe(bunctl_ipc::SubscriptionType::AllEvents { app_name: None })
+        .await
+        .expect("subscribe");
+    bus.publish("log_line", None, serde_json::json!("before"));
+    bus.publish("log_line", None, serde_json::json!("x".repeat(2048)));
+    bus.publish("log_line", None, serde_json::json!("x".repeat(2048)));
+    bus.publish("log_line", None, serde_json::json!("after"));
+    let mut got = Vec::new();
+    while got.last().is_none_or(|e: &bunctl_ipc::Event| e.data != "after") {
+        got.push(within("event", client.next_event()).await.expect("event"));
+    }
+    // The two undeliverable events are announced where they were (possibly as two notices,
+    // if they went out in different batches), and nothing else is lost.
+    assert_eq!(got[0].data, serde_json::json!("before"), "{got:?}");
+    let missed: u64 = got[1..got.len() - 1].iter().map(|e| e.missed().expect("only notices")).sum();
+    assert_eq!(missed, 2, "{got:?}");
+}

@@ -549,7 +549,7 @@ async fn disconnected_subscriber_is_removed_from_the_bus() {
     assert_eq!(bus.publish(LOG_LINE, None, Value::Null), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn subscribed_client_is_not_cut_off_by_the_receive_timeout() {
     let bus = EventBus::new();
     let (_dir, path) = endpoint();
@@ -571,7 +571,7 @@ async fn subscribed_client_is_not_cut_off_by_the_receive_timeout() {
     assert_eq!(reply.expect("reply"), IpcResponse::Data { data: Value::Null });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn client_that_never_reads_its_replies_is_disconnected_after_the_timeout() {
     let bus = EventBus::new();
     let (_dir, path) = endpoint();
@@ -602,7 +602,7 @@ async fn client_that_never_reads_its_replies_is_disconnected_after_the_timeout()
     assert_eq!(bus.subscriber_count(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_unsubscribed_client_is_disconnected_after_the_timeout() {
     let bus = EventBus::new();
     let timeout = Duration::from_millis(100);

@@ -56,7 +56,7 @@ async fn oversize_header_gets_an_error_then_close_and_others_are_served() {
     assert_eq!(good.request(&IpcMessage::List).await.expect("served"), echoed(&IpcMessage::List));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn slowloris_is_closed_when_its_timeout_runs_out_while_fifty_others_are_served() {
     let ep = fresh_endpoint();
     let _daemon = serve_echo(&ep, ServerOptions::new().timeout(Duration::from_secs(1))).await;
@@ -177,7 +177,7 @@ async fn clients_breaking_off_mid_frame_in_numbers_do_not_disturb_the_server() {
     assert_eq!(good.request(&IpcMessage::List).await.expect("served"), echoed(&IpcMessage::List));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out() {
     let ep = fresh_endpoint();
     let options = ServerOptions::new().timeout(Duration::from_secs(1));
@@ -214,7 +214,7 @@ async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out
     assert!(ended && sent < frame.len(), "trickling subscriber not closed ({sent} bytes sent)");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn idle_limit_closes_silent_clients_but_not_listening_subscribers() {
     let ep = fresh_endpoint();
     let options = ServerOptions::new()

@@ -11,7 +11,7 @@ use bunctl_ipc::{
 use common::*;
 use tokio::sync::{Notify, oneshot};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_finishes_in_flight_requests_closes_subscribers_and_removes_the_socket() {
     let ep = fresh_endpoint();
     let server = IpcServer::bind(ep.path()).await.expect("bind");
@@ -80,7 +80,7 @@ async fn shutdown_finishes_in_flight_requests_closes_subscribers_and_removes_the
     within("serve_until returns", daemon).await.expect("task").expect("clean shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_aborts_what_outlasts_the_grace_period() {
     let ep = fresh_endpoint();
     let server = IpcServer::bind(ep.path()).await.expect("bind");
