@@ -91,7 +91,9 @@ pub use peer::{PeerCredentials, PeerPolicy};
 pub use serve::{
     Handler, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection, serve_connection_until, serve_until,
 };
-pub use server::{DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions};
+pub use server::{
+    ConnectionGauge, DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions,
+};
 
 pub use ipc_proto::{
     self as proto, ClientCodec, DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, IpcMessage,

@@ -143,6 +143,27 @@ pub struct IpcServer {
     refusals: Arc<Semaphore>,
 }
 
+/// Reports how many of an [`IpcServer`]'s connection slots are taken; from
+/// [`IpcServer::connection_gauge`]. A connection's slot is free again once the connection
+/// (both halves, or the `Framed` made from it) is dropped.
+#[derive(Debug, Clone)]
+pub struct ConnectionGauge {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl ConnectionGauge {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.limit - self.slots.available_permits()
+    }
+
+    /// The most that may be open at once ([`ServerOptions::max_connections`]).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 /// At most this many "server busy" replies are in flight; past it, refused clients are just
 /// closed.
 const MAX_PENDING_REFUSALS: usize = 32;
@@ -221,6 +242,23 @@ impl IpcServer {
     /// How many accepted connections are open now.
     pub fn connection_count(&self) -> usize {
         self.options.max_connections - self.slots.available_permits()
+    }
+
+    /// A handle that reports the open connections, and stays usable after the server has
+    /// moved into [`serve`](crate::serve) — for a daemon's metrics or a test's bookkeeping.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), bunctl_ipc::IpcError> {
+    /// let server = bunctl_ipc::IpcServer::bind("/tmp/demo.sock").await?;
+    /// let gauge = server.connection_gauge();
+    /// let handler = |_| async { bunctl_ipc::IpcResponse::Success { message: "ok".into() } };
+    /// tokio::spawn(bunctl_ipc::serve(server, bunctl_ipc::EventBus::new(), handler));
+    /// println!("{} of {} connections open", gauge.open(), gauge.limit());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connection_gauge(&self) -> ConnectionGauge {
+        ConnectionGauge { slots: Arc::clone(&self.slots), limit: self.options.max_connections }
     }
 
     /// The endpoint this server listens on.
