@@ -130,7 +130,7 @@ async fn peer_claiming_4_gib_is_rejected_and_other_clients_are_served() {
     assert_eq!(good.request(&IpcMessage::List).await.expect("served"), echoed(&IpcMessage::List));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn receive_timeout_is_reported_and_the_connection_stays_usable() {
     let ep = fresh_endpoint();
     let _server = echo_server(&ep).await;
@@ -281,7 +281,7 @@ fn ipc_proto_frame(m: &IpcMessage, out: &mut Vec<u8>) {
     bunctl_ipc::proto::blocking::write_message(out, m).expect("encode");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn send_timing_out_part_way_poisons_the_connection() {
     let ep = fresh_endpoint();
     let mut server = IpcServer::bind(ep.path()).await.expect("bind");
@@ -296,7 +296,7 @@ async fn send_timing_out_part_way_poisons_the_connection() {
     client.set_timeout(Duration::from_millis(200));
     let big = start_of_payload_size(8 << 20);
     let e = client.send(&big).await.expect_err("cannot all be written");
-    assert!(matches!(e, IpcError::Timeout { .. }), "{e}");
+    assert!(matches!(e, IpcError::Timeout { torn: true, .. }) && !e.is_recoverable(), "{e}");
     let again = client.send(&IpcMessage::List).await.expect_err("poisoned");
     assert!(matches!(again, IpcError::Poisoned), "{again}");
     let _ = hold_tx.send(());
@@ -310,7 +310,7 @@ async fn connecting_where_no_server_runs_says_not_running_and_names_the_path() {
     assert!(e.to_string().contains(&ep.path().display().to_string()), "{e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn connect_with_retry_waits_for_a_server_that_starts_late() {
     let ep = fresh_endpoint();
     let path = ep.path().to_owned();
