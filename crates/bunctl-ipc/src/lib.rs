@@ -89,7 +89,8 @@ pub use conn::{Connection, FramedIo, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};
 pub use serve::{
-    Handler, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection, serve_connection_until, serve_until,
+    Handler, RequestContext, SUBSCRIBED, UNSUBSCRIBED, serve, serve_connection,
+    serve_connection_until, serve_until,
 };
 pub use server::{
     ConnectionGauge, DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions,

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::{
-    BusEvent, Connection, Event, EventBus, IpcServer, RecvHalf, SendHalf, SplitStream, Subscription,
+    BusEvent, Connection, Event, EventBus, IpcServer, PeerCredentials, RecvHalf, SendHalf,
+    SplitStream, Subscription,
 };
 
 /// The reply to `Subscribe`.
@@ -46,8 +47,11 @@ const ROUNDS_PER_POLL: usize = 32;
 /// may wait long (for a process to stop, say) should bound that wait itself. Events keep flowing
 /// to the connection while it runs.
 ///
+/// `serve` calls [`handle_request`](Self::handle_request), which tells who is asking; its default
+/// forwards to [`handle`](Self::handle), so a handler that does not care implements only that.
+///
 /// ```
-/// use bunctl_ipc::{Handler, IpcMessage, IpcResponse};
+/// use bunctl_ipc::{Handler, IpcMessage, IpcResponse, RequestContext};
 ///
 /// struct Echo;
 ///
@@ -55,12 +59,47 @@ const ROUNDS_PER_POLL: usize = 32;
 ///     async fn handle(&self, message: IpcMessage) -> IpcResponse {
 ///         IpcResponse::Success { message: format!("{message:?}") }
 ///     }
+///
+///     async fn handle_request(&self, context: RequestContext, message: IpcMessage) -> IpcResponse {
+///         match (context.peer.and_then(|p| p.uid), message) {
+///             (Some(uid), IpcMessage::Delete { .. }) if uid != 0 => {
+///                 IpcResponse::Error { message: "only root may delete apps".into() }
+///             }
+///             (_, message) => self.handle(message).await,
+///         }
+///     }
 /// }
 /// # let _ = Echo;
 /// ```
 pub trait Handler {
     /// The reply to `message`.
     fn handle(&self, message: IpcMessage) -> impl Future<Output = IpcResponse> + Send;
+
+    /// The reply to `message`, knowing who sent it. The default ignores the context and calls
+    /// [`handle`](Self::handle).
+    fn handle_request(
+        &self,
+        context: RequestContext,
+        message: IpcMessage,
+    ) -> impl Future<Output = IpcResponse> + Send {
+        let _ = context;
+        self.handle(message)
+    }
+}
+
+/// What a [`Handler`] may know about a request besides the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// The client's process and user identity, as the OS reported it when it connected.
+    pub peer: Option<PeerCredentials>,
+}
+
+impl RequestContext {
+    /// The context of a request from `peer`.
+    pub fn new(peer: Option<PeerCredentials>) -> Self {
+        RequestContext { peer }
+    }
 }
 
 impl<F, Fut> Handler for F
@@ -297,13 +336,14 @@ where
     let mut shutdown = std::pin::pin!(shutdown);
     let mut closing = false;
     let deadlines = Deadlines::new(conn.timeout(), conn.idle_timeout());
+    let context = RequestContext::new(conn.peer_credentials());
     let (rx, tx) = conn.split();
     let mut intake = Intake { rx, closed: false, frame_started: None };
     let mut output = Output { tx, written: 0, reply_end: None };
     let mut pump = EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 };
     let mut gate = ReplyGate { held: None };
     let mut deadlines = deadlines;
-    let mut handling = no_future_of(|message| handler.handle(message));
+    let mut handling = no_future_of(|message| handler.handle_request(context, message));
 
     let outcome = poll_fn(|cx| {
         for _ in 0..ROUNDS_PER_POLL {
@@ -345,7 +385,7 @@ where
                         match dispatch(received, bus, &mut pump, &mut output)? {
                             Dispatch::Handler(message) => {
                                 trace!(?message, "request");
-                                handling = Some(Box::pin(handler.handle(message)));
+                                handling = Some(Box::pin(handler.handle_request(context, message)));
                             }
                             Dispatch::Answered => deadlines.reply_ready(),
                             Dispatch::EndOfInput => {

@@ -467,3 +467,31 @@ async fn client_over_the_connection_limit_is_told_busy_and_others_are_unaffected
     .await;
     assert_eq!(served, echoed(&IpcMessage::List));
 }
+
+#[tokio::test]
+async fn a_handler_can_see_who_is_asking_and_closures_still_work() {
+    use bunctl_ipc::{EventBus, Handler, RequestContext};
+    struct WhoAsks;
+    impl Handler for WhoAsks {
+        async fn handle(&self, _: IpcMessage) -> IpcResponse {
+            IpcResponse::Error { message: "handle_request is what serve calls".into() }
+        }
+        async fn handle_request(&self, context: RequestContext, _: IpcMessage) -> IpcResponse {
+            IpcResponse::Data { data: json!({ "pid": context.peer.and_then(|p| p.pid) }) }
+        }
+    }
+    let ep = fresh_endpoint();
+    let server = IpcServer::bind(ep.path()).await.expect("bind");
+    let _daemon = tokio::spawn(bunctl_ipc::serve(server, EventBus::new(), WhoAsks));
+    let mut client = IpcClient::connect(ep.path()).await.expect("connect");
+    let reply = client.request(&IpcMessage::List).await.expect("reply");
+    assert_eq!(reply, IpcResponse::Data { data: json!({ "pid": std::process::id() }) });
+
+    // A plain closure is still a handler.
+    let other = fresh_endpoint();
+    let server = IpcServer::bind(other.path()).await.expect("bind");
+    let closure = |m: IpcMessage| async move { echoed(&m) };
+    let _daemon = tokio::spawn(bunctl_ipc::serve(server, EventBus::new(), closure));
+    let mut client = IpcClient::connect(other.path()).await.expect("connect");
+    assert_eq!(client.request(&IpcMessage::List).await.expect("reply"), echoed(&IpcMessage::List));
+}
