@@ -36,7 +36,7 @@ pub mod watch;
 
 use std::io::{BufRead, Write};
 
-use bunctl_ipc::{DEFAULT_MAX_CONNECTIONS, ServerOptions};
+use bunctl_ipc::{ServerOptions, default_max_connections};
 use clap::CommandFactory;
 
 pub use args::Cli;
@@ -104,7 +104,7 @@ pub fn run(
                 let spawned = if bench.spawn {
                     let clients = usize::try_from(config.clients).unwrap_or(usize::MAX);
                     let options = ServerOptions::new()
-                        .max_connections(DEFAULT_MAX_CONNECTIONS.max(clients.saturating_add(16)));
+                        .max_connections(default_max_connections().max(clients.saturating_add(16)));
                     Some(local::LocalDaemon::start("bench", DaemonOptions::new(), options).await?)
                 } else {
                     None

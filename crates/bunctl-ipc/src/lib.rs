@@ -93,7 +93,7 @@ pub use serve::{
     serve_connection_until, serve_until,
 };
 pub use server::{
-    ConnectionGauge, DEFAULT_MAX_CONNECTIONS, IpcConnection, IpcServer, ServerOptions,
+    ConnectionGauge, IpcConnection, IpcServer, ServerOptions, default_max_connections,
 };
 
 pub use ipc_proto::{

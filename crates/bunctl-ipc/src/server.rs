@@ -40,19 +40,36 @@ pub struct ServerOptions {
     pub(crate) socket_mode: u32,
 }
 
-/// Default of [`ServerOptions::max_connections`].
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The default of [`ServerOptions::max_connections`], derived from what the process may open.
+///
+/// Every connection holds a descriptor, and a daemon needs more for the apps it runs (pipes for
+/// their output, log files). So the default is half the process's soft descriptor limit
+/// (`RLIMIT_NOFILE`) — 512 with the common limit of 1024 — but at least 64 and at most 4096, the
+/// ceiling systemd uses for its own varlink servers. Raising the limit (`ulimit -n`,
+/// systemd's `LimitNOFILE=`) raises the cap with it. On Windows, where handles have no such
+/// per-process limit, it is 1024.
+pub fn default_max_connections() -> usize {
+    connection_cap_for(sys::descriptor_limit())
+}
+
+fn connection_cap_for(descriptor_limit: Option<usize>) -> usize {
+    match descriptor_limit {
+        Some(limit) => (limit / 2).clamp(64, 4096),
+        None => 1024,
+    }
+}
+
 
 impl ServerOptions {
     /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`],
-    /// [`PeerPolicy::SameUser`], [`DEFAULT_MAX_CONNECTIONS`], socket mode 0600.
+    /// [`PeerPolicy::SameUser`], [`default_max_connections`], socket mode 0600.
     pub fn new() -> Self {
         ServerOptions {
             frame: FrameConfig::new(),
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: None,
             peer_policy: PeerPolicy::default(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: default_max_connections(),
             socket_mode: 0o600,
         }
     }
@@ -294,5 +311,20 @@ impl IpcServer {
     pub fn from_systemd(options: ServerOptions) -> Result<Option<IpcServer>> {
         Ok(ipc_transport_unix::UnixListener::from_systemd()?
             .map(|l| Self::from_listener(l, options, PathBuf::new())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_cap_follows_the_descriptor_limit_within_bounds() {
+        assert_eq!(connection_cap_for(Some(1024)), 512);
+        assert_eq!(connection_cap_for(Some(100)), 64);
+        assert_eq!(connection_cap_for(Some(65536)), 4096);
+        assert_eq!(connection_cap_for(Some(1 << 40)), 4096);
+        assert_eq!(connection_cap_for(None), 1024);
+        assert_eq!(ServerOptions::new().max_connections, default_max_connections());
     }
 }

@@ -34,6 +34,11 @@ fn creds(c: UCred) -> PeerCredentials {
     }
 }
 
+/// The soft limit on open descriptors of this process, if it has one.
+pub fn descriptor_limit() -> Option<usize> {
+    ipc_transport_unix::descriptor_limit()
+}
+
 pub fn server_uid() -> u32 {
     ipc_transport_unix::current_uid()
 }

@@ -32,6 +32,11 @@ fn creds(pid: Option<u32>) -> PeerCredentials {
     PeerCredentials { pid, uid: None, gid: None }
 }
 
+/// Windows limits handles per process only by memory.
+pub fn descriptor_limit() -> Option<usize> {
+    None
+}
+
 /// Windows has no uid. Peers carry none either, so `PeerPolicy::SameUser` never compares it
 /// (the DACL already admits only this user).
 pub fn server_uid() -> u32 {

@@ -227,6 +227,43 @@ impl IpcError {
         }
     }
 
+    /// True for [`Closed`](Self::Closed): the peer ended the connection cleanly, between two
+    /// frames (the daemon stopped, or the client is done).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, IpcError::Closed)
+    }
+
+    /// True for [`NotRunning`](Self::NotRunning): no server listens at the endpoint.
+    pub fn is_not_running(&self) -> bool {
+        matches!(self, IpcError::NotRunning { .. })
+    }
+
+    /// True for [`FrameTooLarge`](Self::FrameTooLarge), in either direction.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, IpcError::FrameTooLarge { .. })
+    }
+
+    /// The [`io::ErrorKind`] this error is closest to, used by `From<IpcError> for io::Error`.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            IpcError::Io(e) => e.kind(),
+            IpcError::NotRunning { source, .. } => source.kind(),
+            IpcError::FrameTooLarge { .. }
+            | IpcError::EmptyFrame
+            | IpcError::InvalidMessage(_)
+            | IpcError::UnexpectedReply { .. } => io::ErrorKind::InvalidData,
+            IpcError::Encode(_) => io::ErrorKind::InvalidInput,
+            IpcError::Timeout { .. } => io::ErrorKind::TimedOut,
+            IpcError::Closed | IpcError::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+            IpcError::Poisoned => io::ErrorKind::BrokenPipe,
+            IpcError::Refused { .. } => io::ErrorKind::Other,
+            IpcError::AddrInUse { .. } => io::ErrorKind::AddrInUse,
+            IpcError::NotASocket { .. } => io::ErrorKind::AlreadyExists,
+            IpcError::PathTooLong { .. } => io::ErrorKind::InvalidInput,
+            IpcError::InsecurePath { .. } => io::ErrorKind::PermissionDenied,
+        }
+    }
+
     /// True for [`Timeout`](Self::Timeout) of any operation.
     pub fn is_timeout(&self) -> bool {
         matches!(self, IpcError::Timeout { .. })
@@ -245,6 +282,18 @@ impl IpcError {
                     | io::ErrorKind::UnexpectedEof
             ),
             _ => false,
+        }
+    }
+}
+
+/// For code whose errors are `std::io::Error` (bunctl's own crates were): `?` works, the kind
+/// is [`IpcError::io_kind`], and the message and source chain are kept. An [`IpcError::Io`]
+/// gives back the original `io::Error`.
+impl From<IpcError> for io::Error {
+    fn from(e: IpcError) -> io::Error {
+        match e {
+            IpcError::Io(inner) => inner,
+            other => io::Error::new(other.io_kind(), other),
         }
     }
 }
@@ -345,6 +394,32 @@ mod tests {
             assert_eq!(error.is_recoverable(), *usable, "{error:?}");
         }
         assert!(seen.iter().all(|s| *s), "a variant is missing from the table: {seen:?}");
+    }
+
+    #[test]
+    fn converts_into_io_error_with_kind_message_and_source() {
+        fn io_based() -> io::Result<()> {
+            Err(IpcError::Timeout {
+                operation: Operation::Receive,
+                after: Duration::from_secs(1),
+                torn: false,
+            })?
+        }
+        let e = io_based().expect_err("converted");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(e.to_string(), "receive timeout after 1s");
+        let back = e.into_inner().and_then(|b| b.downcast::<IpcError>().ok());
+        assert!(back.is_some_and(|b| b.is_timeout()));
+        let original = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let e: io::Error = IpcError::Io(original).into();
+        assert_eq!((e.kind(), e.to_string().as_str()), (io::ErrorKind::ConnectionReset, "reset"));
+        let not_running: io::Error = IpcError::NotRunning {
+            endpoint: PathBuf::from("/run/b.sock"),
+            source: io::ErrorKind::NotFound.into(),
+        }
+        .into();
+        assert_eq!(not_running.kind(), io::ErrorKind::NotFound);
+        assert!(not_running.to_string().contains("/run/b.sock"));
     }
 
     #[test]
