@@ -37,7 +37,7 @@ fuzz_target!(|input: &[u8]| {
     let max = 1 + usize::from(u16::from_le_bytes([input[0], input[1]]) % 4096);
     let step = 1 + usize::from(input[2]);
     let data = &input[3..];
-    let config = FrameConfig::new().max_frame_length(max);
+    let config = FrameConfig::new().with_max_message_size(max);
 
     let mut codec = IpcCodec::<IpcMessage, ()>::with_config(config);
     let mut buf = BytesMut::new();

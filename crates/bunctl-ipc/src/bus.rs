@@ -547,7 +547,7 @@ impl BusEvent {
         self.0.frame.get_or_init(|| {
             let wire = WireEvent::Event { event_type: &self.0.event_type, data: &self.0.data };
             let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
-                FrameConfig::new().max_frame_length(usize::MAX),
+                FrameConfig::new().with_max_message_size(usize::MAX),
             );
             let mut buf = BytesMut::new();
             match codec.encode(&wire, &mut buf) {

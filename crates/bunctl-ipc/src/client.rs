@@ -8,12 +8,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_core::Stream;
-use ipc_proto::{
-    DEFAULT_TIMEOUT, FrameConfig, IpcError, IpcMessage, IpcResponse, Result, SubscriptionType,
-};
+use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result, SubscriptionType};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::options::{ConnectionOptions, connection_options};
 use crate::{Connection, Event, PeerCredentials, sys};
 
 /// The client's connection type: receives [`IpcResponse`], sends [`IpcMessage`].
@@ -26,8 +25,7 @@ const MAX_PENDING_EVENTS: usize = 4096;
 /// How an [`IpcClient`] connects and what its connection starts with.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientOptions {
-    frame: FrameConfig,
-    timeout: Duration,
+    connection: ConnectionOptions,
     wait_for_server: Duration,
 }
 
@@ -35,11 +33,7 @@ impl ClientOptions {
     /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`], which
     /// also bounds the connect itself; no waiting for a server that is not running yet.
     pub fn new() -> Self {
-        ClientOptions {
-            frame: FrameConfig::new(),
-            timeout: DEFAULT_TIMEOUT,
-            wait_for_server: Duration::ZERO,
-        }
+        ClientOptions { connection: ConnectionOptions::new(), wait_for_server: Duration::ZERO }
     }
 
     /// Keep retrying, for up to `wait`, while no server is running at the endpoint — for a CLI
@@ -54,17 +48,10 @@ impl ClientOptions {
         self
     }
 
-    /// The largest message payload accepted or sent, in bytes.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.frame = self.frame.max_frame_length(bytes);
-        self
-    }
-
-    /// The timeout of the connect and of each later `send` and `recv`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+    connection_options!(
+        "The timeout of the connect and of each later call: each `send` and `recv`, and each \
+         `request` as a whole."
+    );
 }
 
 impl Default for ClientOptions {
@@ -121,14 +108,13 @@ impl IpcClient {
         let path = path.as_ref();
         let (stream, peer) = if options.wait_for_server.is_zero() {
             // Both transports bound their own connect (busy retries included) by the timeout.
-            sys::connect(path, options.timeout).await?
+            sys::connect(path, options.connection.timeout).await?
         } else {
             connect_retrying(path, &options).await?
         };
         debug!(endpoint = %path.display(), ?peer, "connected");
         Ok(IpcClient {
-            conn: Connection::with_config(stream, options.frame, options.timeout)
-                .with_peer(Some(peer)),
+            conn: options.connection.connection(stream).with_peer(Some(peer)),
             endpoint: path.to_owned(),
             pending_events: VecDeque::new(),
             missed_events: 0,
@@ -373,7 +359,7 @@ async fn connect_retrying(
     loop {
         let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
         // The transport bounds an attempt itself (its busy retries included).
-        match sys::connect(path, options.timeout.min(left)).await {
+        match sys::connect(path, options.connection.timeout.min(left)).await {
             Err(e @ IpcError::NotRunning { .. }) => {
                 let left =
                     deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));

@@ -465,7 +465,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
 
     /// Wraps a byte stream with the given limits and timeout.
     pub fn with_config(io: S, config: FrameConfig, timeout: Duration) -> Self {
-        let config = config.shrink_threshold(config.shrink_threshold_len().min(IDLE_BUFFER_LIMIT));
+        let config = config.with_shrink_threshold(config.shrink_threshold().min(IDLE_BUFFER_LIMIT));
         Connection {
             io,
             reader: FrameReader::new(config),
@@ -533,8 +533,9 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         // The decoder state carries over (a header may already be consumed); the release
         // threshold goes back to the codec's default, which suits `Framed`'s buffer handling.
         let mut codec = self.reader.codec.cast::<D, E>();
-        codec
-            .set_config(codec.config().shrink_threshold(FrameConfig::new().shrink_threshold_len()));
+        codec.set_config(
+            codec.config().with_shrink_threshold(FrameConfig::new().shrink_threshold()),
+        );
         let io = FramedIo {
             io: self.io,
             peer: self.peer,

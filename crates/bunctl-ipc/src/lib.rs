@@ -72,6 +72,7 @@ mod bus;
 mod client;
 mod conn;
 mod event;
+mod options;
 mod peer;
 mod serve;
 mod server;

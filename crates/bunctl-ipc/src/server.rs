@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcMessage, IpcResponse, Result};
+use ipc_proto::{IpcMessage, IpcResponse, Result};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::conn::Slot;
+use crate::options::{ConnectionOptions, connection_options};
 use crate::{Connection, PeerPolicy, sys};
 
 /// A connection accepted by an [`IpcServer`]: receives [`IpcMessage`], sends [`IpcResponse`].
@@ -31,8 +32,7 @@ pub type IpcConnection = Connection<sys::ServerStream, IpcMessage, IpcResponse>;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    pub(crate) frame: FrameConfig,
-    pub(crate) timeout: Duration,
+    pub(crate) connection: ConnectionOptions,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) peer_policy: PeerPolicy,
     pub(crate) max_connections: usize,
@@ -59,14 +59,12 @@ fn connection_cap_for(descriptor_limit: Option<usize>) -> usize {
     }
 }
 
-
 impl ServerOptions {
     /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`],
     /// [`PeerPolicy::SameUser`], [`default_max_connections`], socket mode 0600.
     pub fn new() -> Self {
         ServerOptions {
-            frame: FrameConfig::new(),
-            timeout: DEFAULT_TIMEOUT,
+            connection: ConnectionOptions::new(),
             idle_timeout: None,
             peer_policy: PeerPolicy::default(),
             max_connections: default_max_connections(),
@@ -74,17 +72,11 @@ impl ServerOptions {
         }
     }
 
-    /// The largest message payload accepted or sent, in bytes.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.frame = self.frame.max_frame_length(bytes);
-        self
-    }
-
-    /// The initial per-operation timeout of accepted connections.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+    connection_options!(
+        "The initial timeout of each `send` and `recv` on accepted connections; with \
+         [`serve`](crate::serve), the limit for writing a reply and for a started request \
+         frame to complete."
+    );
 
     /// How long a connection may stay silent, with no request in progress, nothing to write
     /// and no subscription, before [`serve`](crate::serve) closes it. Defaults to the
@@ -227,9 +219,7 @@ impl IpcServer {
                 warn!(?peer, policy = ?self.options.peer_policy, "peer refused by policy");
                 continue;
             }
-            let mut conn =
-                Connection::with_config(stream, self.options.frame, self.options.timeout)
-                    .with_peer(Some(peer));
+            let mut conn = self.options.connection.connection(stream).with_peer(Some(peer));
             if let Some(idle) = self.options.idle_timeout {
                 conn.set_idle_timeout(idle);
             }

@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn failed_write_writes_nothing() {
         let mut wire = Vec::new();
-        let cfg = FrameConfig::new().max_frame_length(10);
+        let cfg = FrameConfig::new().with_max_message_size(10);
         let e =
             write_message_with(&mut wire, &IpcMessage::Stop { name: "a-long-name".into() }, cfg)
                 .expect_err("too large");

@@ -35,14 +35,14 @@ const MIN_SPARE: usize = 8 * 1024;
 /// ```
 /// use ipc_proto::{FrameConfig, ServerCodec};
 ///
-/// let config = FrameConfig::new().max_frame_length(64 * 1024);
+/// let config = FrameConfig::new().with_max_message_size(64 * 1024);
 /// let codec = ServerCodec::with_config(config);
-/// assert_eq!(codec.config().max_frame_len(), 64 * 1024);
+/// assert_eq!(codec.config().max_message_size(), 64 * 1024);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameConfig {
     // `u32`: a header cannot express more, and every connection carries two of these.
-    max_frame_length: u32,
+    max_message_size: u32,
     shrink_threshold: u32,
 }
 
@@ -50,15 +50,15 @@ impl FrameConfig {
     /// The defaults: payloads up to [`MAX_MESSAGE_SIZE`], and a read buffer released once it is
     /// empty and holds more than 64 KiB.
     pub const fn new() -> Self {
-        FrameConfig { max_frame_length: MAX_MESSAGE_SIZE as u32, shrink_threshold: 64 * 1024 }
+        FrameConfig { max_message_size: MAX_MESSAGE_SIZE as u32, shrink_threshold: 64 * 1024 }
     }
 
     /// Sets the largest accepted payload, in bytes (the header is not counted).
     ///
     /// Values above `u32::MAX` are clamped to it, since the header cannot express more; `0`
     /// rejects every frame.
-    pub const fn max_frame_length(mut self, max: usize) -> Self {
-        self.max_frame_length = clamp_u32(max);
+    pub const fn with_max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = clamp_u32(max);
         self
     }
 
@@ -66,18 +66,18 @@ impl FrameConfig {
     /// consumed, so that one large message does not pin megabytes to an idle connection.
     /// `0` releases the buffer whenever it empties; values above `u32::MAX` are clamped to it
     /// (a buffer never grows that large: frames are at most `u32::MAX + 4` bytes).
-    pub const fn shrink_threshold(mut self, bytes: usize) -> Self {
+    pub const fn with_shrink_threshold(mut self, bytes: usize) -> Self {
         self.shrink_threshold = clamp_u32(bytes);
         self
     }
 
     /// The largest accepted payload, in bytes.
-    pub const fn max_frame_len(&self) -> usize {
-        self.max_frame_length as usize
+    pub const fn max_message_size(&self) -> usize {
+        self.max_message_size as usize
     }
 
     /// The capacity above which an empty read buffer is released.
-    pub const fn shrink_threshold_len(&self) -> usize {
+    pub const fn shrink_threshold(&self) -> usize {
         self.shrink_threshold as usize
     }
 
@@ -88,8 +88,8 @@ impl FrameConfig {
     pub fn check_len(&self, len: usize, operation: Operation) -> Result<()> {
         if len == 0 {
             Err(IpcError::EmptyFrame)
-        } else if len > self.max_frame_len() {
-            Err(IpcError::FrameTooLarge { size: len, max: self.max_frame_len(), operation })
+        } else if len > self.max_message_size() {
+            Err(IpcError::FrameTooLarge { size: len, max: self.max_message_size(), operation })
         } else {
             Ok(())
         }
@@ -127,7 +127,7 @@ enum DecodeState {
 /// What a caller can rely on:
 ///
 /// * **Limits before allocation.** A header is checked against
-///   [`FrameConfig::max_frame_len`] before anything is reserved. An oversize header is fatal for
+///   [`FrameConfig::max_message_size`] before anything is reserved. An oversize header is fatal for
 ///   the stream ([`IpcError::FrameTooLarge`] from this and every later `decode`).
 /// * **Memory follows the bytes, not the claim.** When a header is accepted, room for at most
 ///   64 KiB of its body is reserved; beyond that the buffer grows by doubling as the body
@@ -141,7 +141,7 @@ enum DecodeState {
 /// * **Clean failures on encode.** A value whose JSON passes the limit stops serializing as soon
 ///   as it does, and a failed encode removes everything it wrote: `dst` is as it was.
 /// * **Small when idle.** After a frame is consumed and the buffer is empty, a buffer larger than
-///   [`FrameConfig::shrink_threshold_len`] is released.
+///   [`FrameConfig::shrink_threshold`] is released.
 ///
 /// With `tokio_util::codec::Framed`:
 ///
@@ -215,7 +215,7 @@ impl<D, E> IpcCodec<D, E> {
     }
 
     fn release_if_idle(&mut self, buf: &mut BytesMut) {
-        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold_len() {
+        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold() {
             *buf = BytesMut::new();
             self.peak_capacity = 0;
         }
@@ -275,7 +275,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
             DecodeState::Broken(size) => {
                 return Err(IpcError::FrameTooLarge {
                     size: size as usize,
-                    max: self.config.max_frame_len(),
+                    max: self.config.max_message_size(),
                     operation: Operation::Receive,
                 });
             }
@@ -330,7 +330,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
             }),
             DecodeState::Broken(size) => Err(IpcError::FrameTooLarge {
                 size: size as usize,
-                max: self.config.max_frame_len(),
+                max: self.config.max_message_size(),
                 operation: Operation::Receive,
             }),
         }
@@ -394,7 +394,7 @@ impl<D, E: Serialize> Encoder<&E> for IpcCodec<D, E> {
         let mut overflow = None;
         let w = LimitedWriter {
             dst: &mut *dst,
-            end: payload_start.saturating_add(self.config.max_frame_len()),
+            end: payload_start.saturating_add(self.config.max_message_size()),
             payload_start,
             overflow: &mut overflow,
         };
@@ -403,7 +403,7 @@ impl<D, E: Serialize> Encoder<&E> for IpcCodec<D, E> {
             return Err(match overflow {
                 Some(size) => IpcError::FrameTooLarge {
                     size,
-                    max: self.config.max_frame_len(),
+                    max: self.config.max_message_size(),
                     operation: Operation::Send,
                 },
                 None => IpcError::Encode(e),

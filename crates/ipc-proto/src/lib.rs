@@ -80,7 +80,7 @@ use std::time::Duration;
 /// This counts the JSON payload only, not the 4-byte header. A payload of exactly this size is
 /// accepted; one byte more is rejected with [`IpcError::FrameTooLarge`] — on the receiving side
 /// before any memory is reserved for it, on the sending side before anything is written.
-/// [`FrameConfig::max_frame_length`] sets a different limit per codec.
+/// [`FrameConfig::with_max_message_size`] sets a different limit per codec.
 pub const MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
 
 /// The time a single send or receive may take before it fails with [`IpcError::Timeout`]: 30 s.

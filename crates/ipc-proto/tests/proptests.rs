@@ -132,7 +132,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..16),
         max in 1usize..2048,
     ) {
-        let mut dec = IpcCodec::<IpcMessage, ()>::with_config(FrameConfig::new().max_frame_length(max));
+        let mut dec = IpcCodec::<IpcMessage, ()>::with_config(FrameConfig::new().with_max_message_size(max));
         let mut buf = BytesMut::new();
         'feed: for chunk in chunks(&data, cuts) {
             buf.extend_from_slice(chunk);
@@ -161,7 +161,7 @@ proptest! {
         let claimed = max + excess;
         let mut wire = (claimed as u32).to_le_bytes().to_vec();
         wire.extend_from_slice(&body);
-        let cfg = FrameConfig::new().max_frame_length(max);
+        let cfg = FrameConfig::new().with_max_message_size(max);
 
         // Codec: rejected from the header alone.
         let mut buf = BytesMut::from(&wire[..HEADER_LEN]);

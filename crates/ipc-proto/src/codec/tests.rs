@@ -44,7 +44,7 @@ fn payload_of_exactly_max_is_accepted_and_max_plus_one_rejected_on_encode() {
 #[test]
 fn oversize_encode_stops_serializing_soon_after_the_limit() {
     let mut codec =
-        IpcCodec::<(), IpcMessage>::with_config(FrameConfig::new().max_frame_length(1000));
+        IpcCodec::<(), IpcMessage>::with_config(FrameConfig::new().with_max_message_size(1000));
     let mut dst = BytesMut::new();
     let huge = IpcMessage::Start { name: "a".into(), config: "y".repeat(5_000_000) };
     let e = codec.encode(&huge, &mut dst).expect_err("too large");
@@ -67,7 +67,7 @@ fn header_of_max_plus_one_is_rejected_before_the_body_arrives() {
 
 #[test]
 fn oversize_header_is_fatal_for_the_stream() {
-    let mut codec = ServerCodec::with_config(FrameConfig::new().max_frame_length(16));
+    let mut codec = ServerCodec::with_config(FrameConfig::new().with_max_message_size(16));
     let mut src = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
     src.extend_from_slice(&frame(b"\"List\""));
     assert!(codec.decode(&mut src).is_err());
@@ -198,7 +198,7 @@ fn large_read_buffer_is_released_once_empty() {
     assert!(src.capacity() >= 4000, "small buffer kept: {}", src.capacity());
 
     // With threshold 0, every emptied buffer is released.
-    let mut codec = ServerCodec::with_config(FrameConfig::new().shrink_threshold(0));
+    let mut codec = ServerCodec::with_config(FrameConfig::new().with_shrink_threshold(0));
     let mut src = BytesMut::with_capacity(4096);
     src.extend_from_slice(&frame(b"\"List\""));
     assert!(codec.decode(&mut src).expect("decode").is_some());
@@ -251,7 +251,7 @@ fn several_frames_can_be_encoded_into_one_buffer() {
 }
 
 #[test]
-fn max_frame_length_is_clamped_to_what_the_header_can_express() {
-    let cfg = FrameConfig::new().max_frame_length(usize::MAX);
-    assert_eq!(cfg.max_frame_len(), u32::MAX as usize);
+fn max_message_size_is_clamped_to_what_the_header_can_express() {
+    let cfg = FrameConfig::new().with_max_message_size(usize::MAX);
+    assert_eq!(cfg.max_message_size(), u32::MAX as usize);
 }
