@@ -39,7 +39,7 @@ describe("golden vectors: requests", () => {
 describe("golden vectors: responses", () => {
   for (const v of vectors.responses) {
     test(`${v.name}: decodes to the value and encodes to the exact frame`, () => {
-      const decoded = responseDecoder().push(unhex(v.frame));
+      const decoded: unknown[] = responseDecoder().push(unhex(v.frame));
       expect(decoded).toEqual([{ ok: true, value: v.value }]);
       expect(hex(encodeFrame(v.value))).toBe(v.frame);
     });
