@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { connect, type ConnectOptions, type IpcClient } from "../src/client.js";
 import { encodeFrame, messageDecoder } from "../src/codec.js";
 import { IpcError } from "../src/errors.js";
-import type { IpcMessage, IpcResponse } from "../src/types.js";
+import type { IpcEvent, IpcMessage, IpcResponse } from "../src/types.js";
 
 export function tempDir(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "bunctl-ts-"));
@@ -155,10 +155,10 @@ export async function rejection(promise: Promise<unknown>): Promise<IpcError> {
 /** Reads events until `predicate` matches one; fails after `timeoutMs`. */
 export async function waitForEvent(
   client: IpcClient,
-  predicate: (e: { event_type: string; data: unknown }) => boolean,
+  predicate: (e: IpcEvent) => boolean,
   timeoutMs = 10_000,
-): Promise<Array<{ event_type: string; data: unknown }>> {
-  const seen: Array<{ event_type: string; data: unknown }> = [];
+): Promise<Array<IpcEvent>> {
+  const seen: Array<IpcEvent> = [];
   let handle: ReturnType<typeof setTimeout> | undefined;
   const timer = new Promise<never>((_, reject) => {
     handle = setTimeout(() => reject(new Error(`no matching event within ${timeoutMs}ms; saw ${JSON.stringify(seen)}`)), timeoutMs);
