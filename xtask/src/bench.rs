@@ -117,6 +117,11 @@ pub fn bench(args: &[String]) -> Result {
     fs::write(root.join("BENCHMARKS.md"), markdown)?;
     fs::write(root.join("BENCHMARKS.svg"), svg)?;
     println!("\nwrote BENCHMARKS.md and BENCHMARKS.svg");
+    // The TypeScript client's section (its own daemon run), where the machine can run Bun.
+    match crate::typescript::unavailable_reason() {
+        Some(reason) => println!("\nbench-ts skipped: {reason}"),
+        None => runner::step("bench-ts: the TypeScript client", || crate::typescript::bench(&[]))?,
+    }
     Ok(())
 }
 

@@ -75,6 +75,11 @@ Commands:
         the issue-7 targets, and benches/NOTES.md. Not part of `ci`. Run it on a quiet machine
         (see the load average it records); `strace` adds the syscall counts when installed.
 
+  bench-ts
+        The TypeScript client's round trip (p50/p99) and requests/s with 16 in flight, beside
+        the Rust client's, against one release-built `bunctl-ipc serve`, in the same run;
+        rewrites that section of BENCHMARKS.md (also run at the end of `bench`).
+
   help, -h, --help
         This text.
 
@@ -110,6 +115,7 @@ fn dispatch(args: &[String]) -> Result {
             _ => Err(Error::new("usage: cargo xtask typescript (no arguments)")),
         },
         "bench" => bench::bench(rest),
+        "bench-ts" => typescript::bench(rest),
         "fuzz" => match rest {
             [] => ci::fuzz_only(ci::FUZZ_SECONDS),
             [flag, n] if flag == "--seconds" => match n.parse() {
