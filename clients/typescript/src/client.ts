@@ -29,7 +29,7 @@ export interface ConnectOptions {
 export interface RequestOptions {
   /** Aborts the wait for the reply (`aborted`); its reply is discarded when it comes. */
   signal?: AbortSignal;
-  /** This request's limit in ms, instead of the client's `timeoutMs`. */
+  /** This request's limit in ms, instead of the client's `timeoutMs`; `Infinity` for none. */
   timeoutMs?: number;
 }
 
@@ -186,10 +186,14 @@ export class IpcClient {
         entry.cleanup();
         reject(error);
       };
-      const timer = setTimeout(
-        () => giveUp(new IpcError("timeout", `receive timeout after ${timeoutMs}ms waiting for the reply to ${label}`, { endpoint: this.endpoint })),
-        timeoutMs,
-      );
+      // `Infinity` (or 0) waits without a limit; setTimeout cannot go past 2^31 - 1 ms.
+      const timer =
+        Number.isFinite(timeoutMs) && timeoutMs > 0
+          ? setTimeout(
+              () => giveUp(new IpcError("timeout", `receive timeout after ${timeoutMs}ms waiting for the reply to ${label}`, { endpoint: this.endpoint })),
+              Math.min(timeoutMs, 2 ** 31 - 1),
+            )
+          : undefined;
       const onAbort = () => giveUp(this.#aborted(signal as AbortSignal));
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#pending.push(entry);
