@@ -183,7 +183,7 @@ fn host_rustc() -> std::process::Command {
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`, from the civil-from-days algorithm (no
 /// date library, no `date` binary).
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -264,7 +264,9 @@ pub fn bench(args: &[String]) -> Result {
         p99_us: need(&ts, "p99_us")?,
         rps: need(&ts, &format!("rps_{IN_FLIGHT}_in_flight"))?,
     };
-    let section = render(&rust, &ts);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let when = format!("{}, load average {}", crate::bench::utc_now(), load.trim());
+    let section = render(&rust, &ts, &when);
     print!("\n{section}");
     let path = workspace_root().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
@@ -273,7 +275,7 @@ pub fn bench(args: &[String]) -> Result {
     Ok(())
 }
 
-fn render(rust: &Figures, ts: &Figures) -> String {
+fn render(rust: &Figures, ts: &Figures, when: &str) -> String {
     let row = |name: &str, f: &Figures| {
         format!("| {name} | {:.1} µs | {:.1} µs | {:.0} k/s |\n", f.p50_us, f.p99_us, f.rps / 1e3)
     };
@@ -286,7 +288,7 @@ fn render(rust: &Figures, ts: &Figures) -> String {
          requests, throughput over {PIPELINED} requests with {IN_FLIGHT} in flight. Rust: \
          `bunctl-ipc bench --clients 1` (`IpcClient`; `--pipeline {IN_FLIGHT}` for throughput). \
          TypeScript: `clients/typescript/bench/roundtrip.ts` under Bun {BUN_VERSION}. \
-         `cargo xtask bench-ts` regenerates this section.\n\n"
+         Measured {when}; `cargo xtask bench-ts` regenerates this section.\n\n"
     ));
     s.push_str(&format!(
         "| client | round trip p50 | round trip p99 | requests/s, {IN_FLIGHT} in flight |\n"
@@ -310,7 +312,7 @@ fn splice(doc: &str, section: &str) -> String {
         return format!("{}{section}{}", &doc[..start], after.strip_prefix('\n').unwrap_or(after));
     }
     match doc.find("\n## Analysis") {
-        Some(at) => format!("{}\n{section}{}", &doc[..at + 1], &doc[at..]),
+        Some(at) => format!("{}{section}\n{}", &doc[..at + 1], &doc[at + 1..]),
         None if doc.is_empty() => section.to_owned(),
         None => format!("{}\n{section}", doc.trim_end_matches('\n').to_owned() + "\n"),
     }
@@ -334,13 +336,14 @@ mod tests {
     fn the_section_is_inserted_once_then_replaced() {
         let f = Figures { p50_us: 1.0, p99_us: 2.0, rps: 3000.0 };
         let doc = "# B\n\n## Round trip\n\nx\n\n## Analysis\n\ny\n";
-        let once = splice(doc, &render(&f, &f));
+        let once = splice(doc, &render(&f, &f, "now"));
         assert!(once.contains("| Rust `IpcClient` | 1.0 µs | 2.0 µs | 3 k/s |"));
         assert!(once.find(SECTION_START) < once.find("## Analysis"));
         let g = Figures { p50_us: 5.0, ..f };
-        let twice = splice(&once, &render(&g, &g));
+        let twice = splice(&once, &render(&g, &g, "later"));
         assert_eq!(twice.matches(SECTION_START).count(), 1);
         assert!(twice.contains("| 5.0 µs |") && !twice.contains("| 1.0 µs |"));
-        assert!(twice.ends_with("## Analysis\n\ny\n"));
+        assert!(twice.ends_with("<!-- bench-ts: end -->\n\n## Analysis\n\ny\n"));
+        assert!(once.contains("x\n\n<!-- bench-ts: generated"));
     }
 }
