@@ -1,6 +1,7 @@
 // Default endpoint and the checks made before connecting (crates/bunctl-ipc/src/sys_unix.rs,
 // crates/ipc-transport-unix/src/imp/path.rs).
 
+import { execFileSync } from "node:child_process";
 import { lstat, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import process from "node:process";
@@ -25,19 +26,40 @@ export function privateFallbackDir(): string {
  * The current user's daemon endpoint, by the Rust crate's rules: `$XDG_RUNTIME_DIR/bunctl.sock`
  * when that variable holds an absolute path, else `/tmp/bunctl-<uid>/bunctl.sock`.
  *
- * On Windows the daemon's pipe is `\\.\pipe\bunctl_<user SID>`; this package does not compute
- * the SID, so this throws `unsupported` there: pass the pipe name to `connect` explicitly.
+ * On Windows: `\\.\pipe\bunctl_<user SID>`, the SID read with `whoami /user` (the Rust crate
+ * reads it from the process token); if that fails, the user name, as the Rust crate falls back to.
  */
 export function defaultSocketPath(): string {
-  if (isWindows) {
-    throw new IpcError(
-      "unsupported",
-      "no default endpoint on Windows: pass the daemon's pipe name, e.g. \\\\.\\pipe\\bunctl_<your SID> (`whoami /user` shows the SID)",
-    );
-  }
+  if (isWindows) return pipeNameFor(windowsUser());
   const xdg = process.env.XDG_RUNTIME_DIR;
   if (xdg !== undefined && xdg !== "" && isAbsolute(xdg)) return join(xdg, "bunctl.sock");
   return join(privateFallbackDir(), "bunctl.sock");
+}
+
+let cachedWindowsUser: string | undefined;
+
+function windowsUser(): string {
+  if (cachedWindowsUser === undefined) {
+    let sid: string | null = null;
+    try {
+      sid = sidFromWhoami(execFileSync("whoami", ["/user", "/fo", "csv", "/nh"], { encoding: "utf8", windowsHide: true }));
+    } catch {
+      sid = null;
+    }
+    cachedWindowsUser = sid ?? process.env.USERNAME ?? "unknown-user";
+  }
+  return cachedWindowsUser;
+}
+
+/** The daemon's pipe for a user (SID or name): `\\.\pipe\bunctl_<user>`. */
+export function pipeNameFor(user: string): string {
+  return `\\\\.\\pipe\\bunctl_${user}`;
+}
+
+/** The SID in the output of `whoami /user /fo csv /nh` (`"host\\user","S-1-5-21-..."`). */
+export function sidFromWhoami(output: string): string | null {
+  const match = /"(S-1-[0-9]+(?:-[0-9]+)+)"/.exec(output);
+  return match?.[1] ?? null;
 }
 
 /** True for a Windows named-pipe path (`\\.\pipe\...` or `\\?\pipe\...`). */

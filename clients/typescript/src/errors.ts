@@ -17,7 +17,7 @@
  * | `unexpected_reply` | the server answered with a response of the wrong kind | usable |
  * | `server_identity` | the socket or its directory belongs to another user (`verifyServer`) | - |
  * | `insecure_path` | the private fallback directory is not private | - |
- * | `unsupported` | the platform cannot do this (e.g. the default endpoint on Windows) | - |
+ * | `unsupported` | the platform cannot do this | - |
  * | `io` | another operating-system error | closed |
  */
 export type IpcErrorKind =

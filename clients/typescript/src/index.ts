@@ -13,7 +13,7 @@ export {
   responseDecoder,
 } from "./codec.js";
 export type { Decoded, DecoderOptions } from "./codec.js";
-export { defaultSocketPath, isPipePath, privateFallbackDir } from "./endpoint.js";
+export { defaultSocketPath, isPipePath, pipeNameFor, privateFallbackDir } from "./endpoint.js";
 export { IpcError } from "./errors.js";
 export type { IpcErrorKind } from "./errors.js";
 export { EventTypes, checkMessage, checkResponse, isEvent } from "./types.js";

@@ -4,7 +4,7 @@ import { afterEach, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, rmdirSync } from "node:fs";
 
 import { connect } from "../src/client.js";
-import { defaultSocketPath, isPipePath, privateFallbackDir } from "../src/endpoint.js";
+import { defaultSocketPath, isPipePath, pipeNameFor, privateFallbackDir, sidFromWhoami } from "../src/endpoint.js";
 import { rejection } from "./helpers.js";
 
 const saved = process.env.XDG_RUNTIME_DIR;
@@ -49,4 +49,12 @@ test("the fallback directory must be private to this user", async () => {
   } finally {
     rmdirSync(dir); // only if still empty: never remove what something else put there
   }
+});
+
+test("Windows: the per-user pipe name from whoami's SID", () => {
+  const out = '"desktop-7q\\\\alice","S-1-5-21-3623811015-3361044348-30300820-1013"\r\n';
+  expect(sidFromWhoami(out)).toBe("S-1-5-21-3623811015-3361044348-30300820-1013");
+  expect(sidFromWhoami("ERROR: something")).toBeNull();
+  expect(pipeNameFor("S-1-5-21-1")).toBe("\\\\.\\pipe\\bunctl_S-1-5-21-1");
+  expect(isPipePath(pipeNameFor("S-1-5-21-1"))).toBe(true);
 });
