@@ -88,6 +88,23 @@ describe("against bunctl-ipc serve", () => {
     expect(after.every((e) => e.event_type !== "log_line")).toBe(true);
   }, 30_000);
 
+  test("one connection both requests and watches: events around replies are kept, in order", async () => {
+    const d = await daemon();
+    const c = await client(d.path);
+    await c.subscribe({ AllEvents: { app_name: null } });
+    await c.start("both", sh("echo first; echo second; echo third; sleep 30"));
+    // Requests keep working while events arrive; their replies are never taken for events.
+    for (let i = 0; i < 5; i++) expect(await c.list()).toEqual(["both"]);
+    const seen = await waitForEvent(c, about("both", "log_line", (x) => x.line === "third"));
+    const lines = seen.filter((e) => e.event_type === "log_line").map((e) => (e.data as { line: string }).line);
+    expect(lines).toEqual(["first", "second", "third"]);
+    const started = seen.findIndex((e) => e.event_type === "process_started");
+    const firstLine = seen.findIndex((e) => e.event_type === "log_line");
+    expect(started).toBeGreaterThanOrEqual(0);
+    expect(started).toBeLessThan(firstLine); // the daemon publishes process_started first
+    expect(c.discardedReplies).toBe(0);
+  }, 30_000);
+
   test("a timed-out request's late reply does not reach the next request", async () => {
     const d = await daemon();
     const c = await client(d.path);
