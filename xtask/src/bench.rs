@@ -117,6 +117,11 @@ pub fn bench(args: &[String]) -> Result {
     fs::write(root.join("BENCHMARKS.md"), markdown)?;
     fs::write(root.join("BENCHMARKS.svg"), svg)?;
     println!("\nwrote BENCHMARKS.md and BENCHMARKS.svg");
+    // The TypeScript client's section (its own daemon run), where the machine can run Bun.
+    match crate::typescript::unavailable_reason() {
+        Some(reason) => println!("\nbench-ts skipped: {reason}"),
+        None => runner::step("bench-ts: the TypeScript client", || crate::typescript::bench(&[]))?,
+    }
     Ok(())
 }
 
@@ -178,7 +183,7 @@ fn host_rustc() -> std::process::Command {
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`, from the civil-from-days algorithm (no
 /// date library, no `date` binary).
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

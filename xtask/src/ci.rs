@@ -3,17 +3,19 @@
 //! 1. `cargo fmt --all -- --check`
 //! 2. `cargo clippy --workspace --all-targets -- -D warnings`
 //! 3. `cargo test --workspace` (unit, integration and doc tests)
-//! 4. `cargo doc --no-deps --workspace` with `RUSTDOCFLAGS=-D warnings`
-//! 5. `windows` (tests under wine) and `windows-clippy`
-//! 6. `check-targets`
-//! 7. fuzz smoke test: every `cargo fuzz` target for 30 s, if `fuzz/` exists
+//! 4. `typescript`: the TypeScript client's type check, `bun test` (against the Rust daemon)
+//!    and Node smoke test, see [`crate::typescript`]
+//! 5. `cargo doc --no-deps --workspace` with `RUSTDOCFLAGS=-D warnings`
+//! 6. `windows` (tests under wine) and `windows-clippy`
+//! 7. `check-targets`
+//! 8. fuzz smoke test: every `cargo fuzz` target for 30 s, if `fuzz/` exists
 //!
-//! Steps 5–7 are skipped (with the reason printed) only when the machine cannot do them;
+//! Steps 4 and 6–8 are skipped (with the reason printed) only when the machine cannot do them;
 //! under `CI=true` that is an error instead, and the `--skip-*` flags are refused.
 
 use crate::runner::{self, Error, Result, Summary, in_ci};
 use crate::toolchain::{self, host_cargo, rustup_cargo, scrubbed};
-use crate::{targets, windows};
+use crate::{targets, typescript, windows};
 
 /// Seconds each fuzz target runs in the smoke test.
 pub const FUZZ_SECONDS: u32 = 30;
@@ -30,6 +32,8 @@ pub struct Options {
     pub skip_check_targets: bool,
     /// `--skip-fuzz`: skip the fuzz smoke step.
     pub skip_fuzz: bool,
+    /// `--skip-typescript`: skip the TypeScript client step.
+    pub skip_typescript: bool,
 }
 
 impl Options {
@@ -41,6 +45,7 @@ impl Options {
                 "--skip-windows" => opts.skip_windows = true,
                 "--skip-check-targets" => opts.skip_check_targets = true,
                 "--skip-fuzz" => opts.skip_fuzz = true,
+                "--skip-typescript" => opts.skip_typescript = true,
                 other => {
                     return Err(Error::new(format!(
                         "unknown argument to `ci`: {other} (see `cargo xtask --help`)"
@@ -76,6 +81,12 @@ fn run_steps(opts: &Options, summary: &mut Summary) -> Result {
         ]))
     })?;
     summary.step("test", || runner::run(host_cargo().args(["test", "--workspace"])))?;
+    // npm missing is a skip locally and an error under CI=true (the reason says how to get it).
+    let ts_flag = opts.skip_typescript.then(|| "--skip-typescript".to_owned());
+    match ts_flag.or_else(typescript::unavailable_reason) {
+        Some(reason) => summary.skip("typescript", &reason)?,
+        None => summary.step("typescript", typescript::run)?,
+    }
     summary.step("doc", || {
         runner::run(host_cargo().env("RUSTDOCFLAGS", "-D warnings").args([
             "doc",
@@ -179,7 +190,12 @@ mod tests {
         let opts = Options::parse(&args);
         assert!(matches!(
             opts,
-            Ok(Options { skip_windows: true, skip_check_targets: false, skip_fuzz: true })
+            Ok(Options {
+                skip_windows: true,
+                skip_check_targets: false,
+                skip_fuzz: true,
+                skip_typescript: false
+            })
         ));
         assert!(Options::parse(&["--bogus".to_string()]).is_err());
     }

@@ -9,6 +9,7 @@ mod ci;
 mod runner;
 mod targets;
 mod toolchain;
+mod typescript;
 mod windows;
 
 use std::env;
@@ -21,18 +22,20 @@ const HELP: &str = "\
 cargo xtask <COMMAND> [ARGS...]
 
 Commands:
-  ci [--skip-windows] [--skip-check-targets] [--skip-fuzz]
+  ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
         Everything CI runs, in order, stopping at the first failure:
           cargo fmt --all -- --check
           cargo clippy --workspace --all-targets -- -D warnings
           cargo test --workspace                  (includes doc tests)
+          typescript                              (see below)
           cargo doc --no-deps --workspace         (RUSTDOCFLAGS=-D warnings)
           windows, windows-clippy                 (see below)
           check-targets                           (see below)
           fuzz: if fuzz/ exists and nightly is installed, each `cargo +nightly fuzz list`
                 target runs for 30 s (cargo-fuzz is installed if missing)
         windows/windows-clippy/check-targets are skipped, with the reason printed, only when
-        the machine cannot run them (not Debian / no apt-get / not x86_64 for wine); fuzz is
+        the machine cannot run them (not Debian / no apt-get / not x86_64 for wine);
+        typescript when npm/node are missing or the host is not Linux x86_64; fuzz is
         skipped when fuzz/ exists but no nightly toolchain is installed.
         The --skip-* flags are for fast local iteration.
         Under CI=true nothing is ever skipped: an impossible step fails, and --skip-* flags are
@@ -55,6 +58,12 @@ Commands:
         cargo check --workspace --target <T> -Zbuild-std [ARGS] with the Debian toolchain for
         T in aarch64-apple-darwin, x86_64-unknown-freebsd. Target dir: target/check-targets.
 
+  typescript
+        The TypeScript client (clients/typescript) against the Rust daemon: installs Bun
+        (npm package @oven/bun-linux-x64, pinned) into target/tools/bun-<version>, builds
+        bunctl-ipc-cli, then npm ci, tsc --noEmit, bun test (BUNCTL_IPC_BIN = the built
+        daemon), tsc to dist/ and the Node smoke test of dist/. Needs Node >= 20 with npm.
+
   fuzz [--seconds N]
         Only the fuzz step of `ci`: each target for N seconds (default 30), nightly +
         cargo-fuzz, from the seeds in fuzz/seeds/<target>, growing fuzz/corpus/<target>.
@@ -65,6 +74,11 @@ Commands:
         workspace root: machine, date, every figure for bunctl-ipc and the baselines, ratios,
         the issue-7 targets, and benches/NOTES.md. Not part of `ci`. Run it on a quiet machine
         (see the load average it records); `strace` adds the syscall counts when installed.
+
+  bench-ts
+        The TypeScript client's round trip (p50/p99) and requests/s with 16 in flight, beside
+        the Rust client's, against one release-built `bunctl-ipc serve`, in the same run;
+        rewrites that section of BENCHMARKS.md (also run at the end of `bench`).
 
   help, -h, --help
         This text.
@@ -96,7 +110,12 @@ fn dispatch(args: &[String]) -> Result {
         "windows" => step("windows: cargo test under wine", || windows::test(rest)),
         "windows-clippy" => step("windows-clippy", || windows::clippy(rest)),
         "check-targets" => step("check-targets", || targets::check(rest)),
+        "typescript" => match rest {
+            [] => step("typescript", typescript::run),
+            _ => Err(Error::new("usage: cargo xtask typescript (no arguments)")),
+        },
         "bench" => bench::bench(rest),
+        "bench-ts" => typescript::bench(rest),
         "fuzz" => match rest {
             [] => ci::fuzz_only(ci::FUZZ_SECONDS),
             [flag, n] if flag == "--seconds" => match n.parse() {

@@ -1,0 +1,80 @@
+// The golden wire vectors, checked both ways against this implementation.
+
+import { describe, expect, test } from "bun:test";
+
+import { encodeFrame, encodeMessage, messageDecoder, responseDecoder, type FrameDecoder } from "../src/codec.js";
+import type { IpcMessage } from "../src/types.js";
+import { hex, unhex, vectors, type MalformedVector } from "./vectors.js";
+
+const decoderFor = (direction: "message" | "response", max?: number): FrameDecoder<unknown> =>
+  (direction === "message" ? messageDecoder : responseDecoder)(max === undefined ? {} : { maxMessageSize: max });
+
+/** What a decoder makes of `bytes` fed at once, in the vectors' terms. */
+export function outcomesOf(decoder: FrameDecoder<unknown>, chunks: Uint8Array[]) {
+  const outcomes: Array<{ value: unknown } | { error: string }> = [];
+  let end: string | null = null;
+  for (const chunk of chunks) {
+    for (const item of decoder.push(chunk)) {
+      if (item.ok) outcomes.push({ value: item.value });
+      else if (item.fatal) end = item.error.kind;
+      else outcomes.push({ error: item.error.kind });
+    }
+  }
+  end ??= decoder.end()?.kind ?? null;
+  return { outcomes, end };
+}
+
+describe("golden vectors: requests", () => {
+  for (const v of vectors.messages) {
+    test(`${v.name}: encodes to the exact frame and decodes back`, () => {
+      const frame = encodeMessage(v.value as IpcMessage);
+      expect(hex(frame)).toBe(v.frame);
+      expect(new TextDecoder().decode(frame.subarray(4))).toBe(v.json);
+      const decoded = messageDecoder().push(unhex(v.frame));
+      expect(decoded).toEqual([{ ok: true, value: JSON.parse(v.json) }]);
+    });
+  }
+});
+
+describe("golden vectors: responses", () => {
+  for (const v of vectors.responses) {
+    test(`${v.name}: decodes to the value and encodes to the exact frame`, () => {
+      const decoded: unknown[] = responseDecoder().push(unhex(v.frame));
+      expect(decoded).toEqual([{ ok: true, value: v.value }]);
+      expect(hex(encodeFrame(v.value))).toBe(v.frame);
+    });
+  }
+});
+
+describe("golden vectors: accepted non-canonical forms", () => {
+  for (const v of vectors.accepted) {
+    test(`${v.name}`, () => {
+      const decoded = decoderFor(v.direction).push(unhex(v.frame));
+      expect(decoded).toHaveLength(1);
+      const [item] = decoded;
+      expect(item?.ok).toBe(true);
+      // Normalized: the same value as the canonical form, fields in serde's order.
+      expect(item?.ok && JSON.stringify(item.value)).toBe(JSON.stringify(encodeRoundTrip(v.value)));
+    });
+  }
+});
+
+function encodeRoundTrip(value: unknown): unknown {
+  return JSON.parse(new TextDecoder().decode(encodeFrame(value).subarray(4)));
+}
+
+describe("golden vectors: malformed input", () => {
+  const check = (v: MalformedVector, chunks: Uint8Array[]) => {
+    const { outcomes, end } = outcomesOf(decoderFor(v.direction, v.max_message_size), chunks);
+    expect(outcomes).toEqual(v.outcomes);
+    expect(end).toBe(v.end);
+  };
+  for (const v of vectors.malformed) {
+    test(`${v.name}: ${v.outcomes.map((o) => ("error" in o ? o.error : "ok")).join(", ") || "no frame"}, then ${v.end}`, () => {
+      const bytes = unhex(v.bytes);
+      check(v, [bytes]);
+      // One byte at a time gives the same.
+      check(v, Array.from(bytes, (b) => Uint8Array.of(b)));
+    });
+  }
+});
