@@ -152,7 +152,7 @@ fn malformed(entry: &Value) -> Value {
     let parts = field(entry, "parts").as_array().expect("parts: an array");
     let bytes = assemble(parts);
     let config = match entry.get("max_message_size").and_then(Value::as_u64) {
-        Some(max) => FrameConfig::new().max_frame_length(usize::try_from(max).expect("usize")),
+        Some(max) => FrameConfig::new().with_max_message_size(usize::try_from(max).expect("usize")),
         None => FrameConfig::new(),
     };
     let (seen, end) = match text(entry, "direction").as_str() {
