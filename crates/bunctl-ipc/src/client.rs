@@ -30,7 +30,7 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`], which
+    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), which
     /// also bounds the connect itself; no waiting for a server that is not running yet.
     pub fn new() -> Self {
         ClientOptions { connection: ConnectionOptions::new(), wait_for_server: Duration::ZERO }

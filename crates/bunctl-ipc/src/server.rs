@@ -60,7 +60,7 @@ fn connection_cap_for(descriptor_limit: Option<usize>) -> usize {
 }
 
 impl ServerOptions {
-    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`],
+    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT),
     /// [`PeerPolicy::SameUser`], [`default_max_connections`], socket mode 0600.
     pub fn new() -> Self {
         ServerOptions {
