@@ -151,12 +151,13 @@ impl IpcClient {
             return Ok(event.into());
         }
         loop {
-            let response = self.conn.recv().await?;
-            if !matches!(response, IpcResponse::Event { .. }) && self.owed_replies > 0 {
+            let response = self.conn.recv().await;
+            let is_event = matches!(response, Ok(IpcResponse::Event { .. }));
+            if !is_event && self.owed_replies > 0 && takes_a_reply_place(&response) {
                 self.discard_owed_reply(&response);
                 continue;
             }
-            return Ok(response);
+            return response;
         }
     }
 
@@ -190,20 +191,25 @@ impl IpcClient {
             return Err(e);
         }
         loop {
-            match poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await? {
-                IpcResponse::Event { event_type, data } => {
+            match poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await {
+                Ok(IpcResponse::Event { event_type, data }) => {
                     self.hold_event(Event { event_type, data })
                 }
-                reply if self.owed_replies > 1 => self.discard_owed_reply(&reply),
+                // An undecodable frame stands where a reply was: it is the oldest one owed.
+                reply if self.owed_replies > 1 && takes_a_reply_place(&reply) => {
+                    self.discard_owed_reply(&reply)
+                }
                 reply => {
-                    self.owed_replies = 0;
-                    return Ok(reply);
+                    if takes_a_reply_place(&reply) {
+                        self.owed_replies = 0;
+                    }
+                    return reply;
                 }
             }
         }
     }
 
-    fn discard_owed_reply(&mut self, reply: &IpcResponse) {
+    fn discard_owed_reply(&mut self, reply: &Result<IpcResponse>) {
         self.owed_replies -= 1;
         debug!(
             ?reply,
@@ -248,12 +254,15 @@ impl IpcClient {
             return Poll::Ready(Ok(event));
         }
         loop {
-            match ready!(self.conn.poll_recv(cx))? {
-                IpcResponse::Event { event_type, data } => {
+            match ready!(self.conn.poll_recv(cx)) {
+                Ok(IpcResponse::Event { event_type, data }) => {
                     return Poll::Ready(Ok(Event { event_type, data }));
                 }
-                owed if self.owed_replies > 0 => self.discard_owed_reply(&owed),
-                stray => warn!(reply = ?stray, "reply with no request waiting for it; skipped"),
+                owed if self.owed_replies > 0 && takes_a_reply_place(&owed) => {
+                    self.discard_owed_reply(&owed)
+                }
+                Ok(stray) => warn!(reply = ?stray, "reply with no request waiting for it; skipped"),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -308,6 +317,16 @@ impl IpcClient {
         }
         events.extend(self.pending_events);
         (self.conn, events)
+    }
+}
+
+/// Whether a received frame answers a request: any reply, and also a frame that could not be
+/// decoded but left the stream in sync (it was in the place of a reply). Events never do.
+fn takes_a_reply_place(received: &Result<IpcResponse>) -> bool {
+    match received {
+        Ok(IpcResponse::Event { .. }) => false,
+        Ok(_) => true,
+        Err(e) => matches!(e, IpcError::InvalidMessage(_) | IpcError::EmptyFrame),
     }
 }
 

@@ -379,3 +379,25 @@ async fn an_event_too_large_for_the_subscriber_is_announced_as_missed() {
     let missed: u64 = got[1..got.len() - 1].iter().map(|e| e.missed().expect("only notices")).sum();
     assert_eq!(missed, 2, "{got:?}");
 }
+
+#[tokio::test]
+async fn an_undecodable_reply_takes_its_requests_place_and_the_next_request_gets_its_own() {
+    use tokio::io::AsyncWriteExt;
+    let ep = fresh_endpoint();
+    let mut server = IpcServer::bind(ep.path()).await.expect("bind");
+    let _server = tokio::spawn(async move {
+        let mut conn = server.accept().await.expect("accept");
+        let _first = conn.recv().await.expect("first");
+        // The reply to the first request is not JSON; the stream stays in sync.
+        conn.get_mut().write_all(&frame(b"{not json")).await.expect("write");
+        let second = conn.recv().await.expect("second");
+        conn.send(&echoed(&second)).await.expect("reply");
+        std::future::pending::<()>().await;
+    });
+    let mut client = IpcClient::connect(ep.path()).await.expect("connect");
+    let e = within("first", client.request(&stop("first"))).await.expect_err("garbled");
+    assert!(matches!(e, IpcError::InvalidMessage(_)) && e.is_recoverable(), "{e}");
+    assert_eq!(client.unanswered_requests(), 0, "the garbled frame was the first one's reply");
+    let reply = within("second", client.request(&stop("second"))).await.expect("second");
+    assert_eq!(reply, echoed(&stop("second")));
+}
