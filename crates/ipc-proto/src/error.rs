@@ -29,6 +29,84 @@ impl fmt::Display for Operation {
     }
 }
 
+/// The step of setting up, adopting or reaching an endpoint that failed, in an
+/// [`IpcError::Endpoint`]. Its `Display` is the phrase the error message uses ("take the lock
+/// file", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointStep {
+    /// Creating the socket's directory (and missing parents).
+    CreateDirectory,
+    /// Examining the socket's directory (`lstat`) to check that it is private.
+    CheckDirectory,
+    /// Opening or locking the lock file `<socket>.lock`.
+    Lock,
+    /// Examining (`lstat`) whatever already exists at the socket path.
+    InspectExisting,
+    /// Trying to connect to an existing socket file to learn whether a server still uses it.
+    ProbeExisting,
+    /// Removing a stale socket file that no server uses any more.
+    RemoveStale,
+    /// Creating the socket itself.
+    CreateSocket,
+    /// Setting the socket file's permissions.
+    SetPermissions,
+    /// Binding the socket to its path.
+    Bind,
+    /// Listening on the bound socket.
+    Listen,
+    /// Adopting a listening socket bound elsewhere (inherited, or passed by systemd).
+    Adopt,
+    /// Connecting to the server.
+    Connect,
+    /// Reading the other end's credentials (uid, pid) from the kernel.
+    PeerCredentials,
+    /// Finding out which user the server at the other end runs as.
+    IdentifyServer,
+    /// Building the security descriptor of a named pipe (Windows).
+    SecurityDescriptor,
+    /// Creating an instance of a named pipe (Windows).
+    CreatePipe,
+    /// Querying the state of a named pipe (Windows).
+    QueryPipe,
+}
+
+impl EndpointStep {
+    /// The error of this step failing at `endpoint` with `source`.
+    pub fn error(self, endpoint: impl Into<PathBuf>, source: io::Error) -> IpcError {
+        IpcError::Endpoint { endpoint: endpoint.into(), step: self, source }
+    }
+
+    /// A closure for `map_err`: this step failed at `endpoint`.
+    pub fn at(self, endpoint: &std::path::Path) -> impl FnOnce(io::Error) -> IpcError + '_ {
+        move |source| self.error(endpoint, source)
+    }
+}
+
+impl fmt::Display for EndpointStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointStep::CreateDirectory => "create the directory",
+            EndpointStep::CheckDirectory => "examine the directory",
+            EndpointStep::Lock => "take the lock file",
+            EndpointStep::InspectExisting => "examine the existing file at",
+            EndpointStep::ProbeExisting => "probe the existing socket",
+            EndpointStep::RemoveStale => "remove the stale socket",
+            EndpointStep::CreateSocket => "create a socket for",
+            EndpointStep::SetPermissions => "set the permissions of",
+            EndpointStep::Bind => "bind",
+            EndpointStep::Listen => "listen on",
+            EndpointStep::Adopt => "adopt the listening socket",
+            EndpointStep::Connect => "connect to",
+            EndpointStep::PeerCredentials => "read the peer credentials at",
+            EndpointStep::IdentifyServer => "identify the server at",
+            EndpointStep::SecurityDescriptor => "build the security descriptor of the pipe",
+            EndpointStep::CreatePipe => "create the pipe",
+            EndpointStep::QueryPipe => "query the state of the pipe",
+        })
+    }
+}
+
 /// Everything that can go wrong between a bunctl client and server.
 ///
 /// Peer misbehaviour is reported here as data, never as a panic. Variants are grouped by where
@@ -43,7 +121,8 @@ impl fmt::Display for Operation {
 ///   [`UnexpectedReply`](Self::UnexpectedReply);
 /// * endpoints: [`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse),
 ///   [`NotASocket`](Self::NotASocket), [`PathTooLong`](Self::PathTooLong),
-///   [`InsecurePath`](Self::InsecurePath).
+///   [`InsecurePath`](Self::InsecurePath), [`Endpoint`](Self::Endpoint),
+///   [`ServerIdentity`](Self::ServerIdentity), [`NotAListener`](Self::NotAListener).
 ///
 /// [`is_recoverable`](Self::is_recoverable) says whether the connection can still be used after
 /// the error.
@@ -171,6 +250,49 @@ pub enum IpcError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// An operating-system call failed while setting up, adopting or reaching an endpoint:
+    /// `step` says which, `endpoint` the path it concerned (the socket, its directory, the lock
+    /// file, or the pipe name), e.g. "cannot take the lock file /run/x/bunctl.sock.lock:
+    /// Permission denied (os error 13)".
+    #[error("cannot {step} {}: {source}", endpoint.display())]
+    Endpoint {
+        /// The path the step acted on.
+        endpoint: PathBuf,
+        /// What was being done.
+        step: EndpointStep,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The server at the endpoint runs as a user the client does not trust: on Unix neither
+    /// the client's own uid nor root, on Windows neither the client's own SID nor SYSTEM. Who
+    /// holds an endpoint name is not proof of who it is; a client refuses to talk to such a
+    /// server unless told otherwise (`ClientOptions::verify_server(false)` in `bunctl-ipc`,
+    /// e.g. for a system daemon that serves other users).
+    #[error("the server at {} runs as {found}, not as {expected}; refusing to talk to it", endpoint.display())]
+    ServerIdentity {
+        /// The socket path or pipe name.
+        endpoint: PathBuf,
+        /// Who the server runs as (`uid 65534`, `S-1-5-21-...`).
+        found: String,
+        /// Whom the client accepts (`this user (uid 1000) or root`, ...).
+        expected: String,
+    },
+
+    /// A descriptor handed over for adoption (by systemd socket activation, or by the caller)
+    /// is not a listening stream Unix socket, e.g. "descriptor 3 passed by systemd is not a
+    /// listening stream Unix socket: it is a datagram socket".
+    #[error("descriptor {fd} passed by {passed_by} is not a listening stream Unix socket: {found}")]
+    NotAListener {
+        /// The descriptor number.
+        fd: i32,
+        /// Who passed it (`systemd`, `the caller`).
+        passed_by: &'static str,
+        /// What it is instead.
+        found: String,
+    },
 }
 
 impl IpcError {
@@ -227,6 +349,19 @@ mod tests {
         let s = IpcError::Timeout { operation: Operation::Send, after: Duration::from_secs(30) };
         assert_eq!(s.to_string(), "send timeout after 30s");
         assert!(!s.is_recoverable());
+    }
+
+    #[test]
+    fn endpoint_error_names_the_step_and_the_path() {
+        let e =
+            EndpointStep::Lock.error("/run/x/bunctl.sock.lock", io::Error::from_raw_os_error(13));
+        assert!(
+            e.to_string().starts_with(
+                "cannot take the lock file /run/x/bunctl.sock.lock: Permission denied"
+            ),
+            "{e}"
+        );
+        assert!(!e.is_recoverable() && !e.is_disconnect() && !e.is_timeout());
     }
 
     #[test]
