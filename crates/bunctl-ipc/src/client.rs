@@ -28,13 +28,28 @@ const MAX_PENDING_EVENTS: usize = 4096;
 pub struct ClientOptions {
     frame: FrameConfig,
     timeout: Duration,
+    verify_server: bool,
 }
 
 impl ClientOptions {
-    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`], which
-    /// also bounds the connect itself.
+    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), [`DEFAULT_TIMEOUT`] (which
+    /// also bounds the connect itself), and the server's identity verified.
     pub fn new() -> Self {
-        ClientOptions { frame: FrameConfig::new(), timeout: DEFAULT_TIMEOUT }
+        ClientOptions { frame: FrameConfig::new(), timeout: DEFAULT_TIMEOUT, verify_server: true }
+    }
+
+    /// Whether connecting checks who the server runs as (default: yes). With the check, a
+    /// server that runs as neither this user nor the system's administrative identity (root on
+    /// Unix, from the socket's peer credentials; SYSTEM on Windows, from the pipe server's
+    /// process token) is refused with [`IpcError::ServerIdentity`] before anything is sent, so
+    /// a squatter holding the endpoint name learns nothing from the client.
+    ///
+    /// Turn it off only to talk to a server that legitimately runs as another user — e.g. a
+    /// system-wide daemon under a dedicated service account serving several users — and only
+    /// on an endpoint whose location that account alone controls.
+    pub fn verify_server(mut self, yes: bool) -> Self {
+        self.verify_server = yes;
+        self
     }
 
     /// The largest message payload accepted or sent, in bytes.
@@ -88,7 +103,9 @@ pub struct IpcClient {
 impl IpcClient {
     /// Connects to the server at `path` with default [`ClientOptions`].
     ///
-    /// When nothing listens there, fails with [`IpcError::NotRunning`] naming the path.
+    /// When nothing listens there, fails with [`IpcError::NotRunning`] naming the path; when
+    /// the server runs as another user, with [`IpcError::ServerIdentity`] (see
+    /// [`ClientOptions::verify_server`]).
     pub async fn connect(path: impl AsRef<Path>) -> Result<IpcClient> {
         Self::connect_with(path, ClientOptions::new()).await
     }
@@ -97,7 +114,7 @@ impl IpcClient {
     pub async fn connect_with(path: impl AsRef<Path>, options: ClientOptions) -> Result<IpcClient> {
         let path = path.as_ref();
         // Both transports bound their own connect (busy retries included) by this timeout.
-        let (stream, peer) = sys::connect(path, options.timeout).await?;
+        let (stream, peer) = sys::connect(path, options.timeout, options.verify_server).await?;
         debug!(endpoint = %path.display(), ?peer, "connected");
         Ok(IpcClient {
             conn: Connection::with_config(stream, options.frame, options.timeout)
