@@ -353,13 +353,11 @@ mod tests {
 
     #[test]
     fn endpoint_error_names_the_step_and_the_path() {
-        let e =
-            EndpointStep::Lock.error("/run/x/bunctl.sock.lock", io::Error::from_raw_os_error(13));
-        assert!(
-            e.to_string().starts_with(
-                "cannot take the lock file /run/x/bunctl.sock.lock: Permission denied"
-            ),
-            "{e}"
+        let source = io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = EndpointStep::Lock.error("/run/x/bunctl.sock.lock", source);
+        assert_eq!(
+            e.to_string(),
+            "cannot take the lock file /run/x/bunctl.sock.lock: Permission denied"
         );
         assert!(!e.is_recoverable() && !e.is_disconnect() && !e.is_timeout());
     }
