@@ -131,3 +131,73 @@ async fn connecting_under_a_regular_file_names_the_path_and_step() {
     let e = connect(&socket, Duration::from_secs(5)).await.expect_err("ENOTDIR");
     assert_names(&e, &socket, EndpointStep::Connect);
 }
+
+/// Child side of the tests below that need another user: binds `BUNCTL_TEST_BIND` and prints
+/// the outcome. Does nothing when run normally.
+#[test]
+#[ignore = "helper run as a child process as another uid"]
+fn child_binds() {
+    let Some(path) = std::env::var_os("BUNCTL_TEST_BIND") else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _guard = rt.enter();
+    match bind(Path::new(&path)) {
+        Ok(_) => println!("OUTCOME:bound"),
+        Err(IpcError::Endpoint { endpoint, step, .. }) => {
+            println!("OUTCOME:{step:?}|{}", endpoint.display())
+        }
+        Err(e) => println!("OUTCOME:other|{e:?}"),
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// Runs `child_binds` on `path` as uid 65534; `None` (with the reason printed) unless root.
+fn bind_as_nobody(path: &Path) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    if ipc_transport_unix::current_uid() != 0 {
+        eprintln!("skipped: needs root to run a child as another uid (CI runs as root)");
+        return None;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child_binds", "--ignored", "--nocapture"])
+        .env("BUNCTL_TEST_BIND", path)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let outcome = stdout.lines().find_map(|l| l.strip_prefix("OUTCOME:")).map(str::to_owned);
+    Some(outcome.unwrap_or_else(|| {
+        panic!("child printed no outcome: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+    }))
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn stale_socket_that_cannot_be_removed_names_the_path_and_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Sticky and world-writable, like /tmp: anyone may create files, only owners remove them.
+    chmod(dir.path(), 0o1777);
+    let socket = dir.path().join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind")); // stale, root's
+    chmod(&socket, 0o777); // so that the probe may connect and find it stale
+    let Some(outcome) = bind_as_nobody(&socket) else { return };
+    assert_eq!(outcome, format!("RemoveStale|{}", socket.display()));
+}
+
+#[test]
+fn socket_that_cannot_be_bound_names_the_path_and_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The directory is not writable by the other user, but the lock file in it is.
+    chmod(dir.path(), 0o755);
+    let lock = dir.path().join("s.sock.lock");
+    fs::write(&lock, b"").expect("lock file");
+    chmod(&lock, 0o666);
+    let socket = dir.path().join("s.sock");
+    let Some(outcome) = bind_as_nobody(&socket) else { return };
+    assert_eq!(outcome, format!("Bind|{}", socket.display()));
+}
