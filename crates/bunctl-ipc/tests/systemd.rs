@@ -6,8 +6,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{Child, Command, Stdio};
 
 use bunctl_ipc::{IpcClient, IpcMessage, IpcServer, ServerOptions};
 use common::*;
@@ -60,14 +60,12 @@ fn child_socket_activated_server() {
     });
 }
 
-#[tokio::test]
-async fn socket_activated_listener_is_not_inherited_by_started_programs_and_serves() {
+/// Starts this test binary's `child_socket_activated_server` the way systemd starts a
+/// socket-activated service: through `sh`, so that `LISTEN_PID` is the pid the program will
+/// have, with a copy of `fd` at descriptor 3 (not close-on-exec, as systemd passes it).
+/// Returns the child and its `OUTCOME:` line.
+async fn start_activated(fd: RawFd) -> (Child, String) {
     use std::os::unix::process::CommandExt;
-    let ep = fresh_endpoint();
-    // A listening socket, as systemd would hold it; std opens it close-on-exec, and `dup2`
-    // below puts a copy at descriptor 3 without close-on-exec, as systemd passes it.
-    let listener = std::os::unix::net::UnixListener::bind(ep.path()).expect("bind");
-    let fd = listener.as_raw_fd();
     let exe = std::env::current_exe().expect("test binary");
     let mut cmd = Command::new("sh");
     cmd.args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#])
@@ -110,6 +108,16 @@ async fn socket_activated_listener_is_not_inherited_by_started_programs_and_serv
         let out = child.wait_with_output().expect("child output");
         panic!("child reported nothing: {}", String::from_utf8_lossy(&out.stderr));
     };
+    (child, outcome)
+}
+
+#[tokio::test]
+async fn socket_activated_listener_is_not_inherited_by_started_programs_and_serves() {
+    let ep = fresh_endpoint();
+    // A listening socket, as systemd would hold it; std opens it close-on-exec, and `dup2`
+    // puts a copy at descriptor 3 without close-on-exec, as systemd passes it.
+    let listener = std::os::unix::net::UnixListener::bind(ep.path()).expect("bind");
+    let (child, outcome) = start_activated(listener.as_raw_fd()).await;
     assert_eq!(
         outcome, "before=inherited after=closed",
         "descriptor 3 must reach programs before adoption (the probe works) and not after"
@@ -118,7 +126,21 @@ async fn socket_activated_listener_is_not_inherited_by_started_programs_and_serv
     let mut client = IpcClient::connect(ep.path()).await.expect("connect");
     assert_eq!(client.request(&IpcMessage::List).await.expect("reply"), echoed(&IpcMessage::List));
     drop(client);
+    let mut child = child;
     let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join");
     assert!(status.expect("wait").success(), "the child served one client and exited cleanly");
     drop(listener);
+}
+
+#[tokio::test]
+async fn socket_activation_with_a_datagram_socket_is_refused_naming_descriptor_3() {
+    let ep = fresh_endpoint();
+    let dgram = std::os::unix::net::UnixDatagram::bind(ep.path()).expect("bind");
+    let (mut child, outcome) = start_activated(dgram.as_raw_fd()).await;
+    assert_eq!(
+        outcome,
+        "error:descriptor 3 passed by systemd is not a listening stream Unix socket: \
+         it is a datagram socket"
+    );
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
