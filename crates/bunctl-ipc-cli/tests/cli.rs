@@ -650,3 +650,41 @@ fn version_and_completions_are_printed() {
     assert!(stdout(&output).contains("bunctl-ipc"));
     assert!(stdout(&output).contains("watch"));
 }
+
+/// A newcomer with no `XDG_RUNTIME_DIR` and no `/tmp/bunctl-<uid>` yet: the default endpoint's
+/// private directory is missing, which means no server is running, and says so.
+#[cfg(unix)]
+#[test]
+fn missing_default_private_directory_is_no_server_running_naming_the_socket() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    // As root, run as a uid whose directory surely does not exist; otherwise as oneself, if
+    // one's own directory does not exist yet.
+    let uid = if me == 0 {
+        (3_000_000_000u32..).find(|u| !Path::new(&format!("/tmp/bunctl-{u}")).exists())
+    } else {
+        Some(me).filter(|u| !Path::new(&format!("/tmp/bunctl-{u}")).exists())
+    };
+    let Some(uid) = uid else {
+        eprintln!("skipped: /tmp/bunctl-{me} exists and only root can run as another uid");
+        return;
+    };
+    let mut command = bin();
+    command
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["call", "list"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if uid != me {
+        command.uid(uid).gid(uid);
+    }
+    let output = finish(command.spawn().expect("spawn"));
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    let socket = format!("/tmp/bunctl-{uid}/bunctl.sock");
+    assert!(err.contains(&format!("no bunctl server is running at {socket}")), "{err}");
+    assert!(!err.contains("I/O error"), "{err}");
+    assert!(!Path::new(&format!("/tmp/bunctl-{uid}")).exists(), "a client creates nothing");
+}

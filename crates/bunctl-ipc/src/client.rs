@@ -27,13 +27,33 @@ const MAX_PENDING_EVENTS: usize = 4096;
 pub struct ClientOptions {
     connection: ConnectionOptions,
     wait_for_server: Duration,
+    verify_server: bool,
 }
 
 impl ClientOptions {
-    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), which
-    /// also bounds the connect itself; no waiting for a server that is not running yet.
+    /// Defaults: [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) and
+    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), which also bounds the connect itself; no
+    /// waiting for a server that is not running yet; the server's identity verified.
     pub fn new() -> Self {
-        ClientOptions { connection: ConnectionOptions::new(), wait_for_server: Duration::ZERO }
+        ClientOptions {
+            connection: ConnectionOptions::new(),
+            wait_for_server: Duration::ZERO,
+            verify_server: true,
+        }
+    }
+
+    /// Whether connecting checks who the server runs as (default: yes). With the check, a
+    /// server that runs as neither this user nor the system's administrative identity (root on
+    /// Unix, from the socket's peer credentials; SYSTEM on Windows, from the pipe server's
+    /// process token) is refused with [`IpcError::ServerIdentity`] before anything is sent, so
+    /// a squatter holding the endpoint name learns nothing from the client.
+    ///
+    /// Turn it off only to talk to a server that legitimately runs as another user — e.g. a
+    /// system-wide daemon under a dedicated service account serving several users — and only
+    /// on an endpoint whose location that account alone controls.
+    pub fn verify_server(mut self, yes: bool) -> Self {
+        self.verify_server = yes;
+        self
     }
 
     /// Keep retrying, for up to `wait`, while no server is running at the endpoint — for a CLI
@@ -98,7 +118,9 @@ pub struct IpcClient {
 impl IpcClient {
     /// Connects to the server at `path` with default [`ClientOptions`].
     ///
-    /// When nothing listens there, fails with [`IpcError::NotRunning`] naming the path.
+    /// When nothing listens there, fails with [`IpcError::NotRunning`] naming the path; when
+    /// the server runs as another user, with [`IpcError::ServerIdentity`] (see
+    /// [`ClientOptions::verify_server`]).
     pub async fn connect(path: impl AsRef<Path>) -> Result<IpcClient> {
         Self::connect_with(path, ClientOptions::new()).await
     }
@@ -108,7 +130,7 @@ impl IpcClient {
         let path = path.as_ref();
         let (stream, peer) = if options.wait_for_server.is_zero() {
             // Both transports bound their own connect (busy retries included) by the timeout.
-            sys::connect(path, options.connection.timeout).await?
+            sys::connect(path, options.connection.timeout, options.verify_server).await?
         } else {
             connect_retrying(path, &options).await?
         };
@@ -378,7 +400,8 @@ async fn connect_retrying(
     loop {
         let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
         // The transport bounds an attempt itself (its busy retries included).
-        match sys::connect(path, options.connection.timeout.min(left)).await {
+        match sys::connect(path, options.connection.timeout.min(left), options.verify_server).await
+        {
             Err(e @ IpcError::NotRunning { .. }) => {
                 let left =
                     deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));

@@ -98,8 +98,8 @@ pub use server::{
 };
 
 pub use ipc_proto::{
-    self as proto, ClientCodec, DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, IpcMessage,
-    IpcResponse, MAX_MESSAGE_SIZE, Operation, Result, ServerCodec, SubscriptionType,
+    self as proto, ClientCodec, DEFAULT_TIMEOUT, EndpointStep, FrameConfig, IpcCodec, IpcError,
+    IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Operation, Result, ServerCodec, SubscriptionType,
 };
 
 /// Event type names (`"log_line"`, `"process_started"`, ...) and the subscription filter.

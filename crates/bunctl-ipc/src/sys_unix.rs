@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::Result;
+use ipc_proto::{EndpointStep, IpcError, Result};
 use ipc_transport_unix::{BindOptions, UCred, UnixListener};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -70,11 +70,29 @@ pub async fn accept(listener: &mut Listener) -> std::io::Result<(ServerStream, P
     Ok((stream, creds(cred)))
 }
 
-pub async fn connect(path: &Path, timeout: Duration) -> Result<(ClientStream, PeerCredentials)> {
+/// Connects to `path`; with `verify_server`, refuses a server that runs as neither this user
+/// nor root. A missing private fallback directory means no server ever ran here for this
+/// user: [`IpcError::NotRunning`] naming the socket, like a missing socket file.
+pub async fn connect(
+    path: &Path,
+    timeout: Duration,
+    verify_server: bool,
+) -> Result<(ClientStream, PeerCredentials)> {
     if in_private_dir(path) {
-        ipc_transport_unix::ensure_private_dir(path.parent().unwrap_or(path), false)?;
+        match ipc_transport_unix::ensure_private_dir(path.parent().unwrap_or(path), false) {
+            Ok(()) => {}
+            Err(IpcError::Endpoint { step: EndpointStep::CheckDirectory, source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(IpcError::NotRunning { endpoint: path.to_owned(), source });
+            }
+            Err(e) => return Err(e),
+        }
     }
     let stream = ipc_transport_unix::connect(path, timeout).await?;
-    let peer = stream.peer_cred().map(creds)?;
-    Ok((stream, peer))
+    let cred = ipc_transport_unix::server_credentials(&stream, path)?;
+    if verify_server {
+        ipc_transport_unix::verify_server_uid(path, cred.uid())?;
+    }
+    Ok((stream, creds(cred)))
 }

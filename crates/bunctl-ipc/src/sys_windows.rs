@@ -64,8 +64,17 @@ pub async fn accept(listener: &mut Listener) -> std::io::Result<(ServerStream, P
     Ok((stream, creds(pid)))
 }
 
-pub async fn connect(path: &Path, timeout: Duration) -> Result<(ClientStream, PeerCredentials)> {
+/// Connects to the pipe `path` names; with `verify_server`, refuses a server that runs as
+/// neither this user nor SYSTEM (see `ipc_transport_pipe::verify_server`).
+pub async fn connect(
+    path: &Path,
+    timeout: Duration,
+    verify_server: bool,
+) -> Result<(ClientStream, PeerCredentials)> {
     let stream = ipc_transport_pipe::connect(path, timeout).await?;
+    if verify_server {
+        ipc_transport_pipe::verify_server(&stream, path)?;
+    }
     let pid = stream.peer_pid().ok();
     Ok((stream, creds(pid)))
 }

@@ -29,6 +29,84 @@ impl fmt::Display for Operation {
     }
 }
 
+/// The step of setting up, adopting or reaching an endpoint that failed, in an
+/// [`IpcError::Endpoint`]. Its `Display` is the phrase the error message uses ("take the lock
+/// file", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointStep {
+    /// Creating the socket's directory (and missing parents).
+    CreateDirectory,
+    /// Examining the socket's directory (`lstat`) to check that it is private.
+    CheckDirectory,
+    /// Opening or locking the lock file `<socket>.lock`.
+    Lock,
+    /// Examining (`lstat`) whatever already exists at the socket path.
+    InspectExisting,
+    /// Trying to connect to an existing socket file to learn whether a server still uses it.
+    ProbeExisting,
+    /// Removing a stale socket file that no server uses any more.
+    RemoveStale,
+    /// Creating the socket itself.
+    CreateSocket,
+    /// Setting the socket file's permissions.
+    SetPermissions,
+    /// Binding the socket to its path.
+    Bind,
+    /// Listening on the bound socket.
+    Listen,
+    /// Adopting a listening socket bound elsewhere (inherited, or passed by systemd).
+    Adopt,
+    /// Connecting to the server.
+    Connect,
+    /// Reading the other end's credentials (uid, pid) from the kernel.
+    PeerCredentials,
+    /// Finding out which user the server at the other end runs as.
+    IdentifyServer,
+    /// Building the security descriptor of a named pipe (Windows).
+    SecurityDescriptor,
+    /// Creating an instance of a named pipe (Windows).
+    CreatePipe,
+    /// Querying the state of a named pipe (Windows).
+    QueryPipe,
+}
+
+impl EndpointStep {
+    /// The error of this step failing at `endpoint` with `source`.
+    pub fn error(self, endpoint: impl Into<PathBuf>, source: io::Error) -> IpcError {
+        IpcError::Endpoint { endpoint: endpoint.into(), step: self, source }
+    }
+
+    /// A closure for `map_err`: this step failed at `endpoint`.
+    pub fn at(self, endpoint: &std::path::Path) -> impl FnOnce(io::Error) -> IpcError + '_ {
+        move |source| self.error(endpoint, source)
+    }
+}
+
+impl fmt::Display for EndpointStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointStep::CreateDirectory => "create the directory",
+            EndpointStep::CheckDirectory => "examine the directory",
+            EndpointStep::Lock => "take the lock file",
+            EndpointStep::InspectExisting => "examine the existing file at",
+            EndpointStep::ProbeExisting => "probe the existing socket",
+            EndpointStep::RemoveStale => "remove the stale socket",
+            EndpointStep::CreateSocket => "create a socket for",
+            EndpointStep::SetPermissions => "set the permissions of",
+            EndpointStep::Bind => "bind",
+            EndpointStep::Listen => "listen on",
+            EndpointStep::Adopt => "adopt the listening socket",
+            EndpointStep::Connect => "connect to",
+            EndpointStep::PeerCredentials => "read the peer credentials at",
+            EndpointStep::IdentifyServer => "identify the server at",
+            EndpointStep::SecurityDescriptor => "build the security descriptor of the pipe",
+            EndpointStep::CreatePipe => "create the pipe",
+            EndpointStep::QueryPipe => "query the state of the pipe",
+        })
+    }
+}
+
 /// Everything that can go wrong between a bunctl client and server.
 ///
 /// Peer misbehaviour is reported here as data, never as a panic. Variants are grouped by where
@@ -43,7 +121,8 @@ impl fmt::Display for Operation {
 ///   [`UnexpectedReply`](Self::UnexpectedReply);
 /// * endpoints: [`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse),
 ///   [`NotASocket`](Self::NotASocket), [`PathTooLong`](Self::PathTooLong),
-///   [`InsecurePath`](Self::InsecurePath).
+///   [`InsecurePath`](Self::InsecurePath), [`Endpoint`](Self::Endpoint),
+///   [`ServerIdentity`](Self::ServerIdentity), [`NotAListener`](Self::NotAListener).
 ///
 /// [`is_recoverable`](Self::is_recoverable) says, for every variant and direction, whether the
 /// connection that returned the error can still be used; each variant's documentation says what
@@ -187,6 +266,49 @@ pub enum IpcError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// An operating-system call failed while setting up, adopting or reaching an endpoint:
+    /// `step` says which, `endpoint` the path it concerned (the socket, its directory, the lock
+    /// file, or the pipe name), e.g. "cannot take the lock file /run/x/bunctl.sock.lock:
+    /// Permission denied (os error 13)".
+    #[error("cannot {step} {}: {source}", endpoint.display())]
+    Endpoint {
+        /// The path the step acted on.
+        endpoint: PathBuf,
+        /// What was being done.
+        step: EndpointStep,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The server at the endpoint runs as a user the client does not trust: on Unix neither
+    /// the client's own uid nor root, on Windows neither the client's own SID nor SYSTEM. Who
+    /// holds an endpoint name is not proof of who it is; a client refuses to talk to such a
+    /// server unless told otherwise (`ClientOptions::verify_server(false)` in `bunctl-ipc`,
+    /// e.g. for a system daemon that serves other users).
+    #[error("the server at {} runs as {found}, not as {expected}; refusing to talk to it", endpoint.display())]
+    ServerIdentity {
+        /// The socket path or pipe name.
+        endpoint: PathBuf,
+        /// Who the server runs as (`uid 65534`, `S-1-5-21-...`).
+        found: String,
+        /// Whom the client accepts (`this user (uid 1000) or root`, ...).
+        expected: String,
+    },
+
+    /// A descriptor handed over for adoption (by systemd socket activation, or by the caller)
+    /// is not a listening stream Unix socket, e.g. "descriptor 3 passed by systemd is not a
+    /// listening stream Unix socket: it is a datagram socket".
+    #[error("descriptor {fd} passed by {passed_by} is not a listening stream Unix socket: {found}")]
+    NotAListener {
+        /// The descriptor number.
+        fd: i32,
+        /// Who passed it (`systemd`, `the caller`).
+        passed_by: &'static str,
+        /// What it is instead.
+        found: String,
+    },
 }
 
 impl IpcError {
@@ -223,7 +345,10 @@ impl IpcError {
             | IpcError::AddrInUse { .. }
             | IpcError::NotASocket { .. }
             | IpcError::PathTooLong { .. }
-            | IpcError::InsecurePath { .. } => false,
+            | IpcError::InsecurePath { .. }
+            | IpcError::Endpoint { .. }
+            | IpcError::ServerIdentity { .. }
+            | IpcError::NotAListener { .. } => false,
         }
     }
 
@@ -260,7 +385,11 @@ impl IpcError {
             IpcError::AddrInUse { .. } => io::ErrorKind::AddrInUse,
             IpcError::NotASocket { .. } => io::ErrorKind::AlreadyExists,
             IpcError::PathTooLong { .. } => io::ErrorKind::InvalidInput,
-            IpcError::InsecurePath { .. } => io::ErrorKind::PermissionDenied,
+            IpcError::InsecurePath { .. } | IpcError::ServerIdentity { .. } => {
+                io::ErrorKind::PermissionDenied
+            }
+            IpcError::Endpoint { source, .. } => source.kind(),
+            IpcError::NotAListener { .. } => io::ErrorKind::InvalidInput,
         }
     }
 
@@ -352,9 +481,12 @@ mod tests {
             IpcError::NotASocket { .. } => 13,
             IpcError::PathTooLong { .. } => 14,
             IpcError::InsecurePath { .. } => 15,
+            IpcError::Endpoint { .. } => 16,
+            IpcError::ServerIdentity { .. } => 17,
+            IpcError::NotAListener { .. } => 18,
         }
     }
-    const VARIANTS: usize = 16;
+    const VARIANTS: usize = 19;
 
     #[test]
     fn every_error_and_direction_says_whether_the_connection_is_usable() {
@@ -387,6 +519,16 @@ mod tests {
             (IpcError::NotASocket { path: path() }, false),
             (IpcError::PathTooLong { path: path(), len: 200, max: 107 }, false),
             (IpcError::InsecurePath { path: path(), reason: "mode 0755".into() }, false),
+            (EndpointStep::Lock.error(path(), io::ErrorKind::PermissionDenied.into()), false),
+            (
+                IpcError::ServerIdentity {
+                    endpoint: path(),
+                    found: "uid 65534".into(),
+                    expected: "uid 1000 or root".into(),
+                },
+                false,
+            ),
+            (IpcError::NotAListener { fd: 3, passed_by: "systemd", found: "a file".into() }, false),
         ];
         let mut seen = [false; VARIANTS];
         for (error, usable) in &table {
@@ -420,6 +562,17 @@ mod tests {
         .into();
         assert_eq!(not_running.kind(), io::ErrorKind::NotFound);
         assert!(not_running.to_string().contains("/run/b.sock"));
+    }
+
+    #[test]
+    fn endpoint_error_names_the_step_and_the_path() {
+        let source = io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = EndpointStep::Lock.error("/run/x/bunctl.sock.lock", source);
+        assert_eq!(
+            e.to_string(),
+            "cannot take the lock file /run/x/bunctl.sock.lock: Permission denied"
+        );
+        assert!(!e.is_recoverable() && !e.is_disconnect() && !e.is_timeout());
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub mod event;
 mod message;
 
 pub use codec::{ClientCodec, FrameConfig, IpcCodec, ServerCodec};
-pub use error::{IpcError, Operation, Result};
+pub use error::{EndpointStep, IpcError, Operation, Result};
 pub use message::{IpcMessage, IpcResponse, SubscriptionType};
 
 use std::time::Duration;

@@ -27,7 +27,13 @@
 //!   `DisconnectNamedPipe`d, which would discard unread data).
 //! * **Peer identity.** [`PipeStream::peer_pid`] is the other end's process id
 //!   (`GetNamedPipeClientProcessId` on the server side, `GetNamedPipeServerProcessId` on the
-//!   client side).
+//!   client side). [`verify_server`] checks that the server runs as the current user or SYSTEM
+//!   (its process token's user, or the pipe's owner as a fallback; the listener sets the owner
+//!   to its user), failing with
+//!   [`IpcError::ServerIdentity`](ipc_proto::IpcError::ServerIdentity) otherwise.
+//! * **Errors name the pipe.** Failures to build the security descriptor, create an instance
+//!   or open the pipe are [`IpcError::Endpoint`](ipc_proto::IpcError::Endpoint) with the pipe
+//!   name and the step.
 //!
 //! ```no_run
 //! # #[cfg(windows)]

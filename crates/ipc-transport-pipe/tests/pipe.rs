@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use ipc_proto::{IpcError, Operation};
-use ipc_transport_pipe::{PipeListener, connect, current_user_sid};
+use ipc_proto::{EndpointStep, IpcError, Operation};
+use ipc_transport_pipe::{
+    IdentitySource, PipeListener, connect, current_user_sid, pipe_owner_sid,
+    server_process_user_sid, server_user_sid, verify_server,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::windows::named_pipe::{ClientOptions, ServerOptions};
 
@@ -378,5 +381,50 @@ async fn pipe_dacl_admits_only_the_current_user_and_system() {
         let mut expected = vec![(allow, me.clone()), (allow, "S-1-5-18".to_owned())];
         expected.sort();
         assert_eq!(entries, expected, "{end} end: DACL must be the current user and SYSTEM only");
+    }
+}
+
+#[tokio::test]
+async fn server_process_sid_lookup_finds_the_current_user() {
+    let name = fresh_name();
+    let mut listener = PipeListener::bind(&name).expect("bind");
+    let client = connect(&name, PATIENCE).await.expect("connect");
+    let _server = within("accept", listener.accept()).await.expect("accept");
+    let me = current_user_sid().expect("user SID");
+    assert_eq!(server_process_user_sid(&client).expect("server process token"), me);
+    assert_eq!(server_user_sid(&client).expect("lookup"), (me, IdentitySource::ProcessToken));
+}
+
+#[tokio::test]
+async fn pipe_owner_is_the_current_user() {
+    // The fallback when the server process cannot be opened: bunctl sets the pipe's owner to
+    // its user explicitly, so the owner names the server's user.
+    let name = fresh_name();
+    let mut listener = PipeListener::bind(&name).expect("bind");
+    let client = connect(&name, PATIENCE).await.expect("connect");
+    let _server = within("accept", listener.accept()).await.expect("accept");
+    assert_eq!(pipe_owner_sid(&client).expect("owner"), current_user_sid().expect("user SID"));
+}
+
+#[tokio::test]
+async fn server_of_the_current_user_passes_verification() {
+    let name = fresh_name();
+    let mut listener = PipeListener::bind(&name).expect("bind");
+    let client = connect(&name, PATIENCE).await.expect("connect");
+    let _server = within("accept", listener.accept()).await.expect("accept");
+    verify_server(&client, &name).expect("same user");
+}
+
+#[tokio::test]
+async fn pipe_name_too_long_to_create_names_the_pipe_and_step() {
+    // Windows limits pipe names to 256 characters; the name is refused by CreateNamedPipeW.
+    let long = PathBuf::from(format!(r"\\.\pipe\{}", "x".repeat(300)));
+    match PipeListener::bind(&long) {
+        Err(IpcError::Endpoint { endpoint, step, .. }) => {
+            assert_eq!(endpoint, long);
+            assert_eq!(step, EndpointStep::CreatePipe);
+        }
+        Err(other) => panic!("expected an Endpoint error, got {other:?}"),
+        Ok(_) => panic!("a 300-character pipe name must be refused"),
     }
 }

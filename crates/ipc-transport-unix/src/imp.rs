@@ -7,7 +7,7 @@ mod path;
 mod systemd;
 
 pub use bind::{BindOptions, UnixListener};
-pub use connect::connect;
+pub use connect::{connect, server_credentials, verify_server_uid};
 pub use path::{check_path_len, ensure_private_dir, max_path_len};
 pub use systemd::listen_fds;
 pub use tokio::net::UnixStream;

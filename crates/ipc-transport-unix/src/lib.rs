@@ -15,7 +15,13 @@
 //!   as descriptor exhaustion with a bounded back-off instead of failing or spinning.
 //! * Paths too long for `sun_path` fail with an error naming the limit; [`connect`] turns "nothing
 //!   there" and "nobody listening" into one [`ipc_proto::IpcError::NotRunning`].
-//! * Listeners can be adopted from a `std` listener or from systemd socket activation.
+//! * Listeners can be adopted from a `std` listener, a descriptor or systemd socket activation;
+//!   an adopted descriptor must be a listening stream Unix socket
+//!   ([`ipc_proto::IpcError::NotAListener`] otherwise) and is made close-on-exec, so programs
+//!   the server starts do not inherit it.
+//! * Every other failure of bind or connect is [`ipc_proto::IpcError::Endpoint`], naming the
+//!   path (directory, lock file, socket) and the step; the lock file is never followed through
+//!   a symbolic link. [`verify_server_uid`] is the client's check of the server's uid.
 //!
 //! ```no_run
 //! # #[cfg(unix)]

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::{IpcError, Operation, Result};
+use ipc_proto::{EndpointStep, IpcError, Operation, Result};
 use tokio::net::windows::named_pipe::{ClientOptions, PipeMode};
 use tokio::time::Instant;
 use tracing::debug;
@@ -25,7 +25,10 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_
 /// retried with a back-off from 1 ms doubling to 50 ms until `timeout`, then
 /// [`IpcError::Timeout`]. The server is granted identification-level impersonation only
 /// (`SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`): it can learn who the client is, but
-/// cannot act as the client — which matters if someone else's server holds the name.
+/// cannot act as the client — which matters if someone else's server holds the name. Any
+/// other failure to open the pipe is [`IpcError::Endpoint`] naming it (step
+/// [`Connect`](EndpointStep::Connect)). Who runs the server is checked separately, by
+/// [`verify_server`](crate::verify_server).
 pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<ClientStream> {
     let name = pipe_name(endpoint.as_ref())?;
     let deadline = Instant::now().checked_add(timeout);
@@ -56,7 +59,7 @@ pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<Cl
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(BACKOFF.1);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(EndpointStep::Connect.error(&name, e)),
         }
     }
 }

@@ -17,7 +17,7 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken}
 /// Memory allocated by Windows with `LocalAlloc` (what the SDDL and SID conversions return),
 /// freed on drop.
 #[derive(Debug)]
-struct LocalBox<T>(*mut T);
+pub(crate) struct LocalBox<T>(pub(crate) *mut T);
 
 impl<T> Drop for LocalBox<T> {
     fn drop(&mut self) {
@@ -42,10 +42,18 @@ pub(crate) struct TokenUserInfo {
 impl TokenUserInfo {
     /// Reads the `TokenUser` information of the process token (not of an impersonated thread).
     pub(crate) fn current() -> io::Result<TokenUserInfo> {
+        // SAFETY: `GetCurrentProcess` returns a pseudo-handle that needs no closing and is
+        // valid for the whole call.
+        Self::of_process(unsafe { GetCurrentProcess() })
+    }
+
+    /// Reads the `TokenUser` information of the token of `process`, a handle open with at
+    /// least `PROCESS_QUERY_LIMITED_INFORMATION` access (or the current-process pseudo-handle).
+    pub(crate) fn of_process(process: HANDLE) -> io::Result<TokenUserInfo> {
         let mut raw: HANDLE = ptr::null_mut();
-        // SAFETY: `GetCurrentProcess` returns a pseudo-handle that needs no closing, and `raw`
-        // is a valid place for the token handle.
-        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut raw) } == 0 {
+        // SAFETY: `process` is a valid process handle for the call, and `raw` is a valid place
+        // for the token handle.
+        if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut raw) } == 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `OpenProcessToken` succeeded, so `raw` is an open handle owned by nobody else.
@@ -121,11 +129,15 @@ pub(crate) struct PipeSecurity {
 }
 
 impl PipeSecurity {
-    /// A protected DACL (nothing inherited) with two entries, both full access: the current
-    /// user and SYSTEM. Everyone else — other users, and anonymous or network logons — has no
-    /// entry and so no access, not even to create an instance of the name.
+    /// Owned by the current user, with a protected DACL (nothing inherited) with two entries,
+    /// both full access: the current user and SYSTEM. Everyone else — other users, and
+    /// anonymous or network logons — has no entry and so no access, not even to create an
+    /// instance of the name. The owner is set explicitly (not left to the token's default
+    /// owner, which is the Administrators group for an elevated administrator) so that a
+    /// client can tell whose pipe it reached from the owner alone.
     pub(crate) fn current_user_only() -> io::Result<PipeSecurity> {
-        let sddl = format!("D:P(A;;GA;;;SY)(A;;GA;;;{})", current_user_sid()?);
+        let me = current_user_sid()?;
+        let sddl = format!("O:{me}D:P(A;;GA;;;SY)(A;;GA;;;{me})");
         let wide: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
         let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
         // SAFETY: `wide` is NUL-terminated; `descriptor` receives a LocalAlloc'ed descriptor;

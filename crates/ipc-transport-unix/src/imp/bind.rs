@@ -2,13 +2,13 @@
 
 use std::fs::{self, File, Permissions};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::{IpcError, Result};
-use socket2::{Domain, SockAddr, Socket, Type};
+use ipc_proto::{EndpointStep, IpcError, Result};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::net::UnixStream;
 use tokio::net::unix::UCred;
 use tracing::{debug, info, warn};
@@ -118,11 +118,13 @@ impl UnixListener {
     /// Binds a listening socket at `path`. Must be called within a tokio runtime.
     ///
     /// In order: the path length is checked; a missing parent directory is created (0700); the
-    /// lock `<path>.lock` is taken (held by another process: [`IpcError::AddrInUse`]); an existing
-    /// `path` is examined — a live socket gives [`IpcError::AddrInUse`] and is left alone, a stale
-    /// one is removed (a failed removal is logged at `warn!`), anything that is not a socket gives
-    /// [`IpcError::NotASocket`] and is left alone; then the socket is bound with its mode already
-    /// restricted, so it is never reachable with looser permissions.
+    /// lock `<path>.lock` is taken (held by another process: [`IpcError::AddrInUse`]; a
+    /// symbolic link there is refused, never followed); an existing `path` is examined — a live
+    /// socket gives [`IpcError::AddrInUse`] and is left alone, a stale one is removed, anything
+    /// that is not a socket gives [`IpcError::NotASocket`] and is left alone; then the socket
+    /// is bound with its mode already restricted, so it is never reachable with looser
+    /// permissions. Any other failure is [`IpcError::Endpoint`], naming the path concerned (the
+    /// directory, the lock file or the socket) and the step.
     pub fn bind(path: impl AsRef<Path>, options: &BindOptions) -> Result<UnixListener> {
         let path = path.as_ref();
         check_path_len(path)?;
@@ -134,44 +136,60 @@ impl UnixListener {
             }
         }
         let in_use = || IpcError::AddrInUse { endpoint: path.to_owned() };
-        let lock = LockFile::try_acquire(lock_path_for(path))?.ok_or_else(in_use)?;
+        let lock_path = lock_path_for(path);
+        let lock = LockFile::try_acquire(lock_path.clone())
+            .map_err(EndpointStep::Lock.at(&lock_path))?
+            .ok_or_else(in_use)?;
 
         match fs::symlink_metadata(path) {
-            Ok(md) if md.file_type().is_socket() => match probe(path)? {
-                Probe::Live => return Err(in_use()),
-                Probe::Stale => {
-                    info!(path = %path.display(), "removing stale socket left by a previous server");
-                    if let Err(e) = fs::remove_file(path) {
-                        warn!(path = %path.display(), error = %e, "could not remove stale socket");
+            Ok(md) if md.file_type().is_socket() => {
+                match probe(path).map_err(EndpointStep::ProbeExisting.at(path))? {
+                    Probe::Live => return Err(in_use()),
+                    Probe::Stale => {
+                        info!(path = %path.display(), "removing stale socket left by a previous server");
+                        match fs::remove_file(path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(EndpointStep::RemoveStale.error(path, e)),
+                        }
                     }
+                    Probe::Gone => {}
                 }
-                Probe::Gone => {}
-            },
+            }
             Ok(_) => return Err(IpcError::NotASocket { path: path.to_owned() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(EndpointStep::InspectExisting.error(path, e)),
         }
 
-        let socket = restrict_mode(Socket::new(Domain::UNIX, Type::STREAM, None)?, options.mode);
-        socket.bind(&SockAddr::unix(path)?).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse { in_use() } else { IpcError::Io(e) }
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)
+            .map_err(EndpointStep::CreateSocket.at(path))?;
+        let socket = restrict_mode(socket, options.mode);
+        let addr = SockAddr::unix(path).map_err(EndpointStep::Bind.at(path))?;
+        socket.bind(&addr).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                in_use()
+            } else {
+                EndpointStep::Bind.error(path, e)
+            }
         })?;
         // Whatever the umask took away, the final mode is exactly the requested one.
         let identity = (|| {
-            fs::set_permissions(path, Permissions::from_mode(options.mode))?;
-            socket.listen(options.backlog)?;
-            socket.set_nonblocking(true)?;
-            let md = fs::symlink_metadata(path)?;
-            Ok::<_, io::Error>((md.dev(), md.ino()))
+            fs::set_permissions(path, Permissions::from_mode(options.mode))
+                .map_err(EndpointStep::SetPermissions.at(path))?;
+            socket.listen(options.backlog).map_err(EndpointStep::Listen.at(path))?;
+            socket.set_nonblocking(true).map_err(EndpointStep::Listen.at(path))?;
+            let md = fs::symlink_metadata(path).map_err(EndpointStep::Listen.at(path))?;
+            Ok::<_, IpcError>((md.dev(), md.ino()))
         })();
         let identity = match identity {
             Ok(id) => id,
             Err(e) => {
                 let _ = fs::remove_file(path);
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let inner = tokio::net::UnixListener::from_std(socket.into())?;
+        let inner = tokio::net::UnixListener::from_std(socket.into())
+            .map_err(EndpointStep::Listen.at(path))?;
         debug!(path = %path.display(), mode = format_args!("{:04o}", options.mode), "listening");
         Ok(UnixListener {
             inner,
@@ -183,27 +201,33 @@ impl UnixListener {
     /// It is switched to non-blocking mode; its socket file is never removed by this listener.
     /// Must be called within a tokio runtime.
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> Result<UnixListener> {
-        listener.set_nonblocking(true)?;
-        Ok(UnixListener { inner: tokio::net::UnixListener::from_std(listener)?, owned: None })
+        let name = adopted_name(SockRef::from(&listener), listener.as_raw_fd());
+        listener.set_nonblocking(true).map_err(EndpointStep::Adopt.at(&name))?;
+        let inner =
+            tokio::net::UnixListener::from_std(listener).map_err(EndpointStep::Adopt.at(&name))?;
+        Ok(UnixListener { inner, owned: None })
+    }
+
+    /// Adopts a listening socket descriptor handed over by the caller (inherited from a parent,
+    /// received from a supervisor). See [`from_systemd`](Self::from_systemd) for what is
+    /// checked and set; errors say the descriptor was "passed by the caller".
+    pub fn from_listening_fd(fd: OwnedFd) -> Result<UnixListener> {
+        adopt_fd(fd, "the caller")
     }
 
     /// Adopts the socket systemd passed by socket activation (`LISTEN_PID`/`LISTEN_FDS`, first
     /// descriptor), or `Ok(None)` when this process was not socket-activated. Succeeds at most
     /// once per process. The socket is not unlinked or rebound.
+    ///
+    /// As `sd_listen_fds(3)` does, the descriptor is made close-on-exec, so that programs this
+    /// process starts do not inherit the listener (and cannot accept its clients). It must be
+    /// a listening stream Unix socket (`SO_TYPE`; `SO_ACCEPTCONN` where the OS reports it:
+    /// Linux, Android, FreeBSD); anything else is [`IpcError::NotAListener`] naming the
+    /// descriptor and what it is instead.
     pub fn from_systemd() -> Result<Option<UnixListener>> {
         match super::systemd::take_first_listen_fd()? {
             None => Ok(None),
-            Some(fd) => {
-                let socket = Socket::from(fd);
-                let addr = socket.local_addr()?;
-                if !addr.is_unix() {
-                    return Err(IpcError::Io(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "the socket passed by systemd is not a Unix domain socket",
-                    )));
-                }
-                Self::from_std(socket.into()).map(Some)
-            }
+            Some(fd) => adopt_fd(fd, "systemd").map(Some),
         }
     }
 
@@ -239,6 +263,97 @@ impl UnixListener {
             }
         }
     }
+}
+
+impl AsFd for UnixListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for UnixListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+/// What an adopted socket is called in errors: its path, or `descriptor N` when it has none.
+fn adopted_name(socket: SockRef<'_>, fd: RawFd) -> PathBuf {
+    socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_owned))
+        .unwrap_or_else(|| PathBuf::from(format!("descriptor {fd}")))
+}
+
+/// Checks that `fd` is a listening stream Unix socket, makes it close-on-exec and adopts it.
+fn adopt_fd(fd: OwnedFd, passed_by: &'static str) -> Result<UnixListener> {
+    let raw = fd.as_raw_fd();
+    check_listener(fd.as_fd()).map_err(|found| IpcError::NotAListener {
+        fd: raw,
+        passed_by,
+        found,
+    })?;
+    let name = adopted_name(SockRef::from(&fd), raw);
+    set_cloexec(fd.as_fd()).map_err(EndpointStep::Adopt.at(&name))?;
+    let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
+    debug!(socket = %name.display(), fd = raw, passed_by, "adopted listening socket");
+    Ok(listener)
+}
+
+/// `Ok` for a listening stream Unix socket, else what `fd` is instead.
+fn check_listener(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+    let md = File::from(fd.try_clone_to_owned().map_err(|e| format!("it cannot be used ({e})"))?)
+        .metadata()
+        .map_err(|e| format!("it cannot be examined ({e})"))?;
+    let kind = md.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_file() {
+            "a regular file"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a pipe"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else {
+            "something else"
+        };
+        return Err(format!("it is not a socket but {what}"));
+    }
+    let socket = SockRef::from(&fd);
+    let addr = socket.local_addr().map_err(|e| format!("its address cannot be read ({e})"))?;
+    match addr.domain() {
+        Domain::UNIX => {}
+        Domain::IPV4 => return Err("it is an IPv4 socket".into()),
+        Domain::IPV6 => return Err("it is an IPv6 socket".into()),
+        other => return Err(format!("it is a socket of address family {}", i32::from(other))),
+    }
+    match socket.r#type().map_err(|e| format!("its type cannot be read ({e})"))? {
+        Type::STREAM => {}
+        Type::DGRAM => return Err("it is a datagram socket".into()),
+        Type::SEQPACKET => return Err("it is a sequenced-packet socket".into()),
+        other => return Err(format!("it is a socket of type {}", i32::from(other))),
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    if !socket.is_listener().map_err(|e| format!("SO_ACCEPTCONN cannot be read ({e})"))? {
+        return Err("it is a stream socket that is not listening".into());
+    }
+    Ok(())
+}
+
+/// Sets `FD_CLOEXEC`, keeping the other descriptor flags.
+fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor borrowed for the call; F_GETFD/F_SETFD touch only its flags.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 enum Transient {

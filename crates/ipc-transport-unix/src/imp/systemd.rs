@@ -3,7 +3,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ipc_proto::Result;
+use ipc_proto::{IpcError, Result};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
@@ -29,8 +29,17 @@ pub(crate) fn take_first_listen_fd() -> Result<Option<OwnedFd>> {
     if TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(None);
     }
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when it is closed.
+    if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_GETFD) } < 0 {
+        return Err(IpcError::NotAListener {
+            fd: LISTEN_FDS_START,
+            passed_by: "systemd",
+            found: format!("it is not open ({})", std::io::Error::last_os_error()),
+        });
+    }
     // SAFETY: the socket-activation protocol hands descriptors LISTEN_FDS_START.. to this
-    // process (LISTEN_PID matched), and TAKEN makes sure the descriptor is wrapped only once.
+    // process (LISTEN_PID matched), the descriptor is open (checked above), and TAKEN makes
+    // sure it is wrapped only once.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) }))
 }
 
