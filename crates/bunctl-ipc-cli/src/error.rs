@@ -44,8 +44,9 @@ impl From<Status> for ExitCode {
 /// stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Connecting failed: nothing listens at the endpoint, or it may not be used.
-    #[error("{error}\nstart a server with: bunctl-ipc serve --socket {}", shell_quote(socket))]
+    /// Connecting failed: nothing listens at the endpoint, or it may not be used. When nothing
+    /// listens, the message says how to start a server there.
+    #[error("{error}{}", start_hint(error, socket))]
     NoServer {
         /// The endpoint that was tried.
         socket: PathBuf,
@@ -104,6 +105,16 @@ pub enum CliError {
     /// Anything else that stopped the command, e.g. the demo's app not behaving.
     #[error("{0}")]
     Other(String),
+}
+
+/// How to start a server, for an error that means none is running (and only then: starting one
+/// does not help with a server of the wrong user or an insecure directory).
+fn start_hint(error: &IpcError, socket: &std::path::Path) -> String {
+    if error.is_not_running() {
+        format!("\nstart a server with: bunctl-ipc serve --socket {}", shell_quote(socket))
+    } else {
+        String::new()
+    }
 }
 
 impl CliError {
@@ -165,6 +176,19 @@ mod tests {
         assert!(text.starts_with("no bunctl server is running at /tmp/my dir/x.sock"), "{text}");
         assert!(text.ends_with("bunctl-ipc serve --socket '/tmp/my dir/x.sock'"), "{text}");
         assert_eq!(e.status(), Status::Trouble);
+    }
+
+    #[test]
+    fn a_server_of_the_wrong_user_gets_no_advice_to_start_one() {
+        let socket = PathBuf::from("/tmp/x.sock");
+        let error = IpcError::ServerIdentity {
+            endpoint: socket.clone(),
+            found: "uid 65534".into(),
+            expected: "uid 1000 or root".into(),
+        };
+        let text = CliError::NoServer { socket, error }.to_string();
+        assert!(!text.contains("start a server"), "{text}");
+        assert!(text.contains("uid 65534"), "{text}");
     }
 
     #[test]
