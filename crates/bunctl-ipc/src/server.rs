@@ -292,15 +292,14 @@ impl IpcServer {
             .ok()
             .and_then(|a| a.as_pathname().map(Path::to_owned))
             .unwrap_or_default();
-        let listener = ipc_transport_unix::UnixListener::from_std(listener)?;
+        let listener = sys::adopt(listener)?;
         Ok(Self::from_listener(listener, options, endpoint))
     }
 
     /// Adopts the socket passed by systemd socket activation, or `Ok(None)` when the process was
     /// not socket-activated (then bind as usual).
     pub fn from_systemd(options: ServerOptions) -> Result<Option<IpcServer>> {
-        Ok(ipc_transport_unix::UnixListener::from_systemd()?
-            .map(|l| Self::from_listener(l, options, PathBuf::new())))
+        Ok(sys::adopt_systemd()?.map(|l| Self::from_listener(l, options, PathBuf::new())))
     }
 }
 

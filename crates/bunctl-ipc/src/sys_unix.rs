@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Result};
-use ipc_transport_unix::{BindOptions, UCred, UnixListener};
+use ipc_proto::{EndpointStep, IpcError, Operation, Result};
+use ipc_transport_unix::{BindOptions, EndpointError, Step, UCred, UnixListener};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -62,7 +62,58 @@ fn in_private_dir(path: &Path) -> bool {
 
 pub fn bind(path: &Path, options: &ServerOptions) -> Result<Listener> {
     let opts = BindOptions::new().mode(options.socket_mode).private_dir(in_private_dir(path));
-    UnixListener::bind(path, &opts)
+    UnixListener::bind(path, &opts).map_err(endpoint_error)
+}
+
+/// Adopts a listener bound elsewhere.
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<Listener> {
+    UnixListener::from_std(listener).map_err(endpoint_error)
+}
+
+/// Adopts systemd's listening socket, if the process was socket-activated.
+pub fn adopt_systemd() -> Result<Option<Listener>> {
+    UnixListener::from_systemd().map_err(endpoint_error)
+}
+
+/// The transport's error as the facade's: the same variants, names and messages.
+fn endpoint_error(e: EndpointError) -> IpcError {
+    match e {
+        EndpointError::NotRunning { path, source } => {
+            IpcError::NotRunning { endpoint: path, source }
+        }
+        EndpointError::AddrInUse { path } => IpcError::AddrInUse { endpoint: path },
+        EndpointError::NotASocket { path } => IpcError::NotASocket { path },
+        EndpointError::PathTooLong { path, len, max } => IpcError::PathTooLong { path, len, max },
+        EndpointError::InsecurePath { path, reason } => IpcError::InsecurePath { path, reason },
+        EndpointError::ConnectTimeout { after, .. } => {
+            IpcError::Timeout { operation: Operation::Connect, after, torn: false }
+        }
+        EndpointError::ServerIdentity { path, found, expected } => {
+            IpcError::ServerIdentity { endpoint: path, found, expected }
+        }
+        EndpointError::NotAListener { fd, passed_by, found } => {
+            IpcError::NotAListener { fd, passed_by, found }
+        }
+        EndpointError::Io { path, step, source } => step_of(step).error(path, source),
+    }
+}
+
+fn step_of(step: Step) -> EndpointStep {
+    match step {
+        Step::CreateDirectory => EndpointStep::CreateDirectory,
+        Step::CheckDirectory => EndpointStep::CheckDirectory,
+        Step::Lock => EndpointStep::Lock,
+        Step::InspectExisting => EndpointStep::InspectExisting,
+        Step::ProbeExisting => EndpointStep::ProbeExisting,
+        Step::RemoveStale => EndpointStep::RemoveStale,
+        Step::CreateSocket => EndpointStep::CreateSocket,
+        Step::SetPermissions => EndpointStep::SetPermissions,
+        Step::Bind => EndpointStep::Bind,
+        Step::Listen => EndpointStep::Listen,
+        Step::Adopt => EndpointStep::Adopt,
+        Step::Connect => EndpointStep::Connect,
+        Step::PeerCredentials => EndpointStep::PeerCredentials,
+    }
 }
 
 pub async fn accept(listener: &mut Listener) -> std::io::Result<(ServerStream, PeerCredentials)> {
@@ -81,18 +132,18 @@ pub async fn connect(
     if in_private_dir(path) {
         match ipc_transport_unix::ensure_private_dir(path.parent().unwrap_or(path), false) {
             Ok(()) => {}
-            Err(IpcError::Endpoint { step: EndpointStep::CheckDirectory, source, .. })
+            Err(EndpointError::Io { step: Step::CheckDirectory, source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Err(IpcError::NotRunning { endpoint: path.to_owned(), source });
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(endpoint_error(e)),
         }
     }
-    let stream = ipc_transport_unix::connect(path, timeout).await?;
-    let cred = ipc_transport_unix::server_credentials(&stream, path)?;
+    let stream = ipc_transport_unix::connect(path, timeout).await.map_err(endpoint_error)?;
+    let cred = ipc_transport_unix::server_credentials(&stream, path).map_err(endpoint_error)?;
     if verify_server {
-        ipc_transport_unix::verify_server_uid(path, cred.uid())?;
+        ipc_transport_unix::verify_server_uid(path, cred.uid()).map_err(endpoint_error)?;
     }
     Ok((stream, creds(cred)))
 }

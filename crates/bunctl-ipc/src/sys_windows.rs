@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::Result;
-use ipc_transport_pipe::{PipeEnd, PipeListener, PipeStream};
+use ipc_proto::{EndpointStep, IpcError, Operation, Result};
+use ipc_transport_pipe::{EndpointError, PipeEnd, PipeListener, PipeStream, Step};
 use tokio::io::{ReadHalf, WriteHalf};
 
 use crate::{PeerCredentials, ServerOptions, SplitStream};
@@ -56,7 +56,37 @@ pub fn default_endpoint() -> PathBuf {
 }
 
 pub fn bind(path: &Path, _options: &ServerOptions) -> Result<Listener> {
-    PipeListener::bind(path)
+    PipeListener::bind(path).map_err(endpoint_error)
+}
+
+/// The transport's error as the facade's: the same variants, names and messages.
+fn endpoint_error(e: EndpointError) -> IpcError {
+    match e {
+        EndpointError::NotRunning { path, source } => {
+            IpcError::NotRunning { endpoint: path, source }
+        }
+        EndpointError::AddrInUse { path } => IpcError::AddrInUse { endpoint: path },
+        EndpointError::InvalidName { path } => IpcError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("endpoint {} names no pipe: it has no file name", path.display()),
+        )),
+        EndpointError::ConnectTimeout { after, .. } => {
+            IpcError::Timeout { operation: Operation::Connect, after, torn: false }
+        }
+        EndpointError::ServerIdentity { path, found, expected } => {
+            IpcError::ServerIdentity { endpoint: path, found, expected }
+        }
+        EndpointError::Io { path, step, source } => {
+            let step = match step {
+                Step::SecurityDescriptor => EndpointStep::SecurityDescriptor,
+                Step::CreatePipe => EndpointStep::CreatePipe,
+                Step::QueryPipe => EndpointStep::QueryPipe,
+                Step::Connect => EndpointStep::Connect,
+                Step::IdentifyServer => EndpointStep::IdentifyServer,
+            };
+            step.error(path, source)
+        }
+    }
 }
 
 pub async fn accept(listener: &mut Listener) -> std::io::Result<(ServerStream, PeerCredentials)> {
@@ -71,9 +101,9 @@ pub async fn connect(
     timeout: Duration,
     verify_server: bool,
 ) -> Result<(ClientStream, PeerCredentials)> {
-    let stream = ipc_transport_pipe::connect(path, timeout).await?;
+    let stream = ipc_transport_pipe::connect(path, timeout).await.map_err(endpoint_error)?;
     if verify_server {
-        ipc_transport_pipe::verify_server(&stream, path)?;
+        ipc_transport_pipe::verify_server(&stream, path).map_err(endpoint_error)?;
     }
     let pid = stream.peer_pid().ok();
     Ok((stream, creds(pid)))

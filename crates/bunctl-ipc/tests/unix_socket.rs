@@ -161,7 +161,7 @@ async fn private_directory_is_refused_when_open_to_others() {
 
     fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).expect("chmod");
     let e = ipc_transport_unix::ensure_private_dir(&private, false).expect_err("0755");
-    assert!(matches!(e, IpcError::InsecurePath { .. }), "{e}");
+    assert!(matches!(e, ipc_transport_unix::EndpointError::InsecurePath { .. }), "{e}");
     assert!(e.to_string().contains("0755"), "{e}");
 
     let link = dir.path().join("link");

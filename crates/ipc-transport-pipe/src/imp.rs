@@ -1,6 +1,7 @@
 //! The implementation; the whole crate is empty on non-Windows targets.
 
 mod connect;
+mod error;
 mod identity;
 mod listener;
 mod name;
@@ -8,6 +9,7 @@ mod security;
 mod stream;
 
 pub use connect::connect;
+pub use error::{EndpointError, Result, Step};
 pub use identity::{
     IdentitySource, SYSTEM_SID, pipe_owner_sid, server_process_user_sid, server_user_sid,
     verify_server,

@@ -10,7 +10,7 @@
 //!   `connect("app")` meet at `\\.\pipe\bunctl_app`.
 //! * **Ownership.** [`PipeListener::bind`] creates the first instance with
 //!   `FILE_FLAG_FIRST_PIPE_INSTANCE`: a name already taken — by another server or by a squatter
-//!   — is [`IpcError::AddrInUse`](ipc_proto::IpcError::AddrInUse), never a silently shared
+//!   — is [`EndpointError::AddrInUse`], never a silently shared
 //!   pipe. Instances refuse remote clients (`PIPE_REJECT_REMOTE_CLIENTS`).
 //! * **Access control.** Every instance carries a security descriptor whose DACL grants access
 //!   to the current user (the SID in the process token) and `SYSTEM`, nobody else.
@@ -19,7 +19,7 @@
 //!   while a server runs; it rides out transient failures with a bounded back-off.
 //! * **Connecting.** [`connect`] retries `ERROR_PIPE_BUSY` (every instance taken) with a
 //!   back-off up to its timeout, reports a missing pipe as
-//!   [`IpcError::NotRunning`](ipc_proto::IpcError::NotRunning), and allows the server only
+//!   [`EndpointError::NotRunning`], and allows the server only
 //!   identification-level impersonation, so a squatting server cannot act as the client.
 //! * **Closing loses nothing.** tokio's pipes finish writes in the background and report
 //!   `flush` done at once; [`PipeStream`]'s `flush` waits until the pipe has taken every byte,
@@ -30,14 +30,14 @@
 //!   client side). [`verify_server`] checks that the server runs as the current user or SYSTEM
 //!   (its process token's user, or the pipe's owner as a fallback; the listener sets the owner
 //!   to its user), failing with
-//!   [`IpcError::ServerIdentity`](ipc_proto::IpcError::ServerIdentity) otherwise.
+//!   [`EndpointError::ServerIdentity`] otherwise.
 //! * **Errors name the pipe.** Failures to build the security descriptor, create an instance
-//!   or open the pipe are [`IpcError::Endpoint`](ipc_proto::IpcError::Endpoint) with the pipe
+//!   or open the pipe are [`EndpointError::Io`] with the pipe
 //!   name and the step.
 //!
 //! ```no_run
 //! # #[cfg(windows)]
-//! # async fn demo() -> Result<(), ipc_proto::IpcError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ipc_transport_pipe::PipeListener;
 //! use std::time::Duration;
 //!

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Operation};
+use ipc_transport_pipe::{EndpointError, Step};
 use ipc_transport_pipe::{
     IdentitySource, PipeListener, connect, current_user_sid, pipe_owner_sid,
     server_process_user_sid, server_user_sid, verify_server,
@@ -56,7 +56,7 @@ async fn second_server_on_same_name_is_rejected() {
     let name = fresh_name();
     let _first = PipeListener::bind(&name).expect("first bind");
     match PipeListener::bind(&name) {
-        Err(IpcError::AddrInUse { endpoint }) => assert_eq!(endpoint, name),
+        Err(EndpointError::AddrInUse { path: endpoint }) => assert_eq!(endpoint, name),
         other => panic!("expected AddrInUse, got {other:?}"),
     }
 }
@@ -68,14 +68,14 @@ async fn name_squatted_by_a_foreign_pipe_is_rejected_not_shared() {
     // instances: a server that merely added an instance would share it with the squatter.
     let _squatter = ServerOptions::new().create(&name).expect("squatter");
     let e = PipeListener::bind(&name).expect_err("must not join the squatter's pipe");
-    assert!(matches!(e, IpcError::AddrInUse { .. }), "{e}");
+    assert!(matches!(e, EndpointError::AddrInUse { .. }), "{e}");
 }
 
 #[tokio::test]
 async fn connecting_where_no_pipe_exists_is_not_running_and_names_the_pipe() {
     let name = fresh_name();
     match connect(&name, PATIENCE).await {
-        Err(IpcError::NotRunning { endpoint, source }) => {
+        Err(EndpointError::NotRunning { path: endpoint, source }) => {
             assert_eq!(endpoint, name);
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
@@ -144,7 +144,7 @@ async fn busy_pipe_times_out_as_a_connect_timeout() {
     let _only_instance = connect(&name, PATIENCE).await.expect("first client");
     let after = Duration::from_millis(100);
     match within("connect", connect(&name, after)).await {
-        Err(IpcError::Timeout { operation: Operation::Connect, after: a }) => assert_eq!(a, after),
+        Err(EndpointError::ConnectTimeout { after: a, .. }) => assert_eq!(a, after),
         other => panic!("expected a connect timeout, got {other:?}"),
     }
 }
@@ -420,9 +420,9 @@ async fn pipe_name_too_long_to_create_names_the_pipe_and_step() {
     // Windows limits pipe names to 256 characters; the name is refused by CreateNamedPipeW.
     let long = PathBuf::from(format!(r"\\.\pipe\{}", "x".repeat(300)));
     match PipeListener::bind(&long) {
-        Err(IpcError::Endpoint { endpoint, step, .. }) => {
+        Err(EndpointError::Io { path: endpoint, step, .. }) => {
             assert_eq!(endpoint, long);
-            assert_eq!(step, EndpointStep::CreatePipe);
+            assert_eq!(step, Step::CreatePipe);
         }
         Err(other) => panic!("expected an Endpoint error, got {other:?}"),
         Ok(_) => panic!("a 300-character pipe name must be refused"),

@@ -2,12 +2,14 @@
 
 mod bind;
 mod connect;
+mod error;
 mod lock;
 mod path;
 mod systemd;
 
 pub use bind::{BindOptions, UnixListener};
 pub use connect::{connect, server_credentials, verify_server_uid};
+pub use error::{EndpointError, Result, Step};
 pub use path::{check_path_len, ensure_private_dir, max_path_len};
 pub use systemd::listen_fds;
 pub use tokio::net::UnixStream;

@@ -14,12 +14,12 @@
 //!   `getpeereid`/`LOCAL_PEERCRED` elsewhere, via tokio), and rides out transient failures such
 //!   as descriptor exhaustion with a bounded back-off instead of failing or spinning.
 //! * Paths too long for `sun_path` fail with an error naming the limit; [`connect`] turns "nothing
-//!   there" and "nobody listening" into one [`ipc_proto::IpcError::NotRunning`].
+//!   there" and "nobody listening" into one [`EndpointError::NotRunning`].
 //! * Listeners can be adopted from a `std` listener, a descriptor or systemd socket activation;
 //!   an adopted descriptor must be a listening stream Unix socket
-//!   ([`ipc_proto::IpcError::NotAListener`] otherwise) and is made close-on-exec, so programs
+//!   ([`EndpointError::NotAListener`] otherwise) and is made close-on-exec, so programs
 //!   the server starts do not inherit it.
-//! * Every other failure of bind or connect is [`ipc_proto::IpcError::Endpoint`], naming the
+//! * Every other failure of bind or connect is [`EndpointError::Io`], naming the
 //!   path (directory, lock file, socket) and the step; the lock file is never followed through
 //!   a symbolic link. [`verify_server_uid`] is the client's check of the server's uid.
 //!
@@ -28,7 +28,7 @@
 //! # mod example {
 //! use ipc_transport_unix::{BindOptions, UnixListener};
 //!
-//! # async fn demo() -> Result<(), ipc_proto::IpcError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = UnixListener::bind("/run/user/1000/bunctl.sock", &BindOptions::default())?;
 //! let (stream, peer) = listener.accept().await?;
 //! println!("uid {} connected (pid {:?})", peer.uid(), peer.pid());

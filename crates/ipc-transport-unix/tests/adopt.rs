@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
-use ipc_proto::IpcError;
+use ipc_transport_unix::EndpointError;
 use ipc_transport_unix::UnixListener;
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -52,7 +52,7 @@ fn assert_refused(fd: OwnedFd, found: &str) {
     let _guard = rt.enter();
     let e = UnixListener::from_listening_fd(fd).expect_err("must be refused");
     assert!(
-        matches!(&e, IpcError::NotAListener { fd, passed_by: "the caller", .. } if *fd == raw),
+        matches!(&e, EndpointError::NotAListener { fd, passed_by: "the caller", .. } if *fd == raw),
         "{e:?}"
     );
     let text = e.to_string();

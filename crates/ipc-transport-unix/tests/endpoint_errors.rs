@@ -6,19 +6,19 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError};
 use ipc_transport_unix::{BindOptions, UnixListener, connect};
+use ipc_transport_unix::{EndpointError, Step};
 
-fn bind(path: &Path) -> Result<UnixListener, IpcError> {
+fn bind(path: &Path) -> Result<UnixListener, EndpointError> {
     UnixListener::bind(path, &BindOptions::new())
 }
 
-/// `e` is an [`IpcError::Endpoint`] of `step` at `path`, and its message says both.
+/// `e` is an [`EndpointError::Endpoint`] of `step` at `path`, and its message says both.
 #[track_caller]
-fn assert_names(e: &IpcError, path: &Path, step: EndpointStep) {
+fn assert_names(e: &EndpointError, path: &Path, step: Step) {
     let text = e.to_string();
     assert!(
-        matches!(e, IpcError::Endpoint { endpoint, step: s, .. } if endpoint == path && *s == step),
+        matches!(e, EndpointError::Io { path: endpoint, step: s, .. } if endpoint == path && *s == step),
         "expected step {step:?} at {}: {e:?}",
         path.display()
     );
@@ -34,7 +34,7 @@ async fn lock_file_under_a_regular_file_names_the_lock_path_and_step() {
     // The parent "directory" exists (it is a file), so the first thing to fail is the lock.
     let socket = file.join("s.sock");
     let e = bind(&socket).expect_err("cannot lock under a file");
-    assert_names(&e, &file.join("s.sock.lock"), EndpointStep::Lock);
+    assert_names(&e, &file.join("s.sock.lock"), Step::Lock);
 }
 
 #[tokio::test]
@@ -44,7 +44,7 @@ async fn lock_path_that_is_a_directory_names_the_lock_path_and_step() {
     let lock = dir.path().join("s.sock.lock");
     fs::create_dir(&lock).expect("mkdir");
     let e = bind(&socket).expect_err("a directory is no lock file");
-    assert_names(&e, &lock, EndpointStep::Lock);
+    assert_names(&e, &lock, Step::Lock);
     assert!(lock.is_dir(), "left alone");
 }
 
@@ -56,7 +56,7 @@ async fn lock_file_symlink_is_refused_and_its_target_is_not_created() {
     let target = dir.path().join("victim");
     std::os::unix::fs::symlink(&target, &lock).expect("symlink");
     let e = bind(&socket).expect_err("symlinked lock");
-    assert_names(&e, &lock, EndpointStep::Lock);
+    assert_names(&e, &lock, Step::Lock);
     assert!(e.to_string().contains("symbolic link"), "{e}");
     assert!(!target.exists(), "the symlink's target must not be created");
     assert!(fs::symlink_metadata(&lock).expect("still there").file_type().is_symlink());
@@ -71,7 +71,7 @@ async fn lock_file_symlink_to_an_existing_file_leaves_it_untouched() {
     fs::write(&target, b"keep me").expect("write");
     std::os::unix::fs::symlink(&target, &lock).expect("symlink");
     let e = bind(&socket).expect_err("symlinked lock");
-    assert_names(&e, &lock, EndpointStep::Lock);
+    assert_names(&e, &lock, Step::Lock);
     assert_eq!(fs::read(&target).expect("read"), b"keep me");
 }
 
@@ -82,7 +82,7 @@ async fn parent_directory_that_cannot_be_created_names_the_directory_and_step() 
     fs::write(&file, b"").expect("write");
     let missing = file.join("sub");
     let e = bind(&missing.join("s.sock")).expect_err("cannot create under a file");
-    assert_names(&e, &missing, EndpointStep::CreateDirectory);
+    assert_names(&e, &missing, Step::CreateDirectory);
 }
 
 #[tokio::test]
@@ -92,7 +92,7 @@ async fn private_directory_that_cannot_be_created_names_the_directory_and_step()
     fs::write(&file, b"").expect("write");
     let private = file.join("p");
     let e = ipc_transport_unix::ensure_private_dir(&private, true).expect_err("under a file");
-    assert_names(&e, &private, EndpointStep::CreateDirectory);
+    assert_names(&e, &private, Step::CreateDirectory);
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn missing_private_directory_names_the_directory_and_step() {
     let dir = tempfile::tempdir().expect("tempdir");
     let private = dir.path().join("missing");
     let e = ipc_transport_unix::ensure_private_dir(&private, false).expect_err("missing");
-    assert_names(&e, &private, EndpointStep::CheckDirectory);
+    assert_names(&e, &private, Step::CheckDirectory);
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn datagram_socket_at_the_path_names_the_path_and_the_probe_step() {
     let socket = dir.path().join("s.sock");
     let _dgram = std::os::unix::net::UnixDatagram::bind(&socket).expect("dgram bind");
     let e = bind(&socket).expect_err("a datagram socket is in the way");
-    assert_names(&e, &socket, EndpointStep::ProbeExisting);
+    assert_names(&e, &socket, Step::ProbeExisting);
     assert!(fs::symlink_metadata(&socket).is_ok(), "left alone");
 }
 
@@ -119,7 +119,7 @@ async fn connecting_to_a_datagram_socket_names_the_path_and_step() {
     let socket = dir.path().join("s.sock");
     let _dgram = std::os::unix::net::UnixDatagram::bind(&socket).expect("dgram bind");
     let e = connect(&socket, Duration::from_secs(5)).await.expect_err("datagram");
-    assert_names(&e, &socket, EndpointStep::Connect);
+    assert_names(&e, &socket, Step::Connect);
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn connecting_under_a_regular_file_names_the_path_and_step() {
     fs::write(&file, b"").expect("write");
     let socket = file.join("s.sock");
     let e = connect(&socket, Duration::from_secs(5)).await.expect_err("ENOTDIR");
-    assert_names(&e, &socket, EndpointStep::Connect);
+    assert_names(&e, &socket, Step::Connect);
 }
 
 /// Child side of the tests below that need another user: binds `BUNCTL_TEST_BIND` and prints
@@ -142,7 +142,7 @@ fn child_binds() {
     let _guard = rt.enter();
     match bind(Path::new(&path)) {
         Ok(_) => println!("OUTCOME:bound"),
-        Err(IpcError::Endpoint { endpoint, step, .. }) => {
+        Err(EndpointError::Io { path: endpoint, step, .. }) => {
             println!("OUTCOME:{step:?}|{}", endpoint.display())
         }
         Err(e) => println!("OUTCOME:other|{e:?}"),

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Operation, Result};
+use super::error::{EndpointError, Result, Step};
 use tokio::net::windows::named_pipe::{ClientOptions, PipeMode};
 use tokio::time::Instant;
 use tracing::debug;
@@ -20,14 +20,14 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_
 /// Connects to the server at `endpoint` (see [`pipe_name`](crate::pipe_name)), waiting up to
 /// `timeout`. Must be called within a tokio runtime.
 ///
-/// A pipe that does not exist is [`IpcError::NotRunning`] naming the pipe. A pipe whose
+/// A pipe that does not exist is [`EndpointError::NotRunning`] naming the pipe. A pipe whose
 /// instances are all busy (`ERROR_PIPE_BUSY`: the server has not yet put up the next one) is
 /// retried with a back-off from 1 ms doubling to 50 ms until `timeout`, then
-/// [`IpcError::Timeout`]. The server is granted identification-level impersonation only
+/// [`EndpointError::Timeout`]. The server is granted identification-level impersonation only
 /// (`SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`): it can learn who the client is, but
 /// cannot act as the client — which matters if someone else's server holds the name. Any
-/// other failure to open the pipe is [`IpcError::Endpoint`] naming it (step
-/// [`Connect`](EndpointStep::Connect)). Who runs the server is checked separately, by
+/// other failure to open the pipe is [`EndpointError::Endpoint`] naming it (step
+/// [`Connect`](Step::Connect)). Who runs the server is checked separately, by
 /// [`verify_server`](crate::verify_server).
 pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<ClientStream> {
     let name = pipe_name(endpoint.as_ref())?;
@@ -39,16 +39,15 @@ pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<Cl
         match options.open(&name) {
             Ok(pipe) => return Ok(PipeStream::new(pipe)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(IpcError::NotRunning { endpoint: PathBuf::from(&name), source: e });
+                return Err(EndpointError::NotRunning { path: PathBuf::from(&name), source: e });
             }
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
                 let now = Instant::now();
                 let wait = match deadline {
                     Some(d) if now >= d => {
-                        return Err(IpcError::Timeout {
-                            operation: Operation::Connect,
+                        return Err(EndpointError::ConnectTimeout {
+                            path: PathBuf::from(&name),
                             after: timeout,
-                            torn: false,
                         });
                     }
                     // The last attempt is made at the deadline itself.
@@ -59,7 +58,7 @@ pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<Cl
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(BACKOFF.1);
             }
-            Err(e) => return Err(EndpointStep::Connect.error(&name, e)),
+            Err(e) => return Err(Step::Connect.error(&name, e)),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
-use ipc_proto::{EndpointStep, IpcError, Result};
+use super::error::{EndpointError, Result, Step};
 use tracing::debug;
 use windows_sys::Win32::Foundation::ERROR_SUCCESS;
 use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_KERNEL_OBJECT};
@@ -88,13 +88,13 @@ pub fn server_user_sid(stream: &ClientStream) -> io::Result<(String, IdentitySou
 }
 
 /// Checks that the server reached through `stream` at `endpoint` runs as the current user or
-/// as SYSTEM; anything else is [`IpcError::ServerIdentity`] naming the pipe and the SID found.
-/// Failing to find out at all is [`IpcError::Endpoint`] (step
-/// [`IdentifyServer`](EndpointStep::IdentifyServer)).
+/// as SYSTEM; anything else is [`EndpointError::ServerIdentity`] naming the pipe and the SID found.
+/// Failing to find out at all is [`EndpointError::Endpoint`] (step
+/// [`IdentifyServer`](Step::IdentifyServer)).
 pub fn verify_server(stream: &ClientStream, endpoint: &Path) -> Result<()> {
     let name = pipe_name(endpoint).map(PathBuf::from).unwrap_or_else(|_| endpoint.to_owned());
-    let fail = EndpointStep::IdentifyServer.at(&name);
-    let me = current_user_sid().map_err(EndpointStep::IdentifyServer.at(&name))?;
+    let fail = Step::IdentifyServer.at(&name);
+    let me = current_user_sid().map_err(Step::IdentifyServer.at(&name))?;
     let (found, source) = server_user_sid(stream).map_err(fail)?;
     if found == me || found == SYSTEM_SID {
         return Ok(());
@@ -103,8 +103,8 @@ pub fn verify_server(stream: &ClientStream, endpoint: &Path) -> Result<()> {
         IdentitySource::ProcessToken => "process token",
         IdentitySource::PipeOwner => "pipe owner",
     };
-    Err(IpcError::ServerIdentity {
-        endpoint: name,
+    Err(EndpointError::ServerIdentity {
+        path: name,
         found: format!("{found} (from its {how})"),
         expected: format!("this user ({me}) or SYSTEM ({SYSTEM_SID})"),
     })

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Result};
+use super::error::{EndpointError, Result, Step};
 use tokio::net::windows::named_pipe::{NamedPipeServer, PipeMode, ServerOptions};
 use tracing::{debug, warn};
 use windows_sys::Win32::Foundation::{
@@ -50,35 +50,35 @@ impl PipeListener {
     /// Must be called within a tokio runtime.
     ///
     /// The instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`, so if the name exists —
-    /// another server, or anyone squatting on it — this fails with [`IpcError::AddrInUse`]
+    /// another server, or anyone squatting on it — this fails with [`EndpointError::AddrInUse`]
     /// naming the pipe, instead of quietly adding an instance to someone else's pipe. The pipe
     /// accepts local clients only (`PIPE_REJECT_REMOTE_CLIENTS`) and its DACL admits the
     /// current user and SYSTEM only, and its owner is the current user. Other failures are
-    /// [`IpcError::Endpoint`] naming the pipe and the step.
+    /// [`EndpointError::Endpoint`] naming the pipe and the step.
     pub fn bind(endpoint: impl AsRef<Path>) -> Result<PipeListener> {
         let name = pipe_name(endpoint.as_ref())?;
         let path = PathBuf::from(&name);
-        let security = PipeSecurity::current_user_only()
-            .map_err(EndpointStep::SecurityDescriptor.at(&path))?;
+        let security =
+            PipeSecurity::current_user_only().map_err(Step::SecurityDescriptor.at(&path))?;
         let instance = create_instance(&name, &security, true).map_err(|e| {
             // ACCESS_DENIED is what FIRST_PIPE_INSTANCE reports for an existing name;
             // PIPE_BUSY what an existing pipe at its instance limit reports.
             if matches!(raw_error(&e), Some(ERROR_ACCESS_DENIED | ERROR_PIPE_BUSY)) {
                 debug!(pipe = ?name, error = %e, "pipe name already taken");
-                IpcError::AddrInUse { endpoint: PathBuf::from(&name) }
+                EndpointError::AddrInUse { path: PathBuf::from(&name) }
             } else {
-                EndpointStep::CreatePipe.error(&path, e)
+                Step::CreatePipe.error(&path, e)
             }
         })?;
         // Some implementations (Wine 8) ignore FILE_FLAG_FIRST_PIPE_INSTANCE and quietly add
         // an instance to an existing pipe. Counting the instances catches that: right after
         // creating the first one there must be exactly one. (Two servers racing there both
         // see two and both fail — a clash is refused, never shared.)
-        match instance_count(&instance).map_err(EndpointStep::QueryPipe.at(&path))? {
+        match instance_count(&instance).map_err(Step::QueryPipe.at(&path))? {
             1 => {}
             n => {
                 debug!(pipe = ?name, instances = n, "pipe name already taken");
-                return Err(IpcError::AddrInUse { endpoint: PathBuf::from(&name) });
+                return Err(EndpointError::AddrInUse { path: PathBuf::from(&name) });
             }
         }
         debug!(pipe = ?name, "listening");

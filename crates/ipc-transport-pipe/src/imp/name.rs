@@ -1,10 +1,9 @@
 //! From an endpoint (a path, as on Unix) to a pipe name.
 
 use std::ffi::OsString;
-use std::io;
 use std::path::Path;
 
-use ipc_proto::{IpcError, Result};
+use super::error::{EndpointError, Result};
 
 /// The namespace of local named pipes. Names are compared case-insensitively by Windows.
 pub const PIPE_PREFIX: &str = r"\\.\pipe\";
@@ -30,12 +29,9 @@ pub fn pipe_name(endpoint: &Path) -> Result<OsString> {
     if is_pipe_name(endpoint) {
         return Ok(endpoint.as_os_str().to_owned());
     }
-    let file = endpoint.file_name().ok_or_else(|| {
-        IpcError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("endpoint {} names no pipe: it has no file name", endpoint.display()),
-        ))
-    })?;
+    let file = endpoint
+        .file_name()
+        .ok_or_else(|| EndpointError::InvalidName { path: endpoint.to_owned() })?;
     let mut name = OsString::from(BUNCTL_PREFIX);
     name.push(file);
     Ok(name)
@@ -69,10 +65,7 @@ mod tests {
     fn path_without_a_file_name_is_rejected() {
         for bad in ["", "..", r"C:\"] {
             let e = pipe_name(Path::new(bad)).expect_err(bad);
-            assert!(
-                matches!(&e, IpcError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput),
-                "{bad:?}: {e}"
-            );
+            assert!(matches!(&e, EndpointError::InvalidName { .. }), "{bad:?}: {e}");
         }
     }
 }

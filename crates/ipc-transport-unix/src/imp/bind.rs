@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Result};
+use super::error::{EndpointError, Result, Step};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use tokio::net::UnixStream;
 use tokio::net::unix::UCred;
@@ -118,12 +118,12 @@ impl UnixListener {
     /// Binds a listening socket at `path`. Must be called within a tokio runtime.
     ///
     /// In order: the path length is checked; a missing parent directory is created (0700); the
-    /// lock `<path>.lock` is taken (held by another process: [`IpcError::AddrInUse`]; a
+    /// lock `<path>.lock` is taken (held by another process: [`EndpointError::AddrInUse`]; a
     /// symbolic link there is refused, never followed); an existing `path` is examined — a live
-    /// socket gives [`IpcError::AddrInUse`] and is left alone, a stale one is removed, anything
-    /// that is not a socket gives [`IpcError::NotASocket`] and is left alone; then the socket
+    /// socket gives [`EndpointError::AddrInUse`] and is left alone, a stale one is removed, anything
+    /// that is not a socket gives [`EndpointError::NotASocket`] and is left alone; then the socket
     /// is bound with its mode already restricted, so it is never reachable with looser
-    /// permissions. Any other failure is [`IpcError::Endpoint`], naming the path concerned (the
+    /// permissions. Any other failure is [`EndpointError::Endpoint`], naming the path concerned (the
     /// directory, the lock file or the socket) and the step.
     pub fn bind(path: impl AsRef<Path>, options: &BindOptions) -> Result<UnixListener> {
         let path = path.as_ref();
@@ -135,51 +135,47 @@ impl UnixListener {
                 create_parent_dir(dir)?;
             }
         }
-        let in_use = || IpcError::AddrInUse { endpoint: path.to_owned() };
+        let in_use = || EndpointError::AddrInUse { path: path.to_owned() };
         let lock_path = lock_path_for(path);
         let lock = LockFile::try_acquire(lock_path.clone())
-            .map_err(EndpointStep::Lock.at(&lock_path))?
+            .map_err(Step::Lock.at(&lock_path))?
             .ok_or_else(in_use)?;
 
         match fs::symlink_metadata(path) {
             Ok(md) if md.file_type().is_socket() => {
-                match probe(path).map_err(EndpointStep::ProbeExisting.at(path))? {
+                match probe(path).map_err(Step::ProbeExisting.at(path))? {
                     Probe::Live => return Err(in_use()),
                     Probe::Stale => {
                         info!(path = %path.display(), "removing stale socket left by a previous server");
                         match fs::remove_file(path) {
                             Ok(()) => {}
                             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(EndpointStep::RemoveStale.error(path, e)),
+                            Err(e) => return Err(Step::RemoveStale.error(path, e)),
                         }
                     }
                     Probe::Gone => {}
                 }
             }
-            Ok(_) => return Err(IpcError::NotASocket { path: path.to_owned() }),
+            Ok(_) => return Err(EndpointError::NotASocket { path: path.to_owned() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(EndpointStep::InspectExisting.error(path, e)),
+            Err(e) => return Err(Step::InspectExisting.error(path, e)),
         }
 
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)
-            .map_err(EndpointStep::CreateSocket.at(path))?;
+        let socket =
+            Socket::new(Domain::UNIX, Type::STREAM, None).map_err(Step::CreateSocket.at(path))?;
         let socket = restrict_mode(socket, options.mode);
-        let addr = SockAddr::unix(path).map_err(EndpointStep::Bind.at(path))?;
+        let addr = SockAddr::unix(path).map_err(Step::Bind.at(path))?;
         socket.bind(&addr).map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                in_use()
-            } else {
-                EndpointStep::Bind.error(path, e)
-            }
+            if e.kind() == io::ErrorKind::AddrInUse { in_use() } else { Step::Bind.error(path, e) }
         })?;
         // Whatever the umask took away, the final mode is exactly the requested one.
         let identity = (|| {
             fs::set_permissions(path, Permissions::from_mode(options.mode))
-                .map_err(EndpointStep::SetPermissions.at(path))?;
-            socket.listen(options.backlog).map_err(EndpointStep::Listen.at(path))?;
-            socket.set_nonblocking(true).map_err(EndpointStep::Listen.at(path))?;
-            let md = fs::symlink_metadata(path).map_err(EndpointStep::Listen.at(path))?;
-            Ok::<_, IpcError>((md.dev(), md.ino()))
+                .map_err(Step::SetPermissions.at(path))?;
+            socket.listen(options.backlog).map_err(Step::Listen.at(path))?;
+            socket.set_nonblocking(true).map_err(Step::Listen.at(path))?;
+            let md = fs::symlink_metadata(path).map_err(Step::Listen.at(path))?;
+            Ok::<_, EndpointError>((md.dev(), md.ino()))
         })();
         let identity = match identity {
             Ok(id) => id,
@@ -188,8 +184,8 @@ impl UnixListener {
                 return Err(e);
             }
         };
-        let inner = tokio::net::UnixListener::from_std(socket.into())
-            .map_err(EndpointStep::Listen.at(path))?;
+        let inner =
+            tokio::net::UnixListener::from_std(socket.into()).map_err(Step::Listen.at(path))?;
         debug!(path = %path.display(), mode = format_args!("{:04o}", options.mode), "listening");
         Ok(UnixListener {
             inner,
@@ -202,9 +198,8 @@ impl UnixListener {
     /// Must be called within a tokio runtime.
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> Result<UnixListener> {
         let name = adopted_name(SockRef::from(&listener), listener.as_raw_fd());
-        listener.set_nonblocking(true).map_err(EndpointStep::Adopt.at(&name))?;
-        let inner =
-            tokio::net::UnixListener::from_std(listener).map_err(EndpointStep::Adopt.at(&name))?;
+        listener.set_nonblocking(true).map_err(Step::Adopt.at(&name))?;
+        let inner = tokio::net::UnixListener::from_std(listener).map_err(Step::Adopt.at(&name))?;
         Ok(UnixListener { inner, owned: None })
     }
 
@@ -222,7 +217,7 @@ impl UnixListener {
     /// As `sd_listen_fds(3)` does, the descriptor is made close-on-exec, so that programs this
     /// process starts do not inherit the listener (and cannot accept its clients). It must be
     /// a listening stream Unix socket (`SO_TYPE`; `SO_ACCEPTCONN` where the OS reports it:
-    /// Linux, Android, FreeBSD); anything else is [`IpcError::NotAListener`] naming the
+    /// Linux, Android, FreeBSD); anything else is [`EndpointError::NotAListener`] naming the
     /// descriptor and what it is instead.
     pub fn from_systemd() -> Result<Option<UnixListener>> {
         match super::systemd::take_first_listen_fd()? {
@@ -289,13 +284,13 @@ fn adopted_name(socket: SockRef<'_>, fd: RawFd) -> PathBuf {
 /// Checks that `fd` is a listening stream Unix socket, makes it close-on-exec and adopts it.
 fn adopt_fd(fd: OwnedFd, passed_by: &'static str) -> Result<UnixListener> {
     let raw = fd.as_raw_fd();
-    check_listener(fd.as_fd()).map_err(|found| IpcError::NotAListener {
+    check_listener(fd.as_fd()).map_err(|found| EndpointError::NotAListener {
         fd: raw,
         passed_by,
         found,
     })?;
     let name = adopted_name(SockRef::from(&fd), raw);
-    set_cloexec(fd.as_fd()).map_err(EndpointStep::Adopt.at(&name))?;
+    set_cloexec(fd.as_fd()).map_err(Step::Adopt.at(&name))?;
     let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
     debug!(socket = %name.display(), fd = raw, passed_by, "adopted listening socket");
     Ok(listener)

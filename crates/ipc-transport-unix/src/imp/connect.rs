@@ -2,7 +2,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use ipc_proto::{EndpointStep, IpcError, Operation, Result};
+use super::error::{EndpointError, Result, Step};
 use tokio::net::UnixStream;
 use tokio::net::unix::UCred;
 use tokio::time::Instant;
@@ -13,10 +13,10 @@ use super::path::check_path_len;
 /// Connects to the server at `path`, waiting up to `timeout`.
 ///
 /// A missing socket file or a refused connection (a stale file, nobody accepting) is
-/// [`IpcError::NotRunning`] naming the path. A server whose queue of pending connections is
-/// full is retried with a short back-off until `timeout`, then [`IpcError::Timeout`]. Any
-/// other failure is [`IpcError::Endpoint`] naming the path (step
-/// [`Connect`](EndpointStep::Connect)).
+/// [`EndpointError::NotRunning`] naming the path. A server whose queue of pending connections is
+/// full is retried with a short back-off until `timeout`, then [`EndpointError::Timeout`]. Any
+/// other failure is [`EndpointError::Endpoint`] naming the path (step
+/// [`Connect`](Step::Connect)).
 pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixStream> {
     let path = path.as_ref();
     check_path_len(path)?;
@@ -31,33 +31,32 @@ pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixSt
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 ) =>
             {
-                return Err(IpcError::NotRunning { endpoint: path.to_owned(), source: e });
+                return Err(EndpointError::NotRunning { path: path.to_owned(), source: e });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if deadline.is_some_and(|d| Instant::now() + backoff > d) {
-                    return Err(IpcError::Timeout {
-                        operation: Operation::Connect,
+                    return Err(EndpointError::ConnectTimeout {
+                        path: path.to_owned(),
                         after: timeout,
-                        torn: false,
                     });
                 }
                 debug!(path = %path.display(), "server backlog full; retrying connect");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err(e) => return Err(EndpointStep::Connect.error(path, e)),
+            Err(e) => return Err(Step::Connect.error(path, e)),
         }
     }
 }
 
 /// The credentials of the server at the other end of `stream`, connected to `path`; a failure
-/// to read them is [`IpcError::Endpoint`] (step [`PeerCredentials`](EndpointStep::PeerCredentials)).
+/// to read them is [`EndpointError::Endpoint`] (step [`PeerCredentials`](Step::PeerCredentials)).
 pub fn server_credentials(stream: &UnixStream, path: &Path) -> Result<UCred> {
-    stream.peer_cred().map_err(EndpointStep::PeerCredentials.at(path))
+    stream.peer_cred().map_err(Step::PeerCredentials.at(path))
 }
 
 /// Checks that a server reached at `path` runs as a user the client trusts: the client's own
-/// effective uid, or root. Anything else is [`IpcError::ServerIdentity`] naming the endpoint and
+/// effective uid, or root. Anything else is [`EndpointError::ServerIdentity`] naming the endpoint and
 /// the uid found. Whoever can create the endpoint (a squatter in a shared directory, a stale
 /// configuration pointing elsewhere) is otherwise talked to as if it were the daemon.
 pub fn verify_server_uid(path: &Path, server_uid: u32) -> Result<()> {
@@ -67,8 +66,8 @@ pub fn verify_server_uid(path: &Path, server_uid: u32) -> Result<()> {
     }
     let expected =
         if me == 0 { "root (uid 0)".to_owned() } else { format!("this user (uid {me}) or root") };
-    Err(IpcError::ServerIdentity {
-        endpoint: path.to_owned(),
+    Err(EndpointError::ServerIdentity {
+        path: path.to_owned(),
         found: format!("uid {server_uid}"),
         expected,
     })
@@ -87,7 +86,7 @@ mod tests {
         let other = if me == 65534 { 65533 } else { 65534 };
         let e = verify_server_uid(path, other).expect_err("another uid");
         assert!(
-            matches!(&e, IpcError::ServerIdentity { found, .. } if *found == format!("uid {other}"))
+            matches!(&e, EndpointError::ServerIdentity { found, .. } if *found == format!("uid {other}"))
         );
         let text = e.to_string();
         assert!(

@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-use ipc_proto::{EndpointStep, IpcError, Result};
+use super::error::{EndpointError, Result, Step};
 
 /// The longest socket path, in bytes, that fits `sun_path` with its terminating NUL.
 pub const fn max_path_len() -> usize {
@@ -12,31 +12,31 @@ pub const fn max_path_len() -> usize {
     if cfg!(any(target_os = "linux", target_os = "android")) { 107 } else { 103 }
 }
 
-/// Fails with [`IpcError::PathTooLong`] when `path` cannot be a Unix socket address here.
+/// Fails with [`EndpointError::PathTooLong`] when `path` cannot be a Unix socket address here.
 pub fn check_path_len(path: &Path) -> Result<()> {
     let len = path.as_os_str().as_bytes().len();
     if len > max_path_len() {
-        return Err(IpcError::PathTooLong { path: path.to_owned(), len, max: max_path_len() });
+        return Err(EndpointError::PathTooLong { path: path.to_owned(), len, max: max_path_len() });
     }
     Ok(())
 }
 
 /// Makes sure `dir` is a private directory of this user: creates it with mode 0700 when `create`
-/// is set and it is missing, then refuses it ([`IpcError::InsecurePath`]) if it is not a real
+/// is set and it is missing, then refuses it ([`EndpointError::InsecurePath`]) if it is not a real
 /// directory, is owned by another uid, or grants any access to group or others — the same rule
 /// tmux applies to its socket directory. A directory that cannot be created or examined is
-/// [`IpcError::Endpoint`] naming it (a missing one, with `create` unset: step
-/// [`CheckDirectory`](EndpointStep::CheckDirectory), kind `NotFound`).
+/// [`EndpointError::Endpoint`] naming it (a missing one, with `create` unset: step
+/// [`CheckDirectory`](Step::CheckDirectory), kind `NotFound`).
 pub fn ensure_private_dir(dir: &Path, create: bool) -> Result<()> {
     if create {
         match DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(EndpointStep::CreateDirectory.error(dir, e)),
+            Err(e) => return Err(Step::CreateDirectory.error(dir, e)),
         }
     }
-    let insecure = |reason: String| IpcError::InsecurePath { path: dir.to_owned(), reason };
-    let md = fs::symlink_metadata(dir).map_err(EndpointStep::CheckDirectory.at(dir))?;
+    let insecure = |reason: String| EndpointError::InsecurePath { path: dir.to_owned(), reason };
+    let md = fs::symlink_metadata(dir).map_err(Step::CheckDirectory.at(dir))?;
     if !md.is_dir() {
         return Err(insecure("not a directory (a symbolic link or a file is not accepted)".into()));
     }
@@ -55,9 +55,5 @@ pub fn ensure_private_dir(dir: &Path, create: bool) -> Result<()> {
 
 /// Creates `dir` and its missing parents, new directories with mode 0700.
 pub(crate) fn create_parent_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(EndpointStep::CreateDirectory.at(dir))
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Step::CreateDirectory.at(dir))
 }

@@ -3,7 +3,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ipc_proto::{IpcError, Result};
+use super::error::{EndpointError, Result};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
@@ -31,7 +31,7 @@ pub(crate) fn take_first_listen_fd() -> Result<Option<OwnedFd>> {
     }
     // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when it is closed.
     if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_GETFD) } < 0 {
-        return Err(IpcError::NotAListener {
+        return Err(EndpointError::NotAListener {
             fd: LISTEN_FDS_START,
             passed_by: "systemd",
             found: format!("it is not open ({})", std::io::Error::last_os_error()),
