@@ -11,7 +11,7 @@ use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_
 use bunctl_ipc::{
     Event, EventBus, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, SubscriptionType,
 };
-use bunctl_ipc_cli::{Daemon, DaemonOptions};
+use bunctl_ipc_daemon::{Daemon, DaemonOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -290,39 +290,79 @@ async fn restart_spawns_a_new_process_and_delete_forgets_the_app() {
     assert_eq!(error_message(call(&mut client, status()).await), "unknown app: t");
 }
 
-/// The lifecycle on every platform, with no shell: the `bunctl-ipc` binary is the app.
+/// The environment variable that turns this test executable into an app (see [`test_app`]).
+const ROLE: &str = "BUNCTL_DAEMON_TEST_ROLE";
+
+/// Not a test: when [`ROLE`] is set, this executable, run as `EXE test_app --exact
+/// --nocapture`, is an app for the daemon to supervise, the same on every platform (no shell
+/// needed). Roles: `hello` prints a line on each stream and exits 0; `fail` exits 2; `wait`
+/// blocks forever; `parent` starts a `wait` child of its own, prints `grandchild PID`, then
+/// blocks forever.
+#[test]
+fn test_app() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    match role.as_str() {
+        "hello" => {
+            println!("hello from the test app");
+            eprintln!("a line on stderr");
+            std::process::exit(0);
+        }
+        "fail" => std::process::exit(2),
+        "wait" => {}
+        "parent" => {
+            let child = std::process::Command::new(std::env::current_exe().expect("exe"))
+                .args(test_app_args())
+                .env(ROLE, "wait")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn the grandchild");
+            println!("grandchild {}", child.id());
+            std::mem::forget(child);
+        }
+        other => panic!("unknown {ROLE}: {other}"),
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn test_app_args() -> [&'static str; 3] {
+    ["test_app", "--exact", "--nocapture"]
+}
+
+/// `Start` of this executable as an app in `role` (see [`test_app`]).
+fn start_test_app(name: &str, role: &str) -> IpcMessage {
+    let exe = std::env::current_exe().expect("exe");
+    IpcMessage::Start {
+        name: name.into(),
+        config: json!({ "command": exe, "args": test_app_args(), "env": { ROLE: role } })
+            .to_string(),
+    }
+}
+
+/// The lifecycle on every platform, with no shell: this test executable is the app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_start_print_exit_and_stop_on_every_platform() {
     let daemon = Running::start(DaemonOptions::new()).await;
     let mut client = daemon.client().await;
     client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
-    let exe = env!("CARGO_BIN_EXE_bunctl-ipc");
 
-    assert_success(call(&mut client, start("version", exe, &["--version"])).await);
+    assert_success(call(&mut client, start_test_app("hello", "hello")).await);
     let events = events_until(&mut client, PROCESS_EXITED).await;
-    let lines: Vec<&Event> = events.iter().filter(|e| e.event_type == LOG_LINE).collect();
-    assert_eq!(lines.len(), 1, "{events:?}");
-    assert_eq!(lines[0].data["stream"], "stdout");
-    assert!(lines[0].data["line"].as_str().is_some_and(|l| l.starts_with("bunctl-ipc ")));
+    let line = |stream: &str, line: &str| {
+        Event::new(LOG_LINE, json!({"app": "hello", "stream": stream, "line": line}))
+    };
+    assert!(events.contains(&line("stdout", "hello from the test app")), "{events:?}");
+    assert!(events.contains(&line("stderr", "a line on stderr")), "{events:?}");
     assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(0)));
 
-    assert_success(call(&mut client, start("bad", exe, &["frobnicate"])).await);
+    assert_success(call(&mut client, start_test_app("bad", "fail")).await);
     let events = events_until(&mut client, PROCESS_EXITED).await;
-    assert!(events.iter().any(|e| e.event_type == LOG_LINE && e.data["stream"] == "stderr"));
     assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(2)));
 
-    // A long-running app: another daemon, on its own endpoint.
-    let inner = daemon.path.with_extension("inner");
-    let serve = IpcMessage::Start {
-        name: "long".into(),
-        config: json!({
-            "command": exe,
-            "args": ["serve", "--socket", inner],
-            "env": { "RUST_LOG": "warn" },
-        })
-        .to_string(),
-    };
-    assert_success(call(&mut client, serve).await);
+    assert_success(call(&mut client, start_test_app("long", "wait")).await);
     let status = data(call(&mut client, IpcMessage::Status { name: Some("long".into()) }).await);
     assert_eq!(status["state"], "running");
     assert_eq!(
@@ -435,34 +475,4 @@ async fn shutdown_stops_every_app_and_removes_the_socket() {
     assert!(pids.iter().all(|&pid| !is_alive(pid)), "apps stopped");
     let err = within("close", client.recv()).await.expect_err("connection closed");
     assert!(err.is_disconnect(), "{err:?}");
-}
-
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_command_shuts_down_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("bin.sock");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bunctl-ipc"))
-        .arg("serve")
-        .arg("--socket")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bunctl-ipc serve");
-    let mut client = within("the daemon to listen", IpcClient::connect_with_retry(&path, PATIENCE))
-        .await
-        .expect("connect");
-    assert_success(call(&mut client, start("app", "sleep", &["30"])).await);
-    let pid = data(call(&mut client, IpcMessage::Status { name: Some("app".into()) }).await)["pid"]
-        .as_u64()
-        .expect("pid");
-
-    let daemon_pid = libc::pid_t::try_from(child.id().expect("running")).expect("pid");
-    // SAFETY: plain signal delivery to the child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(daemon_pid, libc::SIGTERM) }, 0);
-    let status = within("the daemon to exit", child.wait()).await.expect("wait");
-    assert!(status.success(), "{status:?}");
-    assert!(!path.exists(), "socket removed");
-    assert!(!is_alive(pid), "app stopped");
 }

@@ -1,45 +1,9 @@
-//! The reference daemon: a small process manager behind a bunctl IPC socket.
-//!
-//! # Requests
-//!
-//! | request | reply |
-//! |---|---|
-//! | `Start { name, config }` | `Success` once spawned; `Error` for a duplicate name, bad config or a spawn failure |
-//! | `Stop { name }` | `Success` once the process is gone (SIGTERM to its process group, SIGKILL after the grace period; `TerminateProcess` on Windows) |
-//! | `Restart { name }` | `Success` once stopped (if running) and spawned again; counts in `restarts` |
-//! | `Delete { name }` | `Success` once stopped (if running) and forgotten |
-//! | `Status { name }` | `Data`: one record, or an array of all records sorted by name |
-//! | `List` | `Data`: the app names, sorted |
-//! | `Logs { name, lines }` | `Data`: the last `lines` output lines of one app, or of all apps merged in output order |
-//!
-//! `config` is JSON text: `{"command": "bun", "args": ["run", "server.ts"], "cwd": "/srv/web",
-//! "env": {"PORT": "3000"}}`; only `command` is required, `env` adds to the daemon's own
-//! environment, and unknown keys are refused (they are most likely typos). A status record is
-//! `{"name", "state", "pid", "restarts", "exit_code", "signal"}`, with `state` one of
-//! `starting`, `running`, `stopping`, `stopped` (by request), `exited` (on its own) and
-//! `errored` (a restart could not spawn). A log record is `{"app", "stream", "line"}`. Unknown
-//! apps get `Error { message: "unknown app: NAME" }`.
-//!
-//! # Events
-//!
-//! `process_started {"app", "pid"}`, `process_exited {"app", "exit_code", "signal"}`,
-//! `status_change {"app", "state"}` (the states above, and `deleted` when an app is deleted)
-//! and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
-//! Each is published while the daemon's state already shows it (a client that receives
-//! `status_change` and asks for `Status` sees at least that state). An app's output read before
-//! its exit is published before its `process_exited`; if a descendant keeps the output pipes
-//! open, lines that come later still arrive, after it.
-//!
-//! # Output capture
-//!
-//! stdout and stderr are read line by line; a line longer than
-//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and the last
-//! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
+//! [`Daemon`]: the app table, request handling, supervision and output capture.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -62,7 +26,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// Tunables of a [`Daemon`].
 ///
 /// ```
-/// use bunctl_ipc_cli::DaemonOptions;
+/// use bunctl_ipc_daemon::DaemonOptions;
 /// use std::time::Duration;
 ///
 /// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2)).log_lines(200);
@@ -226,12 +190,12 @@ struct Inner {
 /// The reference daemon's state and request handling; cheap to clone (clones share it).
 ///
 /// Serve it with [`Daemon::serve`] (or hand it to [`bunctl_ipc::serve`], as it implements
-/// [`Handler`]), or call [`Daemon::handle`] directly. See the [module docs](self) for the
+/// [`Handler`]), or call [`Daemon::handle`] directly. See the [crate docs](crate) for the
 /// requests, replies and events.
 ///
 /// ```
 /// use bunctl_ipc::{EventBus, IpcMessage, IpcResponse};
-/// use bunctl_ipc_cli::Daemon;
+/// use bunctl_ipc_daemon::Daemon;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -724,47 +688,6 @@ fn signal_group(pid: u32, signal: libc::c_int) {
     let rc = unsafe { libc::kill(-pgid, signal) };
     if rc != 0 {
         debug!(pgid, signal, error = %io::Error::last_os_error(), "kill failed");
-    }
-}
-
-/// Binds `socket` and runs a [`Daemon`] with default options until `shutdown` completes; then
-/// stops every app and removes the socket.
-pub async fn run_daemon(
-    socket: impl AsRef<Path>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), IpcError> {
-    let server = IpcServer::bind(socket).await?;
-    Daemon::new(EventBus::new()).serve(server, shutdown).await
-}
-
-/// Completes on Ctrl-C (SIGINT), or SIGTERM on Unix: the daemon's usual shutdown signal.
-///
-/// If a signal handler cannot be installed, that signal is logged and ignored.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
     }
 }
 
