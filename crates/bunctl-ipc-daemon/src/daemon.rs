@@ -1,6 +1,6 @@
 //! [`Daemon`]: the app table, request handling, supervision and output capture.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -13,11 +13,13 @@ use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_
 use bunctl_ipc::{EventBus, Handler, IpcError, IpcMessage, IpcResponse, IpcServer};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::AsyncRead;
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use crate::output::{AppLog, LogLine, OutputStream, read_lines};
 
 /// How long an app's output readers may take to reach end of stream after the app exited,
 /// before `process_exited` is published anyway (a descendant may hold the pipes open).
@@ -115,28 +117,6 @@ impl AppState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-impl OutputStream {
-    fn as_str(self) -> &'static str {
-        match self {
-            OutputStream::Stdout => "stdout",
-            OutputStream::Stderr => "stderr",
-        }
-    }
-}
-
-struct LogLine {
-    /// Daemon-wide output order, to merge apps' logs.
-    seq: u64,
-    stream: OutputStream,
-    line: String,
-}
-
 /// The handles of a running process.
 struct Run {
     stop: Arc<Notify>,
@@ -153,7 +133,8 @@ struct App {
     restarts: u32,
     exit_code: Option<i32>,
     signal: Option<i32>,
-    logs: VecDeque<LogLine>,
+    /// Behind its own lock: output capture never takes the app table's.
+    logs: Arc<AppLog>,
     run: Option<Run>,
     /// Serializes Start/Stop/Restart/Delete of this app.
     op: Arc<tokio::sync::Mutex<()>>,
@@ -372,7 +353,7 @@ impl Daemon {
                     restarts: 0,
                     exit_code: None,
                     signal: None,
-                    logs: VecDeque::new(),
+                    logs: Arc::default(),
                     run: None,
                     op,
                 },
@@ -437,7 +418,9 @@ impl Daemon {
         if entry(&mut apps, name, id).is_none() {
             return unknown(name);
         }
-        apps.remove(name);
+        if let Some(app) = apps.remove(name) {
+            app.logs.close();
+        }
         self.publish(STATUS_CHANGE, name, json!({ "app": name, "state": "deleted" }));
         success(format!("Deleted {name}"))
     }
@@ -486,7 +469,7 @@ impl Daemon {
         let pid = child.id().unwrap_or_default();
         let stop = Arc::new(Notify::new());
         let (exited_tx, exited_rx) = watch::channel(false);
-        {
+        let log = {
             let mut apps = self.lock();
             let Some(app) = entry(&mut apps, name, id) else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "app was deleted"));
@@ -497,12 +480,13 @@ impl Daemon {
             app.run = Some(Run { stop: Arc::clone(&stop), exited: exited_rx });
             self.publish(PROCESS_STARTED, name, json!({ "app": name, "pid": pid }));
             self.publish_state(name, app, AppState::Running);
-        }
+            Arc::clone(&app.logs)
+        };
         info!(app = name, pid, command = %config.command, "started");
         // Readers start after `process_started` is out, so no line can precede it.
         let readers = [
-            child.stdout.take().map(|out| self.spawn_reader(name, id, OutputStream::Stdout, out)),
-            child.stderr.take().map(|err| self.spawn_reader(name, id, OutputStream::Stderr, err)),
+            child.stdout.take().map(|out| self.spawn_reader(name, &log, OutputStream::Stdout, out)),
+            child.stderr.take().map(|err| self.spawn_reader(name, &log, OutputStream::Stderr, err)),
         ];
         tokio::spawn(self.clone().supervise(name.to_owned(), id, child, stop, readers, exited_tx));
         Ok(pid)
@@ -511,34 +495,23 @@ impl Daemon {
     fn spawn_reader(
         &self,
         name: &str,
-        id: u64,
+        log: &Arc<AppLog>,
         stream: OutputStream,
         output: impl AsyncRead + Unpin + Send + 'static,
     ) -> JoinHandle<()> {
-        let daemon = self.clone();
+        let inner = Arc::clone(&self.inner);
+        let log = Arc::clone(log);
         let name = name.to_owned();
-        let max = self.inner.options.max_line_len;
         tokio::spawn(async move {
-            read_lines(output, max, |line| daemon.record_line(&name, id, stream, line)).await;
+            let (keep, max) = (inner.options.log_lines, inner.options.max_line_len);
+            read_lines(output, max, |line| {
+                log.record(&inner.log_seq, keep, stream, line, |line| {
+                    let data = json!({ "app": name, "stream": stream.as_str(), "line": line });
+                    inner.bus.publish(LOG_LINE, Some(&name), data);
+                });
+            })
+            .await;
         })
-    }
-
-    fn record_line(&self, name: &str, id: u64, stream: OutputStream, line: String) {
-        let mut apps = self.lock();
-        let Some(app) = entry(&mut apps, name, id) else { return };
-        let keep = self.inner.options.log_lines;
-        if keep > 0 {
-            if app.logs.len() >= keep {
-                app.logs.pop_front();
-            }
-            let seq = self.inner.log_seq.fetch_add(1, Ordering::Relaxed);
-            app.logs.push_back(LogLine { seq, stream, line: line.clone() });
-        }
-        self.publish(
-            LOG_LINE,
-            name,
-            json!({ "app": name, "stream": stream.as_str(), "line": line }),
-        );
     }
 
     /// Owns the child: waits for it to exit or for a stop request, then publishes the exit.
@@ -592,51 +565,6 @@ impl Daemon {
 impl Handler for Daemon {
     fn handle(&self, message: IpcMessage) -> impl Future<Output = IpcResponse> + Send {
         Daemon::handle(self, message)
-    }
-}
-
-/// Reads `output` line by line (lines over `max` bytes are split; `\r\n` and `\n` end lines;
-/// invalid UTF-8 is replaced) until end of stream or a read error.
-async fn read_lines(output: impl AsyncRead + Unpin, max: usize, mut on_line: impl FnMut(String)) {
-    let mut reader = BufReader::new(output);
-    let mut line = Vec::new();
-    let mut emit = |line: &mut Vec<u8>| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        on_line(String::from_utf8_lossy(line).into_owned());
-        line.clear();
-    };
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(e) => {
-                debug!(error = %e, "output read failed");
-                break;
-            }
-        };
-        if buf.is_empty() {
-            if !line.is_empty() {
-                emit(&mut line);
-            }
-            return;
-        }
-        let room = max - line.len();
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(end) if end <= room => {
-                line.extend_from_slice(&buf[..end]);
-                reader.consume(end + 1);
-                emit(&mut line);
-            }
-            _ => {
-                let take = buf.len().min(room);
-                line.extend_from_slice(&buf[..take]);
-                reader.consume(take);
-                if line.len() >= max {
-                    emit(&mut line);
-                }
-            }
-        }
     }
 }
 
@@ -706,25 +634,28 @@ impl Daemon {
     }
 
     fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
-        let apps = self.lock();
-        let mut picked: Vec<(&str, &LogLine)> = match name {
-            Some(name) => match apps.get(name) {
-                Some(app) => app.logs.iter().map(|l| (name, l)).collect(),
-                None => return unknown(name),
-            },
-            None => {
-                let mut all: Vec<_> = apps
-                    .iter()
-                    .flat_map(|(name, app)| app.logs.iter().map(move |l| (name.as_str(), l)))
-                    .collect();
-                all.sort_by_key(|(_, l)| l.seq);
-                all
+        // The table lock only long enough to find the logs; each log is then read under its own.
+        let logs: Vec<(String, Arc<AppLog>)> = {
+            let apps = self.lock();
+            match name {
+                Some(name) => match apps.get(name) {
+                    Some(app) => vec![(name.to_owned(), Arc::clone(&app.logs))],
+                    None => return unknown(name),
+                },
+                None => {
+                    apps.iter().map(|(name, app)| (name.clone(), Arc::clone(&app.logs))).collect()
+                }
             }
         };
+        let mut picked: Vec<(&str, LogLine)> = logs
+            .iter()
+            .flat_map(|(name, log)| log.last(lines).into_iter().map(|l| (name.as_str(), l)))
+            .collect();
+        picked.sort_by_key(|(_, l)| l.seq);
         let skip = picked.len().saturating_sub(lines);
-        picked.drain(..skip);
         let data = picked
             .into_iter()
+            .skip(skip)
             .map(|(app, l)| json!({ "app": app, "stream": l.stream.as_str(), "line": l.line }))
             .collect();
         IpcResponse::Data { data: Value::Array(data) }
@@ -735,18 +666,40 @@ impl Daemon {
 mod tests {
     use super::*;
 
-    async fn lines_of(input: &[u8], max: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        read_lines(input, max, |l| out.push(l)).await;
-        out
-    }
+    use bunctl_ipc::SubscriptionType;
 
-    #[tokio::test]
-    async fn lines_are_split_on_newlines_and_at_the_length_limit() {
-        assert_eq!(lines_of(b"a\r\nbb\n\nccc", 100).await, ["a", "bb", "", "ccc"]);
-        assert_eq!(lines_of(b"abcdefg\nh\n", 3).await, ["abc", "def", "g", "h"]);
-        assert_eq!(lines_of(b"abc\n", 3).await, ["abc"]);
-        assert_eq!(lines_of(b"\xff\n", 8).await, ["\u{fffd}"]);
+    /// Holding the app table's lock, as a slow request would, does not stop an app's output
+    /// from being captured and published: capture never takes that lock.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // holding it across the waits is the point
+    async fn output_is_captured_while_the_app_table_is_locked() {
+        let patience = Duration::from_secs(20);
+        let bus = EventBus::new();
+        let mut events = bus.subscribe(SubscriptionType::LogEvents { app_name: None });
+        let daemon = Daemon::new(bus);
+        let config = json!({ "command": "sh", "args": ["-c", "while :; do echo flood; done"] });
+        let start = IpcMessage::Start { name: "flood".into(), config: config.to_string() };
+        let reply = daemon.handle(start).await;
+        assert!(matches!(reply, IpcResponse::Success { .. }), "{reply:?}");
+
+        let mut lines = 0;
+        {
+            let _table = daemon.lock();
+            while lines < 1000 {
+                let event = tokio::time::timeout(patience, events.recv())
+                    .await
+                    .expect("output keeps flowing while the table is locked")
+                    .expect("the bus is open");
+                lines += usize::from(event.event_type() == LOG_LINE);
+            }
+        }
+        let logs = daemon.handle(IpcMessage::Logs { name: Some("flood".into()), lines: 3 }).await;
+        assert!(
+            matches!(&logs, IpcResponse::Data { data } if data.as_array().is_some_and(|l| l.len() == 3)),
+            "{logs:?}"
+        );
+        daemon.shutdown().await;
     }
 
     #[test]

@@ -51,7 +51,7 @@
 //! Each is published while the daemon's state already shows it (a client that receives
 //! `status_change` and asks for `Status` sees at least that state). An app's output read before
 //! its exit is published before its `process_exited`; if a descendant keeps the output pipes
-//! open, lines that come later still arrive, after it.
+//! open, lines that come later still arrive, after it (but none after the app's `deleted`).
 //!
 //! # Output capture
 //!
@@ -60,6 +60,7 @@
 //! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
 
 mod daemon;
+mod output;
 
 use std::future::Future;
 use std::path::Path;
