@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::output::{AppLog, LogLine, OutputStream, read_lines};
+use crate::tree::ProcessTree;
 
 /// How long an app's output readers may take to reach end of stream after the app exited,
 /// before `process_exited` is published anyway (a descendant may hold the pipes open).
@@ -115,6 +116,12 @@ impl AppState {
             AppState::Errored => "errored",
         }
     }
+}
+
+/// An app's main process and the tree it heads.
+struct Process {
+    child: Child,
+    tree: ProcessTree,
 }
 
 /// The handles of a running process.
@@ -454,18 +461,20 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // If the daemon dies without stopping it, the process does not outlive it.
+            // If the supervisor is dropped without stopping it, the process does not outlive it
+            // (nor does the rest of its tree: see `ProcessTree`'s drop).
             .kill_on_drop(true);
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        // Its own process group: Stop signals the whole tree, and a Ctrl-C meant for the
-        // daemon's terminal does not reach the apps behind the daemon's back.
-        #[cfg(unix)]
-        command.process_group(0);
+        // Its own process tree (a process group, or a job): Stop ends all of it, and a Ctrl-C
+        // meant for the daemon's terminal does not reach the apps behind the daemon's back.
+        ProcessTree::prepare(&mut command);
         let mut child = command.spawn().map_err(|e| {
             io::Error::new(e.kind(), format!("cannot run {:?}: {e}", config.command))
         })?;
+        // Before anything else can fail, so that an early return still ends the whole tree.
+        let tree = ProcessTree::of(&child);
         let pid = child.id().unwrap_or_default();
         let stop = Arc::new(Notify::new());
         let (exited_tx, exited_rx) = watch::channel(false);
@@ -488,7 +497,15 @@ impl Daemon {
             child.stdout.take().map(|out| self.spawn_reader(name, &log, OutputStream::Stdout, out)),
             child.stderr.take().map(|err| self.spawn_reader(name, &log, OutputStream::Stderr, err)),
         ];
-        tokio::spawn(self.clone().supervise(name.to_owned(), id, child, stop, readers, exited_tx));
+        let process = Process { child, tree };
+        tokio::spawn(self.clone().supervise(
+            name.to_owned(),
+            id,
+            process,
+            stop,
+            readers,
+            exited_tx,
+        ));
         Ok(pid)
     }
 
@@ -514,20 +531,37 @@ impl Daemon {
         })
     }
 
-    /// Owns the child: waits for it to exit or for a stop request, then publishes the exit.
+    /// Owns the app's process: waits for it to exit or for a stop request, ends what is left
+    /// of its tree, then publishes the exit.
     async fn supervise(
         self,
         name: String,
         id: u64,
-        mut child: Child,
+        process: Process,
         stop: Arc<Notify>,
         readers: [Option<JoinHandle<()>>; 2],
         exited: watch::Sender<bool>,
     ) {
+        let Process { mut child, tree } = process;
+        let grace = self.inner.options.stop_grace;
         let (status, stopped) = tokio::select! {
             status = child.wait() => (status, false),
-            () = stop.notified() => (terminate(&mut child, self.inner.options.stop_grace).await, true),
+            () = stop.notified() => (stop_process(&mut child, &tree, grace).await, true),
         };
+        // The app is its whole tree: what the main process leaves behind goes with it.
+        if !tree.is_empty() {
+            if stopped {
+                // They had the grace period along with the main process.
+                tree.kill();
+            } else {
+                debug!(app = %name, "processes left behind by the app; stopping them");
+                tree.terminate();
+                if !tree.wait_empty(tokio::time::Instant::now() + grace).await {
+                    tree.kill();
+                }
+            }
+        }
+        drop(tree);
         let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
         for reader in readers.into_iter().flatten() {
             if tokio::time::timeout_at(drain_until, reader).await.is_err() {
@@ -568,6 +602,27 @@ impl Handler for Daemon {
     }
 }
 
+/// Stops the app's tree: asks politely (SIGTERM to the group; Windows has no polite signal),
+/// gives the main process `grace` to exit, then kills the whole tree.
+async fn stop_process(
+    child: &mut Child,
+    tree: &ProcessTree,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
+    tree.terminate();
+    if cfg!(unix) {
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => return status,
+            Err(_) => debug!(?grace, "still running after SIGTERM; killing the process group"),
+        }
+    }
+    tree.kill();
+    // The tree may be the child alone (no job on Windows), and killing an exited child is
+    // harmless: the error is of no interest.
+    let _ = child.start_kill();
+    child.wait().await
+}
+
 /// The signal that ended the process, on Unix.
 fn exit_signal(status: &ExitStatus) -> Option<i32> {
     #[cfg(unix)]
@@ -578,44 +633,6 @@ fn exit_signal(status: &ExitStatus) -> Option<i32> {
     {
         let _ = status;
         None
-    }
-}
-
-/// SIGTERM to the process group, SIGKILL if it is still there after `grace`.
-#[cfg(unix)]
-async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
-    if let Some(pid) = child.id() {
-        signal_group(pid, libc::SIGTERM);
-    }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            debug!(?grace, "still running after SIGTERM; sending SIGKILL");
-            if let Some(pid) = child.id() {
-                signal_group(pid, libc::SIGKILL);
-            }
-            child.kill().await?;
-            child.wait().await
-        }
-    }
-}
-
-/// `TerminateProcess`: Windows has no polite signal for a console-less child.
-#[cfg(not(unix))]
-async fn terminate(child: &mut Child, _grace: Duration) -> io::Result<ExitStatus> {
-    child.kill().await?;
-    child.wait().await
-}
-
-#[cfg(unix)]
-fn signal_group(pid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions. The child was
-    // spawned with `process_group(0)`, so its pid is its group's id, and it is not reaped yet
-    // (we hold its `Child` and have not seen it exit), so the id cannot have been reused.
-    let rc = unsafe { libc::kill(-pgid, signal) };
-    if rc != 0 {
-        debug!(pgid, signal, error = %io::Error::last_os_error(), "kill failed");
     }
 }
 

@@ -28,7 +28,7 @@
 //! | request | reply |
 //! |---|---|
 //! | `Start { name, config }` | `Success` once spawned; `Error` for a duplicate name, bad config or a spawn failure |
-//! | `Stop { name }` | `Success` once the process is gone (SIGTERM to its process group, SIGKILL after the grace period; `TerminateProcess` on Windows) |
+//! | `Stop { name }` | `Success` once the app's whole process tree is gone (see [Process trees](#process-trees)) |
 //! | `Restart { name }` | `Success` once stopped (if running) and spawned again; counts in `restarts` |
 //! | `Delete { name }` | `Success` once stopped (if running) and forgotten |
 //! | `Status { name }` | `Data`: one record, or an array of all records sorted by name |
@@ -50,8 +50,32 @@
 //! and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
 //! Each is published while the daemon's state already shows it (a client that receives
 //! `status_change` and asks for `Status` sees at least that state). An app's output read before
-//! its exit is published before its `process_exited`; if a descendant keeps the output pipes
-//! open, lines that come later still arrive, after it (but none after the app's `deleted`).
+//! its exit is published before its `process_exited`; if a process that escaped the app's tree
+//! keeps the output pipes open, lines that come later still arrive, after it (but none after
+//! the app's `deleted`).
+//!
+//! # Process trees
+//!
+//! An app is its main process and everything that process starts: on Unix its own process
+//! group (the main process is spawned with `process_group(0)`), on Windows a Job Object
+//! created for it. The daemon ends the whole tree:
+//!
+//! * on `Stop` (and `Restart`, `Delete`, and the daemon's [shutdown](Daemon::shutdown)):
+//!   SIGTERM to the group, then, once the main process has exited or the
+//!   [grace period](DaemonOptions::stop_grace) has passed, SIGKILL to whatever is left of the
+//!   group. Windows has no polite signal: `TerminateJobObject` ends the job at once;
+//! * when the main process exits on its own: what it left behind gets SIGTERM, and SIGKILL if
+//!   it is still there after the grace period (on Windows, `TerminateJobObject`), before
+//!   `process_exited` is published;
+//! * when the daemon's task is dropped without a shutdown (an aborted task, a runtime shut
+//!   down): SIGKILL to the group; on Windows the job's handle closes and
+//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` ends the job, which also happens if the daemon's
+//!   process dies.
+//!
+//! What escapes: a descendant that leaves the group (`setsid`, a shell's job control) on Unix;
+//! on Windows, a process the main process starts in the instant between its spawn and its
+//! assignment to the job (tokio cannot spawn suspended, so the assignment follows the spawn).
+//! And on Unix, a daemon killed with SIGKILL stops nothing: its apps live on.
 //!
 //! # Output capture
 //!
@@ -61,6 +85,7 @@
 
 mod daemon;
 mod output;
+mod tree;
 
 use std::future::Future;
 use std::path::Path;

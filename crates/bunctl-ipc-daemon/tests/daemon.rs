@@ -125,6 +125,74 @@ async fn events_until(client: &mut IpcClient, event_type: &str) -> Vec<Event> {
     }
 }
 
+/// Waits until process `pid` has exited, for at most `PATIENCE`; false if it is still there.
+///
+/// On Unix a killed orphan stays a zombie until init reaps it, and some inits (in containers)
+/// never do: a zombie counts as gone.
+#[cfg(unix)]
+async fn gone(pid: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        });
+        if !is_alive(pid) || zombie {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Nothing tells a test when an unrelated process exits: retry, under the deadline.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Waits until process `pid` has exited, for at most `PATIENCE`; false if it is still there.
+#[cfg(windows)]
+async fn gone(pid: u64) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, WAIT_OBJECT_0};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+    };
+    let pid = u32::try_from(pid).expect("pid");
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: plain arguments; the handle is checked, and closed once used.
+        let process = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+        if process.is_null() {
+            return true; // no such process any more
+        }
+        let millis = u32::try_from(PATIENCE.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: `process` is an open handle with SYNCHRONIZE access.
+        let exited = unsafe { WaitForSingleObject(process, millis) } == WAIT_OBJECT_0;
+        // SAFETY: closed once, here.
+        unsafe { CloseHandle(process) };
+        exited
+    })
+    .await
+    .expect("the wait")
+}
+
+/// The pid in the line `PREFIX PID` the app prints.
+async fn printed_pid(client: &mut IpcClient, app: &str, prefix: &str) -> u64 {
+    loop {
+        let event = next_event(client).await;
+        if event.event_type == LOG_LINE
+            && event.data["app"] == app
+            && let Some(pid) = event.data["line"].as_str().and_then(|l| l.strip_prefix(prefix))
+        {
+            return pid.trim().parse().expect("a pid");
+        }
+    }
+}
+
+/// `Start` of `sh -c SCRIPT`.
+#[cfg(unix)]
+fn sh(name: &str, script: &str) -> IpcMessage {
+    start(name, "sh", &["-c", script])
+}
+
 #[cfg(unix)]
 fn is_alive(pid: u64) -> bool {
     let pid = libc::pid_t::try_from(pid).expect("pid");
@@ -475,4 +543,117 @@ async fn shutdown_stops_every_app_and_removes_the_socket() {
     assert!(pids.iter().all(|&pid| !is_alive(pid)), "apps stopped");
     let err = within("close", client.recv()).await.expect_err("connection closed");
     assert!(err.is_disconnect(), "{err:?}");
+}
+
+/// Stop ends the grandchildren too, on every platform: the app (this test executable) starts
+/// a child of its own, which Stop must end along with it (Unix: the process group; Windows:
+/// the job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_the_apps_grandchildren_on_every_platform() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, start_test_app("tree", "parent")).await);
+    let grandchild = printed_pid(&mut client, "tree", "grandchild ").await;
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Stop { name: "tree".into() }).await),
+        "Stopped tree"
+    );
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived Stop");
+    assert!(daemon.stop().await.is_ok());
+}
+
+/// The grace period is the main process's: a grandchild that ignores SIGTERM is killed once
+/// the main process has exited, and Stop replies after that.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_a_grandchild_that_ignores_sigterm() {
+    let daemon = Running::start(DaemonOptions::new().stop_grace(Duration::from_secs(10))).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
+    let script = "(trap '' TERM; exec sleep 300) & echo \"grandchild $!\"; wait";
+    assert_success(call(&mut client, sh("t", script)).await);
+    let grandchild = printed_pid(&mut client, "t", "grandchild ").await;
+    assert!(is_alive(grandchild));
+    let began = tokio::time::Instant::now();
+    assert_success(call(&mut client, IpcMessage::Stop { name: "t".into() }).await);
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived Stop");
+    assert!(began.elapsed() < Duration::from_secs(10), "no wait for the grace period");
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data["signal"], libc::SIGTERM, "the main process obeyed SIGTERM");
+}
+
+/// An app whose main process exits leaves nothing behind: its leftovers are stopped before
+/// `process_exited` is published.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_exits_leaves_no_process_behind() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, sh("t", "sleep 300 & echo \"grandchild $!\"")).await);
+    let grandchild = printed_pid(&mut client, "t", "grandchild ").await;
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data["exit_code"], 0);
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived its app");
+    assert!(daemon.stop().await.is_ok());
+}
+
+/// The daemon's shutdown ends every app's whole process group, not only the main processes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_apps_process_group() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+    let script = "sleep 300 & echo \"grandchild $!\"; wait";
+    assert_success(call(&mut client, sh("a", script)).await);
+    let a = printed_pid(&mut client, "a", "grandchild ").await;
+    assert_success(call(&mut client, sh("b", script)).await);
+    let b = printed_pid(&mut client, "b", "grandchild ").await;
+    assert!(is_alive(a) && is_alive(b));
+    assert!(daemon.stop().await.is_ok());
+    assert!(gone(a).await && gone(b).await, "grandchildren outlived the daemon");
+}
+
+/// A runtime shut down without `Daemon::shutdown` (a panic, an early return from `main`) still
+/// ends its apps' process groups: dropping a supervisor kills its tree.
+#[cfg(unix)]
+#[test]
+fn a_runtime_dropped_without_shutdown_ends_its_apps_process_groups() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let grandchild = runtime.block_on(async {
+        let daemon = Running::start(DaemonOptions::new()).await;
+        let mut client = daemon.client().await;
+        client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+        let script = "sleep 300 & echo \"grandchild $!\"; wait";
+        assert_success(call(&mut client, sh("a", script)).await);
+        printed_pid(&mut client, "a", "grandchild ").await
+    });
+    assert!(is_alive(grandchild));
+    drop(runtime);
+    let checker = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    assert!(checker.block_on(gone(grandchild)), "grandchild {grandchild} outlived the runtime");
+}
+
+/// One app flooding its output does not hold up requests: `List` and `Status` are answered
+/// while it prints.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_while_an_app_floods_its_output() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, sh("flood", "while :; do echo flood; done")).await);
+    for _ in 0..100 {
+        assert_eq!(data(call(&mut client, IpcMessage::List).await), json!(["flood"]));
+        let status = data(call(&mut client, IpcMessage::Status { name: None }).await);
+        assert_eq!(status[0]["state"], "running");
+    }
+    let logs = data(call(&mut client, IpcMessage::Logs { name: None, lines: 5 }).await);
+    assert_eq!(logs.as_array().map(Vec::len), Some(5), "it was printing all along");
+    assert!(daemon.stop().await.is_ok());
 }
