@@ -52,7 +52,9 @@ impl DaemonOptions {
         }
     }
 
-    /// How long `Stop` waits after SIGTERM before sending SIGKILL (Unix).
+    /// How long `Stop` gives an app's main process after SIGTERM before the whole group gets
+    /// SIGKILL, and how long an exited app's leftovers get (Unix; Windows has no polite
+    /// signal and stops at once).
     pub fn stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
         self
@@ -548,17 +550,17 @@ impl Daemon {
             status = child.wait() => (status, false),
             () = stop.notified() => (stop_process(&mut child, &tree, grace).await, true),
         };
-        // The app is its whole tree: what the main process leaves behind goes with it.
+        // The app is its whole tree: what the main process leaves behind goes with it. After a
+        // stop they had the grace period along with the main process; after an exit of its own
+        // they get one now, where there is a polite signal (Unix).
         if !tree.is_empty() {
-            if stopped {
-                // They had the grace period along with the main process.
-                tree.kill();
-            } else {
-                debug!(app = %name, "processes left behind by the app; stopping them");
+            debug!(app = %name, "processes left behind by the app; stopping them");
+            let polite = cfg!(unix) && !stopped;
+            if polite {
                 tree.terminate();
-                if !tree.wait_empty(tokio::time::Instant::now() + grace).await {
-                    tree.kill();
-                }
+            }
+            if !polite || !tree.wait_empty(tokio::time::Instant::now() + grace).await {
+                tree.kill();
             }
         }
         drop(tree);

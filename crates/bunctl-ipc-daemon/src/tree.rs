@@ -293,3 +293,47 @@ mod windows {
         u32::try_from(size_of::<T>()).unwrap_or(u32::MAX)
     }
 }
+
+#[cfg(all(test, windows))]
+mod tests {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use super::*;
+
+    const IDLE: &str = "BUNCTL_TREE_TEST_IDLE";
+
+    /// Not a test: with [`IDLE`] set, this executable run as `EXE idle_when_asked --exact`
+    /// waits forever, as a child to put in a job.
+    #[test]
+    fn idle_when_asked() {
+        if std::env::var_os(IDLE).is_some() {
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+
+    /// A spawned child is in its tree's job, and killing the tree ends it.
+    #[tokio::test]
+    async fn a_child_joins_its_job_and_killing_the_tree_ends_it() {
+        let mut command = Command::new(std::env::current_exe().expect("exe"));
+        command
+            .args(["tree::tests::idle_when_asked", "--exact"])
+            .env(IDLE, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        ProcessTree::prepare(&mut command);
+        let mut child = command.spawn().expect("spawn");
+        let tree = ProcessTree::of(&child);
+        assert!(tree.contains(&child), "the child is in the job");
+        assert!(!tree.is_empty());
+        tree.kill();
+        let patience = Duration::from_secs(20);
+        let status =
+            tokio::time::timeout(patience, child.wait()).await.expect("ended").expect("wait");
+        assert_eq!(status.code(), Some(1), "TerminateJobObject's exit code");
+        assert!(tree.wait_empty(tokio::time::Instant::now() + patience).await);
+    }
+}

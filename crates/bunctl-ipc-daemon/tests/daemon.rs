@@ -378,6 +378,9 @@ fn test_app() {
         "fail" => std::process::exit(2),
         "wait" => {}
         "parent" => {
+            // So that the grandchild cannot start before the daemon has put this app in a job.
+            #[cfg(windows)]
+            wait_until_in_a_job();
             let child = std::process::Command::new(std::env::current_exe().expect("exe"))
                 .args(test_app_args())
                 .env(ROLE, "wait")
@@ -393,6 +396,23 @@ fn test_app() {
     }
     loop {
         std::thread::park();
+    }
+}
+
+/// Returns once this process is in a job (or after `PATIENCE`).
+#[cfg(windows)]
+fn wait_until_in_a_job() {
+    use windows_sys::Win32::System::JobObjects::IsProcessInJob;
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let mut in_job = 0;
+        // SAFETY: this process's pseudo-handle; a null job handle asks about any job.
+        let ok = unsafe { IsProcessInJob(GetCurrentProcess(), std::ptr::null_mut(), &mut in_job) };
+        if ok == 0 || in_job != 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::yield_now();
     }
 }
 
