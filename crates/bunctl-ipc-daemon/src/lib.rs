@@ -67,10 +67,10 @@
 //! * when the main process exits on its own: what it left behind gets SIGTERM, and SIGKILL if
 //!   it is still there after the grace period (on Windows, `TerminateJobObject`), before
 //!   `process_exited` is published;
-//! * when the daemon's task is dropped without a shutdown (an aborted task, a runtime shut
-//!   down): SIGKILL to the group; on Windows the job's handle closes and
-//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` ends the job, which also happens if the daemon's
-//!   process dies.
+//! * when the runtime the apps' supervisor tasks run on is shut down without
+//!   [`Daemon::shutdown`] (a panic, an early return from `main`): SIGKILL to the group; on
+//!   Windows the job's handle closes and `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` ends the job,
+//!   which also happens if the daemon's process dies.
 //!
 //! What escapes: a descendant that leaves the group (`setsid`, a shell's job control) on Unix;
 //! on Windows, a process the main process starts in the instant between its spawn and its
@@ -82,6 +82,8 @@
 //! stdout and stderr are read line by line; a line longer than
 //! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and the last
 //! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
+//! Each app's lines have a lock of their own: an app printing a flood of lines does not hold up
+//! requests, nor the capture of other apps' output.
 
 mod daemon;
 mod output;
