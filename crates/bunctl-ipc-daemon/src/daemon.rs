@@ -685,14 +685,14 @@ impl Daemon {
 mod tests {
     use super::*;
 
-    use bunctl_ipc::SubscriptionType;
-
     /// Holding the app table's lock, as a slow request would, does not stop an app's output
     /// from being captured and published: capture never takes that lock.
     #[cfg(unix)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[allow(clippy::await_holding_lock)] // holding it across the waits is the point
     async fn output_is_captured_while_the_app_table_is_locked() {
+        use bunctl_ipc::SubscriptionType;
+
         let patience = Duration::from_secs(20);
         let bus = EventBus::new();
         let mut events = bus.subscribe(SubscriptionType::LogEvents { app_name: None });

@@ -21,6 +21,7 @@
 //! reused as another group's in between, which is why every check that the group is empty is
 //! remembered and ends all signalling.
 
+#[cfg(unix)]
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
