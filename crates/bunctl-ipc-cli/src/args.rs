@@ -284,17 +284,6 @@ pub struct BenchArgs {
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1.5s` or plain seconds (`10`).
-///
-/// ```
-/// use bunctl_ipc_cli::args::parse_duration;
-/// use std::time::Duration;
-///
-/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-/// assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-/// assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-/// assert!(parse_duration("soon").is_err());
-/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
@@ -430,5 +419,16 @@ mod tests {
         );
         assert_eq!(sub(&["watch", "--status"]), SubscriptionType::StatusEvents { app_name: None });
         assert!(parse(&["watch", "--status", "--logs"]).is_err());
+    }
+
+    #[test]
+    fn parse_duration_accepts_units_fractions_and_plain_seconds() {
+        use std::time::Duration;
+
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("soon").is_err());
     }
 }

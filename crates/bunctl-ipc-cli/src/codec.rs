@@ -112,13 +112,6 @@ pub fn decode(input: impl Read, mut output: impl Write) -> Result<u64, CliError>
 }
 
 /// JSON text without the whitespace between tokens (string contents are kept as they are).
-///
-/// ```
-/// use bunctl_ipc_cli::codec::compact;
-///
-/// assert_eq!(compact("{ \"a b\" : [1, 2] }"), "{\"a b\":[1,2]}");
-/// assert_eq!(compact(r#"{"already":"compact"}"#), r#"{"already":"compact"}"#);
-/// ```
 pub fn compact(json: &str) -> Cow<'_, str> {
     let mut in_string = false;
     let mut escaped = false;
@@ -237,5 +230,11 @@ mod tests {
     fn compact_keeps_escaped_quotes_and_whitespace_inside_strings() {
         assert_eq!(compact(r#"[ "a \" b" , "\\" ]"#), r#"["a \" b","\\"]"#);
         assert_eq!(compact("\n\"x\"\n"), "\"x\"");
+    }
+
+    #[test]
+    fn compact_removes_whitespace_between_tokens_only() {
+        assert_eq!(compact("{ \"a b\" : [1, 2] }"), "{\"a b\":[1,2]}");
+        assert_eq!(compact(r#"{"already":"compact"}"#), r#"{"already":"compact"}"#);
     }
 }

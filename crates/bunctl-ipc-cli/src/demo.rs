@@ -18,10 +18,10 @@ use tokio::time::Instant;
 
 use crate::bench::{self, BenchConfig};
 use crate::call::connect;
-use crate::daemon::DaemonOptions;
 use crate::error::{CliError, Status};
 use crate::local::LocalDaemon;
 use crate::render;
+use bunctl_ipc_daemon::DaemonOptions;
 
 /// The app's name.
 const APP: &str = "demo";

@@ -1,49 +1,48 @@
-//! The `bunctl-ipc` tool as a library: every command, and the reference daemon it serves.
+//! The `bunctl-ipc` tool: argument parsing and printing over [`bunctl_ipc`] (the API) and
+//! [`bunctl_ipc_daemon`] (the reference daemon `serve` runs).
 //!
-//! The binary only parses its arguments ([`Cli`]) and hands them to [`run`], which prints to
-//! the writers it is given, so everything a command does can be tested without a process.
-//! The modules follow the commands:
+//! The binary parses its arguments ([`Cli`]), sets up logging and hands over to [`run`], which
+//! prints to the writers it is given and returns a [`Status`] or a [`CliError`]. That is the
+//! whole surface; the commands live in private modules:
 //!
 //! | command | module |
 //! |---|---|
-//! | `serve` | [`daemon`]: a small process manager built only on `bunctl-ipc`'s public API |
-//! | `call` | [`call`], printing through [`render`] and [`table`] |
-//! | `watch` | [`watch`] |
-//! | `encode`, `decode` | [`codec`] |
-//! | `bench` | [`mod@bench`], with [`local`] for `--spawn` |
-//! | `demo` | [`demo`] |
-//!
-//! Exit statuses are [`Status`]; failures are [`CliError`].
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), bunctl_ipc::IpcError> {
-//! // Serve on a socket until Ctrl-C or SIGTERM; apps are stopped and the socket removed after.
-//! bunctl_ipc_cli::run_daemon("/tmp/bunctl-demo.sock", bunctl_ipc_cli::shutdown_signal()).await
-//! # }
-//! ```
+//! | `serve` | `lib.rs`: [`bunctl_ipc_daemon::run_daemon`] |
+//! | `call` | `call`, printing through `render` and `table` |
+//! | `watch` | `watch` |
+//! | `encode`, `decode` | `codec` |
+//! | `bench` | `bench`, with `local` for `--spawn` |
+//! | `demo` | `demo` |
 
-pub mod args;
-pub mod bench;
-pub mod call;
-pub mod codec;
-pub mod daemon;
-pub mod demo;
-pub mod error;
-pub mod local;
-pub mod render;
-pub mod table;
-pub mod watch;
+mod args;
+mod bench;
+mod call;
+mod codec;
+mod demo;
+mod error;
+mod local;
+mod render;
+mod table;
+mod watch;
 
 use std::io::{BufRead, Write};
 
 use bunctl_ipc::{ServerOptions, default_max_connections};
+use bunctl_ipc_daemon::{DaemonOptions, run_daemon, shutdown_signal};
 use clap::CommandFactory;
 
 pub use args::Cli;
-pub use daemon::{Daemon, DaemonOptions, run_daemon, shutdown_signal};
 pub use error::{CliError, Status};
 
 use args::Command;
+
+impl Cli {
+    /// The `tracing` level to log at when `RUST_LOG` does not say: the daemon reports what it
+    /// does at `info`; the other commands only complain.
+    pub fn default_log_level(&self) -> &'static str {
+        if matches!(self.command, Command::Serve) { "info" } else { "warn" }
+    }
+}
 
 /// Carries out a parsed command line: reads `stdin` (`encode`, `decode`), prints results to
 /// `out` and diagnostics to `err`, and returns the exit status.

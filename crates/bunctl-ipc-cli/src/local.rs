@@ -9,8 +9,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::daemon::{Daemon, DaemonOptions};
 use crate::error::CliError;
+use bunctl_ipc_daemon::{Daemon, DaemonOptions};
 
 /// A [`Daemon`] serving a fresh endpoint in the current runtime.
 ///

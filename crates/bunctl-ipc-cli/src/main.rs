@@ -5,13 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use bunctl_ipc_cli::Cli;
-use bunctl_ipc_cli::args::Command;
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon reports what it does at `info`; the other commands only complain.
-    let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
+    let default_level = cli.default_log_level();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

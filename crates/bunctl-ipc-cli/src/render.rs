@@ -127,18 +127,6 @@ fn signal_name(signal: i64) -> String {
 
 /// One event as one human-readable line (without the newline): the app, the event type, then
 /// what happened.
-///
-/// ```
-/// use bunctl_ipc::Event;
-/// use bunctl_ipc_cli::render::event_text;
-/// use serde_json::json;
-///
-/// let started = Event::new("process_started", json!({"app": "web", "pid": 42}));
-/// assert_eq!(event_text(&started), "web  process_started  pid 42");
-/// let line = Event::new("log_line", json!({"app": "web", "stream": "stdout", "line": "hi"}));
-/// assert_eq!(event_text(&line), "web  log_line         [stdout] hi");
-/// assert_eq!(event_text(&Event::lagged(3)), "lagged: 3 events were dropped because this watcher fell behind");
-/// ```
 pub fn event_text(event: &Event) -> String {
     if let Some(missed) = event.missed() {
         return format!("lagged: {missed} events were dropped because this watcher fell behind");
@@ -255,6 +243,21 @@ mod tests {
         assert_eq!(
             json_line(&IpcResponse::Success { message: "ok".into() }),
             r#"{"Success":{"message":"ok"}}"#
+        );
+    }
+
+    #[test]
+    fn event_text_is_one_aligned_line_per_event() {
+        use bunctl_ipc::Event;
+        use serde_json::json;
+
+        let started = Event::new("process_started", json!({"app": "web", "pid": 42}));
+        assert_eq!(event_text(&started), "web  process_started  pid 42");
+        let line = Event::new("log_line", json!({"app": "web", "stream": "stdout", "line": "hi"}));
+        assert_eq!(event_text(&line), "web  log_line         [stdout] hi");
+        assert_eq!(
+            event_text(&Event::lagged(3)),
+            "lagged: 3 events were dropped because this watcher fell behind"
         );
     }
 }

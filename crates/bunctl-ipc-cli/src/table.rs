@@ -6,15 +6,6 @@ use std::fmt;
 ///
 /// Widths count `char`s, which is right for the ASCII and most of the Latin text that app names,
 /// states and numbers consist of.
-///
-/// ```
-/// use bunctl_ipc_cli::table::Table;
-///
-/// let mut table = Table::new(["NAME", "STATE"]);
-/// table.push(["web", "running"]);
-/// table.push(["worker-1", "stopped"]);
-/// assert_eq!(table.to_string(), "NAME      STATE\nweb       running\nworker-1  stopped\n");
-/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     header: Option<Vec<String>>,
@@ -43,16 +34,6 @@ impl Table {
         S: Into<String>,
     {
         self.rows.push(row.into_iter().map(Into::into).collect());
-    }
-
-    /// The number of rows, the header not counted.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// True when the table has no rows (a header alone does not count).
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     fn all_rows(&self) -> impl Iterator<Item = &Vec<String>> {
@@ -108,8 +89,15 @@ mod tests {
     #[test]
     fn an_empty_table_renders_its_header_only() {
         let t = Table::new(["NAME"]);
-        assert!(t.is_empty());
         assert_eq!(t.to_string(), "NAME\n");
         assert_eq!(Table::headless().to_string(), "");
+    }
+
+    #[test]
+    fn table_columns_are_aligned_two_spaces_apart() {
+        let mut table = Table::new(["NAME", "STATE"]);
+        table.push(["web", "running"]);
+        table.push(["worker-1", "stopped"]);
+        assert_eq!(table.to_string(), "NAME      STATE\nweb       running\nworker-1  stopped\n");
     }
 }

@@ -302,6 +302,21 @@ fn call_start_list_status_stop_restart_delete_print_human_output() {
     server.stop();
 }
 
+/// `serve` on SIGTERM: exits 0 (checked by `Server::stop`, as is the socket's removal) after
+/// stopping its apps.
+#[cfg(unix)]
+#[test]
+fn serve_stops_its_apps_and_removes_the_socket_on_sigterm() {
+    let server = Server::start();
+    server.call_ok(&["start", "app", "--command", "sleep", "--", "30"]);
+    let pid = server.call_data(&["status", "app"])["pid"].as_u64().expect("pid");
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    server.stop();
+    // The daemon reaped the app before it exited, so the pid is free.
+    // SAFETY: signal 0 only checks whether the process exists.
+    assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the app outlived the daemon");
+}
+
 #[cfg(unix)]
 #[test]
 fn call_logs_shows_an_apps_output_and_honours_lines() {

@@ -1,45 +1,9 @@
-//! The reference daemon: a small process manager behind a bunctl IPC socket.
-//!
-//! # Requests
-//!
-//! | request | reply |
-//! |---|---|
-//! | `Start { name, config }` | `Success` once spawned; `Error` for a duplicate name, bad config or a spawn failure |
-//! | `Stop { name }` | `Success` once the process is gone (SIGTERM to its process group, SIGKILL after the grace period; `TerminateProcess` on Windows) |
-//! | `Restart { name }` | `Success` once stopped (if running) and spawned again; counts in `restarts` |
-//! | `Delete { name }` | `Success` once stopped (if running) and forgotten |
-//! | `Status { name }` | `Data`: one record, or an array of all records sorted by name |
-//! | `List` | `Data`: the app names, sorted |
-//! | `Logs { name, lines }` | `Data`: the last `lines` output lines of one app, or of all apps merged in output order |
-//!
-//! `config` is JSON text: `{"command": "bun", "args": ["run", "server.ts"], "cwd": "/srv/web",
-//! "env": {"PORT": "3000"}}`; only `command` is required, `env` adds to the daemon's own
-//! environment, and unknown keys are refused (they are most likely typos). A status record is
-//! `{"name", "state", "pid", "restarts", "exit_code", "signal"}`, with `state` one of
-//! `starting`, `running`, `stopping`, `stopped` (by request), `exited` (on its own) and
-//! `errored` (a restart could not spawn). A log record is `{"app", "stream", "line"}`. Unknown
-//! apps get `Error { message: "unknown app: NAME" }`.
-//!
-//! # Events
-//!
-//! `process_started {"app", "pid"}`, `process_exited {"app", "exit_code", "signal"}`,
-//! `status_change {"app", "state"}` (the states above, and `deleted` when an app is deleted)
-//! and `log_line {"app", "stream": "stdout"|"stderr", "line"}`.
-//! Each is published while the daemon's state already shows it (a client that receives
-//! `status_change` and asks for `Status` sees at least that state). An app's output read before
-//! its exit is published before its `process_exited`; if a descendant keeps the output pipes
-//! open, lines that come later still arrive, after it.
-//!
-//! # Output capture
-//!
-//! stdout and stderr are read line by line; a line longer than
-//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and the last
-//! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
+//! [`Daemon`]: the app table, request handling, supervision and output capture.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,11 +13,14 @@ use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_
 use bunctl_ipc::{EventBus, Handler, IpcError, IpcMessage, IpcResponse, IpcServer};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::AsyncRead;
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use crate::output::{AppLog, LogLine, OutputStream, read_lines};
+use crate::tree::ProcessTree;
 
 /// How long an app's output readers may take to reach end of stream after the app exited,
 /// before `process_exited` is published anyway (a descendant may hold the pipes open).
@@ -62,7 +29,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// Tunables of a [`Daemon`].
 ///
 /// ```
-/// use bunctl_ipc_cli::DaemonOptions;
+/// use bunctl_ipc_daemon::DaemonOptions;
 /// use std::time::Duration;
 ///
 /// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2)).log_lines(200);
@@ -85,7 +52,9 @@ impl DaemonOptions {
         }
     }
 
-    /// How long `Stop` waits after SIGTERM before sending SIGKILL (Unix).
+    /// How long `Stop` gives an app's main process after SIGTERM before the whole group gets
+    /// SIGKILL, and how long an exited app's leftovers get (Unix; Windows has no polite
+    /// signal and stops at once).
     pub fn stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
         self
@@ -151,26 +120,10 @@ impl AppState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-impl OutputStream {
-    fn as_str(self) -> &'static str {
-        match self {
-            OutputStream::Stdout => "stdout",
-            OutputStream::Stderr => "stderr",
-        }
-    }
-}
-
-struct LogLine {
-    /// Daemon-wide output order, to merge apps' logs.
-    seq: u64,
-    stream: OutputStream,
-    line: String,
+/// An app's main process and the tree it heads.
+struct Process {
+    child: Child,
+    tree: ProcessTree,
 }
 
 /// The handles of a running process.
@@ -189,7 +142,8 @@ struct App {
     restarts: u32,
     exit_code: Option<i32>,
     signal: Option<i32>,
-    logs: VecDeque<LogLine>,
+    /// Behind its own lock: output capture never takes the app table's.
+    logs: Arc<AppLog>,
     run: Option<Run>,
     /// Serializes Start/Stop/Restart/Delete of this app.
     op: Arc<tokio::sync::Mutex<()>>,
@@ -226,12 +180,12 @@ struct Inner {
 /// The reference daemon's state and request handling; cheap to clone (clones share it).
 ///
 /// Serve it with [`Daemon::serve`] (or hand it to [`bunctl_ipc::serve`], as it implements
-/// [`Handler`]), or call [`Daemon::handle`] directly. See the [module docs](self) for the
+/// [`Handler`]), or call [`Daemon::handle`] directly. See the [crate docs](crate) for the
 /// requests, replies and events.
 ///
 /// ```
 /// use bunctl_ipc::{EventBus, IpcMessage, IpcResponse};
-/// use bunctl_ipc_cli::Daemon;
+/// use bunctl_ipc_daemon::Daemon;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -408,7 +362,7 @@ impl Daemon {
                     restarts: 0,
                     exit_code: None,
                     signal: None,
-                    logs: VecDeque::new(),
+                    logs: Arc::default(),
                     run: None,
                     op,
                 },
@@ -473,7 +427,9 @@ impl Daemon {
         if entry(&mut apps, name, id).is_none() {
             return unknown(name);
         }
-        apps.remove(name);
+        if let Some(app) = apps.remove(name) {
+            app.logs.close();
+        }
         self.publish(STATUS_CHANGE, name, json!({ "app": name, "state": "deleted" }));
         success(format!("Deleted {name}"))
     }
@@ -507,22 +463,24 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // If the daemon dies without stopping it, the process does not outlive it.
+            // If the supervisor is dropped without stopping it, the process does not outlive it
+            // (nor does the rest of its tree: see `ProcessTree`'s drop).
             .kill_on_drop(true);
         if let Some(cwd) = &config.cwd {
             command.current_dir(cwd);
         }
-        // Its own process group: Stop signals the whole tree, and a Ctrl-C meant for the
-        // daemon's terminal does not reach the apps behind the daemon's back.
-        #[cfg(unix)]
-        command.process_group(0);
+        // Its own process tree (a process group, or a job): Stop ends all of it, and a Ctrl-C
+        // meant for the daemon's terminal does not reach the apps behind the daemon's back.
+        ProcessTree::prepare(&mut command);
         let mut child = command.spawn().map_err(|e| {
             io::Error::new(e.kind(), format!("cannot run {:?}: {e}", config.command))
         })?;
+        // Before anything else can fail, so that an early return still ends the whole tree.
+        let tree = ProcessTree::of(&child);
         let pid = child.id().unwrap_or_default();
         let stop = Arc::new(Notify::new());
         let (exited_tx, exited_rx) = watch::channel(false);
-        {
+        let log = {
             let mut apps = self.lock();
             let Some(app) = entry(&mut apps, name, id) else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "app was deleted"));
@@ -533,64 +491,79 @@ impl Daemon {
             app.run = Some(Run { stop: Arc::clone(&stop), exited: exited_rx });
             self.publish(PROCESS_STARTED, name, json!({ "app": name, "pid": pid }));
             self.publish_state(name, app, AppState::Running);
-        }
+            Arc::clone(&app.logs)
+        };
         info!(app = name, pid, command = %config.command, "started");
         // Readers start after `process_started` is out, so no line can precede it.
         let readers = [
-            child.stdout.take().map(|out| self.spawn_reader(name, id, OutputStream::Stdout, out)),
-            child.stderr.take().map(|err| self.spawn_reader(name, id, OutputStream::Stderr, err)),
+            child.stdout.take().map(|out| self.spawn_reader(name, &log, OutputStream::Stdout, out)),
+            child.stderr.take().map(|err| self.spawn_reader(name, &log, OutputStream::Stderr, err)),
         ];
-        tokio::spawn(self.clone().supervise(name.to_owned(), id, child, stop, readers, exited_tx));
+        let process = Process { child, tree };
+        tokio::spawn(self.clone().supervise(
+            name.to_owned(),
+            id,
+            process,
+            stop,
+            readers,
+            exited_tx,
+        ));
         Ok(pid)
     }
 
     fn spawn_reader(
         &self,
         name: &str,
-        id: u64,
+        log: &Arc<AppLog>,
         stream: OutputStream,
         output: impl AsyncRead + Unpin + Send + 'static,
     ) -> JoinHandle<()> {
-        let daemon = self.clone();
+        let inner = Arc::clone(&self.inner);
+        let log = Arc::clone(log);
         let name = name.to_owned();
-        let max = self.inner.options.max_line_len;
         tokio::spawn(async move {
-            read_lines(output, max, |line| daemon.record_line(&name, id, stream, line)).await;
+            let (keep, max) = (inner.options.log_lines, inner.options.max_line_len);
+            read_lines(output, max, |line| {
+                log.record(&inner.log_seq, keep, stream, line, |line| {
+                    let data = json!({ "app": name, "stream": stream.as_str(), "line": line });
+                    inner.bus.publish(LOG_LINE, Some(&name), data);
+                });
+            })
+            .await;
         })
     }
 
-    fn record_line(&self, name: &str, id: u64, stream: OutputStream, line: String) {
-        let mut apps = self.lock();
-        let Some(app) = entry(&mut apps, name, id) else { return };
-        let keep = self.inner.options.log_lines;
-        if keep > 0 {
-            if app.logs.len() >= keep {
-                app.logs.pop_front();
-            }
-            let seq = self.inner.log_seq.fetch_add(1, Ordering::Relaxed);
-            app.logs.push_back(LogLine { seq, stream, line: line.clone() });
-        }
-        self.publish(
-            LOG_LINE,
-            name,
-            json!({ "app": name, "stream": stream.as_str(), "line": line }),
-        );
-    }
-
-    /// Owns the child: waits for it to exit or for a stop request, then publishes the exit.
+    /// Owns the app's process: waits for it to exit or for a stop request, ends what is left
+    /// of its tree, then publishes the exit.
     async fn supervise(
         self,
         name: String,
         id: u64,
-        mut child: Child,
+        process: Process,
         stop: Arc<Notify>,
         readers: [Option<JoinHandle<()>>; 2],
         exited: watch::Sender<bool>,
     ) {
+        let Process { mut child, tree } = process;
+        let grace = self.inner.options.stop_grace;
         let (status, stopped) = tokio::select! {
             status = child.wait() => (status, false),
-            () = stop.notified() => (terminate(&mut child, self.inner.options.stop_grace).await, true),
+            () = stop.notified() => (stop_process(&mut child, &tree, grace).await, true),
         };
+        // The app is its whole tree: what the main process leaves behind goes with it. After a
+        // stop they had the grace period along with the main process; after an exit of its own
+        // they get one now, where there is a polite signal (Unix).
+        if !tree.is_empty() {
+            debug!(app = %name, "processes left behind by the app; stopping them");
+            let polite = cfg!(unix) && !stopped;
+            if polite {
+                tree.terminate();
+            }
+            if !polite || !tree.wait_empty(tokio::time::Instant::now() + grace).await {
+                tree.kill();
+            }
+        }
+        drop(tree);
         let drain_until = tokio::time::Instant::now() + OUTPUT_DRAIN;
         for reader in readers.into_iter().flatten() {
             if tokio::time::timeout_at(drain_until, reader).await.is_err() {
@@ -631,49 +604,25 @@ impl Handler for Daemon {
     }
 }
 
-/// Reads `output` line by line (lines over `max` bytes are split; `\r\n` and `\n` end lines;
-/// invalid UTF-8 is replaced) until end of stream or a read error.
-async fn read_lines(output: impl AsyncRead + Unpin, max: usize, mut on_line: impl FnMut(String)) {
-    let mut reader = BufReader::new(output);
-    let mut line = Vec::new();
-    let mut emit = |line: &mut Vec<u8>| {
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        on_line(String::from_utf8_lossy(line).into_owned());
-        line.clear();
-    };
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(e) => {
-                debug!(error = %e, "output read failed");
-                break;
-            }
-        };
-        if buf.is_empty() {
-            if !line.is_empty() {
-                emit(&mut line);
-            }
-            return;
-        }
-        let room = max - line.len();
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(end) if end <= room => {
-                line.extend_from_slice(&buf[..end]);
-                reader.consume(end + 1);
-                emit(&mut line);
-            }
-            _ => {
-                let take = buf.len().min(room);
-                line.extend_from_slice(&buf[..take]);
-                reader.consume(take);
-                if line.len() >= max {
-                    emit(&mut line);
-                }
-            }
+/// Stops the app's tree: asks politely (SIGTERM to the group; Windows has no polite signal),
+/// gives the main process `grace` to exit, then kills the whole tree.
+async fn stop_process(
+    child: &mut Child,
+    tree: &ProcessTree,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
+    tree.terminate();
+    if cfg!(unix) {
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => return status,
+            Err(_) => debug!(?grace, "still running after SIGTERM; killing the process group"),
         }
     }
+    tree.kill();
+    // The tree may be the child alone (no job on Windows), and killing an exited child is
+    // harmless: the error is of no interest.
+    let _ = child.start_kill();
+    child.wait().await
 }
 
 /// The signal that ended the process, on Unix.
@@ -686,85 +635,6 @@ fn exit_signal(status: &ExitStatus) -> Option<i32> {
     {
         let _ = status;
         None
-    }
-}
-
-/// SIGTERM to the process group, SIGKILL if it is still there after `grace`.
-#[cfg(unix)]
-async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
-    if let Some(pid) = child.id() {
-        signal_group(pid, libc::SIGTERM);
-    }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            debug!(?grace, "still running after SIGTERM; sending SIGKILL");
-            if let Some(pid) = child.id() {
-                signal_group(pid, libc::SIGKILL);
-            }
-            child.kill().await?;
-            child.wait().await
-        }
-    }
-}
-
-/// `TerminateProcess`: Windows has no polite signal for a console-less child.
-#[cfg(not(unix))]
-async fn terminate(child: &mut Child, _grace: Duration) -> io::Result<ExitStatus> {
-    child.kill().await?;
-    child.wait().await
-}
-
-#[cfg(unix)]
-fn signal_group(pid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions. The child was
-    // spawned with `process_group(0)`, so its pid is its group's id, and it is not reaped yet
-    // (we hold its `Child` and have not seen it exit), so the id cannot have been reused.
-    let rc = unsafe { libc::kill(-pgid, signal) };
-    if rc != 0 {
-        debug!(pgid, signal, error = %io::Error::last_os_error(), "kill failed");
-    }
-}
-
-/// Binds `socket` and runs a [`Daemon`] with default options until `shutdown` completes; then
-/// stops every app and removes the socket.
-pub async fn run_daemon(
-    socket: impl AsRef<Path>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), IpcError> {
-    let server = IpcServer::bind(socket).await?;
-    Daemon::new(EventBus::new()).serve(server, shutdown).await
-}
-
-/// Completes on Ctrl-C (SIGINT), or SIGTERM on Unix: the daemon's usual shutdown signal.
-///
-/// If a signal handler cannot be installed, that signal is logged and ignored.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
     }
 }
 
@@ -783,25 +653,28 @@ impl Daemon {
     }
 
     fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
-        let apps = self.lock();
-        let mut picked: Vec<(&str, &LogLine)> = match name {
-            Some(name) => match apps.get(name) {
-                Some(app) => app.logs.iter().map(|l| (name, l)).collect(),
-                None => return unknown(name),
-            },
-            None => {
-                let mut all: Vec<_> = apps
-                    .iter()
-                    .flat_map(|(name, app)| app.logs.iter().map(move |l| (name.as_str(), l)))
-                    .collect();
-                all.sort_by_key(|(_, l)| l.seq);
-                all
+        // The table lock only long enough to find the logs; each log is then read under its own.
+        let logs: Vec<(String, Arc<AppLog>)> = {
+            let apps = self.lock();
+            match name {
+                Some(name) => match apps.get(name) {
+                    Some(app) => vec![(name.to_owned(), Arc::clone(&app.logs))],
+                    None => return unknown(name),
+                },
+                None => {
+                    apps.iter().map(|(name, app)| (name.clone(), Arc::clone(&app.logs))).collect()
+                }
             }
         };
+        let mut picked: Vec<(&str, LogLine)> = logs
+            .iter()
+            .flat_map(|(name, log)| log.last(lines).into_iter().map(|l| (name.as_str(), l)))
+            .collect();
+        picked.sort_by_key(|(_, l)| l.seq);
         let skip = picked.len().saturating_sub(lines);
-        picked.drain(..skip);
         let data = picked
             .into_iter()
+            .skip(skip)
             .map(|(app, l)| json!({ "app": app, "stream": l.stream.as_str(), "line": l.line }))
             .collect();
         IpcResponse::Data { data: Value::Array(data) }
@@ -812,18 +685,40 @@ impl Daemon {
 mod tests {
     use super::*;
 
-    async fn lines_of(input: &[u8], max: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        read_lines(input, max, |l| out.push(l)).await;
-        out
-    }
+    /// Holding the app table's lock, as a slow request would, does not stop an app's output
+    /// from being captured and published: capture never takes that lock.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // holding it across the waits is the point
+    async fn output_is_captured_while_the_app_table_is_locked() {
+        use bunctl_ipc::SubscriptionType;
 
-    #[tokio::test]
-    async fn lines_are_split_on_newlines_and_at_the_length_limit() {
-        assert_eq!(lines_of(b"a\r\nbb\n\nccc", 100).await, ["a", "bb", "", "ccc"]);
-        assert_eq!(lines_of(b"abcdefg\nh\n", 3).await, ["abc", "def", "g", "h"]);
-        assert_eq!(lines_of(b"abc\n", 3).await, ["abc"]);
-        assert_eq!(lines_of(b"\xff\n", 8).await, ["\u{fffd}"]);
+        let patience = Duration::from_secs(20);
+        let bus = EventBus::new();
+        let mut events = bus.subscribe(SubscriptionType::LogEvents { app_name: None });
+        let daemon = Daemon::new(bus);
+        let config = json!({ "command": "sh", "args": ["-c", "while :; do echo flood; done"] });
+        let start = IpcMessage::Start { name: "flood".into(), config: config.to_string() };
+        let reply = daemon.handle(start).await;
+        assert!(matches!(reply, IpcResponse::Success { .. }), "{reply:?}");
+
+        let mut lines = 0;
+        {
+            let _table = daemon.lock();
+            while lines < 1000 {
+                let event = tokio::time::timeout(patience, events.recv())
+                    .await
+                    .expect("output keeps flowing while the table is locked")
+                    .expect("the bus is open");
+                lines += usize::from(event.event_type() == LOG_LINE);
+            }
+        }
+        let logs = daemon.handle(IpcMessage::Logs { name: Some("flood".into()), lines: 3 }).await;
+        assert!(
+            matches!(&logs, IpcResponse::Data { data } if data.as_array().is_some_and(|l| l.len() == 3)),
+            "{logs:?}"
+        );
+        daemon.shutdown().await;
     }
 
     #[test]

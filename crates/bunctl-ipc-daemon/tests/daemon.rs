@@ -11,7 +11,7 @@ use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_
 use bunctl_ipc::{
     Event, EventBus, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, SubscriptionType,
 };
-use bunctl_ipc_cli::{Daemon, DaemonOptions};
+use bunctl_ipc_daemon::{Daemon, DaemonOptions};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -123,6 +123,74 @@ async fn events_until(client: &mut IpcClient, event_type: &str) -> Vec<Event> {
             return events;
         }
     }
+}
+
+/// Waits until process `pid` has exited, for at most `PATIENCE`; false if it is still there.
+///
+/// On Unix a killed orphan stays a zombie until init reaps it, and some inits (in containers)
+/// never do: a zombie counts as gone.
+#[cfg(unix)]
+async fn gone(pid: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        });
+        if !is_alive(pid) || zombie {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Nothing tells a test when an unrelated process exits: retry, under the deadline.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Waits until process `pid` has exited, for at most `PATIENCE`; false if it is still there.
+#[cfg(windows)]
+async fn gone(pid: u64) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, WAIT_OBJECT_0};
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+    };
+    let pid = u32::try_from(pid).expect("pid");
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: plain arguments; the handle is checked, and closed once used.
+        let process = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+        if process.is_null() {
+            return true; // no such process any more
+        }
+        let millis = u32::try_from(PATIENCE.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: `process` is an open handle with SYNCHRONIZE access.
+        let exited = unsafe { WaitForSingleObject(process, millis) } == WAIT_OBJECT_0;
+        // SAFETY: closed once, here.
+        unsafe { CloseHandle(process) };
+        exited
+    })
+    .await
+    .expect("the wait")
+}
+
+/// The pid in the line `PREFIX PID` the app prints.
+async fn printed_pid(client: &mut IpcClient, app: &str, prefix: &str) -> u64 {
+    loop {
+        let event = next_event(client).await;
+        if event.event_type == LOG_LINE
+            && event.data["app"] == app
+            && let Some(pid) = event.data["line"].as_str().and_then(|l| l.strip_prefix(prefix))
+        {
+            return pid.trim().parse().expect("a pid");
+        }
+    }
+}
+
+/// `Start` of `sh -c SCRIPT`.
+#[cfg(unix)]
+fn sh(name: &str, script: &str) -> IpcMessage {
+    start(name, "sh", &["-c", script])
 }
 
 #[cfg(unix)]
@@ -290,39 +358,99 @@ async fn restart_spawns_a_new_process_and_delete_forgets_the_app() {
     assert_eq!(error_message(call(&mut client, status()).await), "unknown app: t");
 }
 
-/// The lifecycle on every platform, with no shell: the `bunctl-ipc` binary is the app.
+/// The environment variable that turns this test executable into an app (see [`test_app`]).
+const ROLE: &str = "BUNCTL_DAEMON_TEST_ROLE";
+
+/// Not a test: when [`ROLE`] is set, this executable, run as `EXE test_app --exact
+/// --nocapture`, is an app for the daemon to supervise, the same on every platform (no shell
+/// needed). Roles: `hello` prints a line on each stream and exits 0; `fail` exits 2; `wait`
+/// blocks forever; `parent` starts a `wait` child of its own, prints `grandchild PID`, then
+/// blocks forever.
+#[test]
+fn test_app() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    match role.as_str() {
+        "hello" => {
+            println!("hello from the test app");
+            eprintln!("a line on stderr");
+            std::process::exit(0);
+        }
+        "fail" => std::process::exit(2),
+        "wait" => {}
+        "parent" => {
+            // So that the grandchild cannot start before the daemon has put this app in a job.
+            #[cfg(windows)]
+            wait_until_in_a_job();
+            let child = std::process::Command::new(std::env::current_exe().expect("exe"))
+                .args(test_app_args())
+                .env(ROLE, "wait")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn the grandchild");
+            println!("grandchild {}", child.id());
+            std::mem::forget(child);
+        }
+        other => panic!("unknown {ROLE}: {other}"),
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Returns once this process is in a job (or after `PATIENCE`).
+#[cfg(windows)]
+fn wait_until_in_a_job() {
+    use windows_sys::Win32::System::JobObjects::IsProcessInJob;
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let mut in_job = 0;
+        // SAFETY: this process's pseudo-handle; a null job handle asks about any job.
+        let ok = unsafe { IsProcessInJob(GetCurrentProcess(), std::ptr::null_mut(), &mut in_job) };
+        if ok == 0 || in_job != 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn test_app_args() -> [&'static str; 3] {
+    ["test_app", "--exact", "--nocapture"]
+}
+
+/// `Start` of this executable as an app in `role` (see [`test_app`]).
+fn start_test_app(name: &str, role: &str) -> IpcMessage {
+    let exe = std::env::current_exe().expect("exe");
+    IpcMessage::Start {
+        name: name.into(),
+        config: json!({ "command": exe, "args": test_app_args(), "env": { ROLE: role } })
+            .to_string(),
+    }
+}
+
+/// The lifecycle on every platform, with no shell: this test executable is the app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_start_print_exit_and_stop_on_every_platform() {
     let daemon = Running::start(DaemonOptions::new()).await;
     let mut client = daemon.client().await;
     client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
-    let exe = env!("CARGO_BIN_EXE_bunctl-ipc");
 
-    assert_success(call(&mut client, start("version", exe, &["--version"])).await);
+    assert_success(call(&mut client, start_test_app("hello", "hello")).await);
     let events = events_until(&mut client, PROCESS_EXITED).await;
-    let lines: Vec<&Event> = events.iter().filter(|e| e.event_type == LOG_LINE).collect();
-    assert_eq!(lines.len(), 1, "{events:?}");
-    assert_eq!(lines[0].data["stream"], "stdout");
-    assert!(lines[0].data["line"].as_str().is_some_and(|l| l.starts_with("bunctl-ipc ")));
+    let line = |stream: &str, line: &str| {
+        Event::new(LOG_LINE, json!({"app": "hello", "stream": stream, "line": line}))
+    };
+    assert!(events.contains(&line("stdout", "hello from the test app")), "{events:?}");
+    assert!(events.contains(&line("stderr", "a line on stderr")), "{events:?}");
     assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(0)));
 
-    assert_success(call(&mut client, start("bad", exe, &["frobnicate"])).await);
+    assert_success(call(&mut client, start_test_app("bad", "fail")).await);
     let events = events_until(&mut client, PROCESS_EXITED).await;
-    assert!(events.iter().any(|e| e.event_type == LOG_LINE && e.data["stream"] == "stderr"));
     assert_eq!(events.last().map(|e| e.data["exit_code"].clone()), Some(json!(2)));
 
-    // A long-running app: another daemon, on its own endpoint.
-    let inner = daemon.path.with_extension("inner");
-    let serve = IpcMessage::Start {
-        name: "long".into(),
-        config: json!({
-            "command": exe,
-            "args": ["serve", "--socket", inner],
-            "env": { "RUST_LOG": "warn" },
-        })
-        .to_string(),
-    };
-    assert_success(call(&mut client, serve).await);
+    assert_success(call(&mut client, start_test_app("long", "wait")).await);
     let status = data(call(&mut client, IpcMessage::Status { name: Some("long".into()) }).await);
     assert_eq!(status["state"], "running");
     assert_eq!(
@@ -437,32 +565,115 @@ async fn shutdown_stops_every_app_and_removes_the_socket() {
     assert!(err.is_disconnect(), "{err:?}");
 }
 
+/// Stop ends the grandchildren too, on every platform: the app (this test executable) starts
+/// a child of its own, which Stop must end along with it (Unix: the process group; Windows:
+/// the job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_the_apps_grandchildren_on_every_platform() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, start_test_app("tree", "parent")).await);
+    let grandchild = printed_pid(&mut client, "tree", "grandchild ").await;
+    assert_eq!(
+        assert_success(call(&mut client, IpcMessage::Stop { name: "tree".into() }).await),
+        "Stopped tree"
+    );
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived Stop");
+    assert!(daemon.stop().await.is_ok());
+}
+
+/// The grace period is the main process's: a grandchild that ignores SIGTERM is killed once
+/// the main process has exited, and Stop replies after that.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_command_shuts_down_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("bin.sock");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bunctl-ipc"))
-        .arg("serve")
-        .arg("--socket")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bunctl-ipc serve");
-    let mut client = within("the daemon to listen", IpcClient::connect_with_retry(&path, PATIENCE))
-        .await
-        .expect("connect");
-    assert_success(call(&mut client, start("app", "sleep", &["30"])).await);
-    let pid = data(call(&mut client, IpcMessage::Status { name: Some("app".into()) }).await)["pid"]
-        .as_u64()
-        .expect("pid");
+async fn stop_kills_a_grandchild_that_ignores_sigterm() {
+    let daemon = Running::start(DaemonOptions::new().stop_grace(Duration::from_secs(10))).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
+    let script = "(trap '' TERM; exec sleep 300) & echo \"grandchild $!\"; wait";
+    assert_success(call(&mut client, sh("t", script)).await);
+    let grandchild = printed_pid(&mut client, "t", "grandchild ").await;
+    assert!(is_alive(grandchild));
+    let began = tokio::time::Instant::now();
+    assert_success(call(&mut client, IpcMessage::Stop { name: "t".into() }).await);
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived Stop");
+    assert!(began.elapsed() < Duration::from_secs(10), "no wait for the grace period");
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data["signal"], libc::SIGTERM, "the main process obeyed SIGTERM");
+}
 
-    let daemon_pid = libc::pid_t::try_from(child.id().expect("running")).expect("pid");
-    // SAFETY: plain signal delivery to the child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(daemon_pid, libc::SIGTERM) }, 0);
-    let status = within("the daemon to exit", child.wait()).await.expect("wait");
-    assert!(status.success(), "{status:?}");
-    assert!(!path.exists(), "socket removed");
-    assert!(!is_alive(pid), "app stopped");
+/// An app whose main process exits leaves nothing behind: its leftovers are stopped before
+/// `process_exited` is published.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_exits_leaves_no_process_behind() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, sh("t", "sleep 300 & echo \"grandchild $!\"")).await);
+    let grandchild = printed_pid(&mut client, "t", "grandchild ").await;
+    let exited = events_until(&mut client, PROCESS_EXITED).await.pop().expect("event");
+    assert_eq!(exited.data["exit_code"], 0);
+    assert!(gone(grandchild).await, "grandchild {grandchild} outlived its app");
+    assert!(daemon.stop().await.is_ok());
+}
+
+/// The daemon's shutdown ends every app's whole process group, not only the main processes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_apps_process_group() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+    let script = "sleep 300 & echo \"grandchild $!\"; wait";
+    assert_success(call(&mut client, sh("a", script)).await);
+    let a = printed_pid(&mut client, "a", "grandchild ").await;
+    assert_success(call(&mut client, sh("b", script)).await);
+    let b = printed_pid(&mut client, "b", "grandchild ").await;
+    assert!(is_alive(a) && is_alive(b));
+    assert!(daemon.stop().await.is_ok());
+    assert!(gone(a).await && gone(b).await, "grandchildren outlived the daemon");
+}
+
+/// A runtime shut down without `Daemon::shutdown` (a panic, an early return from `main`) still
+/// ends its apps' process groups: dropping a supervisor kills its tree.
+#[cfg(unix)]
+#[test]
+fn a_runtime_dropped_without_shutdown_ends_its_apps_process_groups() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let grandchild = runtime.block_on(async {
+        let daemon = Running::start(DaemonOptions::new()).await;
+        let mut client = daemon.client().await;
+        client.subscribe(SubscriptionType::LogEvents { app_name: None }).await.expect("sub");
+        let script = "sleep 300 & echo \"grandchild $!\"; wait";
+        assert_success(call(&mut client, sh("a", script)).await);
+        printed_pid(&mut client, "a", "grandchild ").await
+    });
+    assert!(is_alive(grandchild));
+    drop(runtime);
+    let checker = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    assert!(checker.block_on(gone(grandchild)), "grandchild {grandchild} outlived the runtime");
+}
+
+/// One app flooding its output does not hold up requests: `List` and `Status` are answered
+/// while it prints.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_while_an_app_floods_its_output() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    assert_success(call(&mut client, sh("flood", "while :; do echo flood; done")).await);
+    for _ in 0..100 {
+        assert_eq!(data(call(&mut client, IpcMessage::List).await), json!(["flood"]));
+        let status = data(call(&mut client, IpcMessage::Status { name: None }).await);
+        assert_eq!(status[0]["state"], "running");
+    }
+    let logs = data(call(&mut client, IpcMessage::Logs { name: None, lines: 5 }).await);
+    assert_eq!(logs.as_array().map(Vec::len), Some(5), "it was printing all along");
+    assert!(daemon.stop().await.is_ok());
 }
