@@ -40,7 +40,7 @@ const ROUNDS_PER_POLL: usize = 32;
 /// A daemon's answer to every request other than `Subscribe` and `Unsubscribe`.
 ///
 /// Any `Fn(IpcMessage) -> impl Future<Output = IpcResponse>` closure is a handler; implement the
-/// trait on your own type for anything more (the reference daemon in `bunctl-ipc-cli` does).
+/// trait on your own type for anything more (the reference daemon, `bunctl-ipc-daemon`, does).
 ///
 /// A handler runs one request at a time per connection (requests of one connection are answered
 /// in order), and many connections run it concurrently. It is never timed out: a handler that
