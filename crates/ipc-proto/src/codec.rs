@@ -112,7 +112,9 @@ enum DecodeState {
     /// Waiting for the 4 header bytes.
     Head,
     /// Header consumed; waiting for this many payload bytes (a length from a header: `u32`).
-    Body(u32),
+    /// The second number is the capacity of the buffer this decoder allocated for the body
+    /// (0 until it allocated one).
+    Body(u32, u32),
     /// A header claimed this oversize length; the stream is beyond repair.
     Broken(u32),
 }
@@ -201,7 +203,7 @@ impl<D, E> IpcCodec<D, E> {
 
     /// True while the decoder holds part of a frame (its header has been consumed).
     pub fn is_mid_frame(&self) -> bool {
-        matches!(self.state, DecodeState::Body(_))
+        matches!(self.state, DecodeState::Body(..))
     }
 
     /// The same codec state with the directions swapped (used to reinterpret a stream).
@@ -249,20 +251,32 @@ impl<D, E> fmt::Debug for IpcCodec<D, E> {
 }
 
 /// Makes room in `buf` for more of a body of `len` bytes, of which `buf` holds the start: up
-/// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len`.
-fn reserve_body(buf: &mut BytesMut, len: usize) {
+/// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len`. `ours` is
+/// the capacity of the buffer allocated here for this body (0 before the first); the new one's
+/// is returned.
+fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize) -> usize {
     let spare = buf.capacity() - buf.len();
     let missing = len.saturating_sub(buf.len());
     if spare >= missing.min(MIN_SPARE) {
-        return;
+        return ours;
     }
     let target = len.min(buf.len().saturating_mul(2).max(FIRST_BODY_RESERVE));
-    // `BytesMut::reserve` may grow past the target (it doubles the allocation); a `Vec`'s
-    // `reserve_exact` does not. The conversions do not copy the bytes (the first one moves the
-    // part behind a consumed header to the front), and the `Bytes` of the way back is unique.
-    let mut vec = Vec::from(std::mem::take(buf));
-    vec.reserve_exact(target - vec.len());
-    *buf = Bytes::from(vec).try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    if ours == 0 || buf.capacity() != ours {
+        // The first room for this body: a buffer of exactly `target`, holding the few bytes
+        // that arrived with the header (the caller's buffer may be larger than it looks, with
+        // consumed frames in front, and must not be taken over whole).
+        let mut fresh = BytesMut::with_capacity(target);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    } else {
+        // Growing our own buffer: `Vec::reserve_exact` grows it to exactly `target` (where
+        // `BytesMut::reserve` might double it), and the conversions there and back do not
+        // copy the bytes.
+        let mut vec = Vec::from(std::mem::take(buf));
+        vec.reserve_exact(target - vec.len());
+        *buf = Bytes::from(vec).try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    }
+    buf.capacity()
 }
 
 impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
@@ -298,13 +312,17 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                     return Err(e);
                 }
                 src.advance(HEADER_LEN);
-                self.state = DecodeState::Body(header);
+                self.state = DecodeState::Body(header, 0);
                 len
             }
-            DecodeState::Body(len) => len as usize,
+            DecodeState::Body(len, _) => len as usize,
         };
         if src.len() < len {
-            reserve_body(src, len);
+            if let DecodeState::Body(header, ours) = self.state {
+                let room = reserve_body(src, len, ours as usize);
+                // `room <= len <= u32::MAX`: it fits.
+                self.state = DecodeState::Body(header, u32::try_from(room).unwrap_or(u32::MAX));
+            }
             self.peak_capacity = self.peak_capacity.max(src.capacity());
             return Ok(None);
         }
@@ -324,7 +342,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
             DecodeState::Head => {
                 Err(IpcError::Truncated { received: buf.len(), expected: HEADER_LEN })
             }
-            DecodeState::Body(len) => Err(IpcError::Truncated {
+            DecodeState::Body(len, _) => Err(IpcError::Truncated {
                 received: HEADER_LEN + buf.len(),
                 expected: HEADER_LEN + len as usize,
             }),

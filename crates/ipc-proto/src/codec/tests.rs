@@ -255,3 +255,33 @@ fn max_message_size_is_clamped_to_what_the_header_can_express() {
     let cfg = FrameConfig::new().with_max_message_size(usize::MAX);
     assert_eq!(cfg.max_message_size(), u32::MAX as usize);
 }
+
+#[test]
+fn a_body_behind_consumed_frames_gets_room_of_its_own_size_not_the_callers_buffer() {
+    // The fuzzer's find: a large read buffer whose front held frames already consumed, then
+    // the start of a body. Room for the body is at most the body, not the whole old buffer.
+    let max = 4096;
+    let mut codec = ServerCodec::with_config(FrameConfig::new().with_max_message_size(max));
+    let mut src = BytesMut::with_capacity(8192);
+    let small = frame(b"\"List\"");
+    while src.len() + small.len() < 7000 {
+        src.extend_from_slice(&small);
+    }
+    let body = start_of_payload_size(4000);
+    let wire = encode(&mut IpcCodec::new(), &body);
+    let room = src.capacity() - src.len();
+    src.extend_from_slice(&wire[..room.min(600)]);
+    loop {
+        let before = src.capacity();
+        match codec.decode(&mut src).expect("decode") {
+            Some(IpcMessage::List) => {}
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {
+                assert!(src.capacity() <= before.max(max + HEADER_LEN), "{}", src.capacity());
+                break;
+            }
+        }
+    }
+    src.extend_from_slice(&wire[room.min(600)..]);
+    assert_eq!(codec.decode(&mut src).expect("decode"), Some(body));
+}
