@@ -113,6 +113,7 @@ impl Chart {
             .y_desc(self.unit)
             .y_label_formatter(&|v| short(*v))
             .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(240, 240, 240))
             .draw()?;
         let width = 0.8 / self.series.len() as f64;
         let value_style = TextStyle::from(("sans-serif", 9).into_font())

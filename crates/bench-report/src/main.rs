@@ -77,7 +77,8 @@ impl Figures {
 const CODEC_CASES: [&str; 3] = ["small", "data-4KiB", "start-1MiB"];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.ancestors().nth(2).unwrap_or(crate_dir).to_path_buf()
 }
 
 fn main() -> Result {
@@ -214,7 +215,7 @@ fn verdict(ok: Option<bool>) -> &'static str {
 }
 
 /// A Markdown table, followed by an empty line.
-fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+pub fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
     let mut builder = tabled::builder::Builder::default();
     builder.push_record(header.iter().copied());
     for row in rows {
