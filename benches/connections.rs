@@ -39,12 +39,17 @@ mod imp {
         ServerOptions, serve,
     };
     use futures::{SinkExt, StreamExt};
+    use tokio::net::UnixStream;
     use tokio::runtime::Runtime;
-    use tokio_util::codec::Framed;
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
     use crate::alloc::heap;
     use crate::common::baseline::{self, Interprocess, Tokio, Transport};
     use crate::common::msgs;
+
+    /// A baseline connection: `Framed` with the length-delimited codec.
+    type Ldc<S> = Framed<S, LengthDelimitedCodec>;
+    type IpStream = interprocess::local_socket::tokio::Stream;
 
     /// Heap per connection since `before`, in bytes.
     fn per_conn(before: usize, n: usize) -> f64 {
@@ -126,15 +131,11 @@ mod imp {
     /// per timer (`sizes` group; bytes).
     fn breakdown() {
         use bunctl_ipc::Connection;
-        use tokio::net::UnixStream;
         let inline =
             |what: &str, bytes: usize| emit("sizes", "inline", what, "bytes", bytes as f64);
         inline("IpcConnection", std::mem::size_of::<IpcConnection>());
         inline("IpcClient", std::mem::size_of::<IpcClient>());
-        inline(
-            "Framed<UnixStream,LengthDelimitedCodec>",
-            std::mem::size_of::<Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>>(),
-        );
+        inline("Framed<UnixStream,LengthDelimitedCodec>", std::mem::size_of::<Ldc<UnixStream>>());
         inline("tokio::time::Sleep", std::mem::size_of::<tokio::time::Sleep>());
         let rt = runtime();
         rt.block_on(async {
@@ -265,15 +266,8 @@ mod imp {
     /// What the server holds between the measurements.
     enum Held {
         Ours(Vec<IpcConnection>),
-        Framed(Vec<Framed<tokio::net::UnixStream, tokio_util::codec::LengthDelimitedCodec>>),
-        Interprocess(
-            Vec<
-                Framed<
-                    interprocess::local_socket::tokio::Stream,
-                    tokio_util::codec::LengthDelimitedCodec,
-                >,
-            >,
-        ),
+        Framed(Vec<Ldc<UnixStream>>),
+        Interprocess(Vec<Ldc<IpStream>>),
         /// Tasks own the connections.
         Tasks,
     }
@@ -403,23 +397,23 @@ mod imp {
                 Held::Tasks
             }
             (ServerKind::Framed, Listener::Tokio(l)) => {
-                let mut conns = Vec::with_capacity(n);
-                for _ in 0..n {
-                    conns.push(Framed::new(Tokio::accept(&l).await, baseline::codec()));
-                }
-                std::mem::forget(l);
-                Held::Framed(conns)
+                Held::Framed(accept_framed::<Tokio>(l, n).await)
             }
             (ServerKind::Interprocess, Listener::Ip(l)) => {
-                let mut conns = Vec::with_capacity(n);
-                for _ in 0..n {
-                    conns.push(Framed::new(Interprocess::accept(&l).await, baseline::codec()));
-                }
-                std::mem::forget(l);
-                Held::Interprocess(conns)
+                Held::Interprocess(accept_framed::<Interprocess>(l, n).await)
             }
             (kind, _) => unreachable!("{kind:?}"),
         }
+    }
+
+    /// `n` baseline connections; the listener stays open until the end, like a daemon's.
+    async fn accept_framed<T: Transport>(listener: T::Listener, n: usize) -> Vec<Ldc<T::Stream>> {
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            conns.push(Framed::new(T::accept(&listener).await, baseline::codec()));
+        }
+        std::mem::forget(listener);
+        conns
     }
 
     /// Starts the server's part of the exchange: every held connection answers one 1 MiB
@@ -455,10 +449,7 @@ mod imp {
         })
     }
 
-    async fn framed_exchange<S>(
-        conns: Vec<Framed<S, tokio_util::codec::LengthDelimitedCodec>>,
-        n: usize,
-    ) -> Vec<Framed<S, tokio_util::codec::LengthDelimitedCodec>>
+    async fn framed_exchange<S>(conns: Vec<Ldc<S>>, n: usize) -> Vec<Ldc<S>>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -507,15 +498,8 @@ mod imp {
 
     enum Clients {
         Ours(Vec<IpcClient>),
-        Framed(Vec<Framed<tokio::net::UnixStream, tokio_util::codec::LengthDelimitedCodec>>),
-        Interprocess(
-            Vec<
-                Framed<
-                    interprocess::local_socket::tokio::Stream,
-                    tokio_util::codec::LengthDelimitedCodec,
-                >,
-            >,
-        ),
+        Framed(Vec<Ldc<UnixStream>>),
+        Interprocess(Vec<Ldc<IpStream>>),
     }
 
     impl Clients {
@@ -529,21 +513,9 @@ mod imp {
                     }
                     Clients::Ours(v)
                 }
-                "framed" => {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let s = Tokio::connect(path.to_owned()).await;
-                        v.push(Framed::new(s, baseline::codec()));
-                    }
-                    Clients::Framed(v)
-                }
+                "framed" => Clients::Framed(framed_clients::<Tokio>(path, n).await),
                 "interprocess" => {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let s = Interprocess::connect(path.to_owned()).await;
-                        v.push(Framed::new(s, baseline::codec()));
-                    }
-                    Clients::Interprocess(v)
+                    Clients::Interprocess(framed_clients::<Interprocess>(path, n).await)
                 }
                 other => panic!("unknown client {other}"),
             }
@@ -574,10 +546,15 @@ mod imp {
         }
     }
 
-    async fn framed_request<S>(
-        mut f: Framed<S, tokio_util::codec::LengthDelimitedCodec>,
-        start: Arc<IpcMessage>,
-    ) -> Framed<S, tokio_util::codec::LengthDelimitedCodec>
+    async fn framed_clients<T: Transport>(path: &Path, n: usize) -> Vec<Ldc<T::Stream>> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(Framed::new(T::connect(path.to_owned()).await, baseline::codec()));
+        }
+        v
+    }
+
+    async fn framed_request<S>(mut f: Ldc<S>, start: Arc<IpcMessage>) -> Ldc<S>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -675,7 +652,7 @@ mod imp {
         let rt = runtime();
         let path: PathBuf = path.to_owned();
         let kind = kind.to_string();
-        let (ok, failed, connect_failed, mut lat, elapsed) = rt.block_on(async move {
+        let (ok, failed, connect_failed, lat, elapsed) = rt.block_on(async move {
             let barrier = Arc::new(tokio::sync::Barrier::new(n));
             let start = Instant::now();
             let tasks: Vec<_> = (0..n)
@@ -729,14 +706,9 @@ mod imp {
             }
             (ok, failed, connect_failed, all, start.elapsed())
         });
-        lat.sort_unstable();
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                0.0
-            } else {
-                lat[((lat.len() - 1) as f64 * p).round() as usize] as f64
-            }
-        };
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+        lat.into_iter().for_each(|us| h.record(u64::from(us)).expect("auto-resizing"));
+        let pct = |p: f64| h.value_at_quantile(p) as f64;
         let mut out = std::io::stdout();
         for (k, v) in [
             ("requests-ok", ok as f64),
@@ -744,7 +716,7 @@ mod imp {
             ("connect-failed", connect_failed as f64),
             ("p50-us", pct(0.5)),
             ("p99-us", pct(0.99)),
-            ("max-us", pct(1.0)),
+            ("max-us", h.max() as f64),
             ("seconds", elapsed.as_secs_f64()),
         ] {
             writeln!(out, "{k} {v}").expect("stdout");

@@ -1,6 +1,7 @@
-//! The short, complete benchmark run behind `cargo xtask bench`: every workload of the
-//! criterion benches, every implementation and baseline, interleaved in one process so that the
-//! ratios compare like with like. Prints one tab-separated line per figure:
+//! The transport figures of `cargo xtask bench` (round trip, syscalls, pipelined, large messages,
+//! event fan-out): every implementation and baseline interleaved in one process, a fresh setup
+//! per repetition, so that the ratios compare like with like (the codec figures come from the
+//! criterion bench `codec`). Prints one tab-separated line per figure:
 //!
 //! ```text
 //! group <TAB> case <TAB> implementation <TAB> metric <TAB> value
@@ -10,8 +11,8 @@
 //!
 //! Other modes (used by the xtask and for investigations):
 //!
-//! * `probe pipelined|round-trip|large-1MiB <client> <server> [n]` — one figure, mixed client
-//!   and server implementations;
+//! * `probe pipelined|round-trip|large-1MiB[-json|-ct]|large-8MiB <client> <server> [n]` — one
+//!   figure, mixed client and server implementations;
 //! * `syscalls <client> <n>` — `n` round trips on `mt2`, for `strace -c -f` (which the default
 //!   mode runs on itself when `strace` is installed: the `syscalls` group).
 
@@ -29,16 +30,13 @@ fn main() {}
 #[cfg(unix)]
 mod imp {
     use std::collections::BTreeMap;
-    use std::hint::black_box;
     use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use bunctl_ipc::{ClientCodec, IpcMessage, IpcResponse, ServerCodec};
-    use bytes::BytesMut;
-    use tokio_util::codec::{Decoder, Encoder};
+    use hdrhistogram::Histogram;
 
     use crate::common::sides::Flavor;
-    use crate::common::{Fanout, Imp, Pipelined, RoundTrip, baseline, msgs};
+    use crate::common::{Fanout, Imp, Pipelined, RoundTrip, msgs};
 
     fn imp_named(name: &str) -> Imp {
         match name {
@@ -68,14 +66,16 @@ mod imp {
         println!("{group}\t{case}\t{imp}\t{metric}\t{value:.4}");
     }
 
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    /// A histogram of values with 3 significant digits, growing as needed.
+    fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+        let mut h = Histogram::new(3).expect("3 significant digits");
+        values.into_iter().for_each(|v| h.record(v).expect("auto-resizing"));
+        h
     }
 
-    fn percentile(sorted: &[u32], p: f64) -> f64 {
-        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[i] as f64 / 1000.0
+    /// The `p` quantile of round-trip latencies in ns, in µs.
+    fn percentile_us(h: &Histogram<u64>, p: f64) -> f64 {
+        h.value_at_quantile(p) as f64 / 1000.0
     }
 
     pub fn main() {
@@ -109,9 +109,6 @@ mod imp {
                     Budget { reps: 9, round_trips: 20_000, slice: Duration::from_millis(500) }
                 };
                 let wanted = |g: &str| only.is_empty() || only.contains(&g);
-                if wanted("codec") {
-                    codec(budget);
-                }
                 if wanted("round-trip") {
                     round_trip(budget);
                 }
@@ -144,12 +141,12 @@ mod imp {
                 let mut r = RoundTrip::mixed(client, server, Flavor::Mt2);
                 let n = if n == 0 { 50_000 } else { n };
                 r.run(n / 10, false);
-                let (_, mut lat) = r.run(n, true);
-                lat.sort_unstable();
+                let (_, lat) = r.run(n, true);
+                let h = histogram(lat.into_iter().map(u64::from));
                 println!(
                     "p50 {:.2} µs p99 {:.2} µs",
-                    percentile(&lat, 0.5),
-                    percentile(&lat, 0.99)
+                    percentile_us(&h, 0.5),
+                    percentile_us(&h, 0.99)
                 );
             }
             "large-1MiB" | "large-8MiB" | "large-1MiB-ct" | "large-1MiB-json" => {
@@ -163,31 +160,6 @@ mod imp {
                 p.run(n / 10);
                 let t = p.run(n);
                 println!("{:.0} MiB/s", bytes * n as f64 / t.as_secs_f64() / (1 << 20) as f64);
-            }
-            "encode-fresh" => {
-                let m = msgs::start(1 << 20);
-                let len = msgs::wire_len(&m);
-                for (label, fresh, hint) in [
-                    ("reused", false, false),
-                    ("fresh", true, false),
-                    ("fresh+reserve", true, true),
-                ] {
-                    let mut buf = BytesMut::new();
-                    let n = 300;
-                    let t = Instant::now();
-                    for _ in 0..n {
-                        if fresh {
-                            buf = BytesMut::new();
-                        } else {
-                            buf.clear();
-                        }
-                        if hint {
-                            buf.reserve(len);
-                        }
-                        ClientCodec::new().encode(&m, &mut buf).expect("encode");
-                    }
-                    println!("{label}: {:.0} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
-                }
             }
             other => panic!("unknown probe {other}"),
         }
@@ -206,104 +178,6 @@ mod imp {
         }
     }
 
-    fn codec(budget: Budget) {
-        fn ns_per_op(budget: Budget, mut op: impl FnMut()) -> f64 {
-            let n = calibrate(budget.slice / 4, |n| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    op();
-                }
-                t.elapsed()
-            });
-            median(
-                (0..budget.reps)
-                    .map(|_| {
-                        let t = Instant::now();
-                        for _ in 0..n {
-                            op();
-                        }
-                        t.elapsed().as_nanos() as f64 / n as f64
-                    })
-                    .collect(),
-            )
-        }
-        enum Msg {
-            Req(IpcMessage),
-            Rep(IpcResponse),
-        }
-        let cases = [
-            ("small", Msg::Req(msgs::small_request())),
-            ("data-4KiB", Msg::Rep(msgs::data_4k())),
-            ("start-1MiB", Msg::Req(msgs::start(1 << 20))),
-        ];
-        for (case, msg) in cases {
-            let frame = match &msg {
-                Msg::Req(m) => msgs::frame(m),
-                Msg::Rep(m) => msgs::frame(m),
-            };
-            let mut buf = BytesMut::with_capacity(frame.len());
-            let mut ldc = baseline::codec();
-            let floor = ns_per_op(budget, || {
-                buf.clear();
-                buf.extend_from_slice(black_box(&frame));
-            });
-            let (framed_enc, ours_enc, framed_dec, ours_dec) = match &msg {
-                Msg::Req(m) => (
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        ldc.encode(baseline::to_bytes(black_box(m)), &mut buf).expect("encode");
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        ClientCodec::new().encode(black_box(m), &mut buf).expect("encode");
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        buf.extend_from_slice(&frame);
-                        let p = ldc.decode(&mut buf).expect("decode").expect("frame");
-                        black_box(serde_json::from_slice::<IpcMessage>(&p).expect("json"));
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        buf.extend_from_slice(&frame);
-                        black_box(ServerCodec::new().decode(&mut buf).expect("ok").expect("frame"));
-                    }),
-                ),
-                Msg::Rep(m) => (
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        ldc.encode(baseline::to_bytes(black_box(m)), &mut buf).expect("encode");
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        ServerCodec::new().encode(black_box(m), &mut buf).expect("encode");
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        buf.extend_from_slice(&frame);
-                        let p = ldc.decode(&mut buf).expect("decode").expect("frame");
-                        black_box(serde_json::from_slice::<IpcResponse>(&p).expect("json"));
-                    }),
-                    ns_per_op(budget, || {
-                        buf.clear();
-                        buf.extend_from_slice(&frame);
-                        black_box(ClientCodec::new().decode(&mut buf).expect("ok").expect("frame"));
-                    }),
-                ),
-            };
-            for (group, imp, v) in [
-                ("codec-encode", "floor", floor),
-                ("codec-encode", "framed", framed_enc),
-                ("codec-encode", "ours", ours_enc),
-                ("codec-decode", "floor", floor),
-                ("codec-decode", "framed", framed_dec),
-                ("codec-decode", "ours", ours_dec),
-            ] {
-                emit(group, case, imp, "ns", v);
-            }
-        }
-    }
-
     const RT_IMPS: [Imp; 6] =
         [Imp::Floor, Imp::Framed, Imp::Interprocess, Imp::Ours, Imp::OursServe, Imp::OursSink];
 
@@ -312,7 +186,7 @@ mod imp {
     /// connection, runtime), and the median of the repetitions is reported.
     fn round_trip(budget: Budget) {
         for flavor in [Flavor::Mt2, Flavor::Mt2Bare, Flavor::CtPerSide] {
-            let mut samples: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+            let mut samples: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
             let n = if flavor == Flavor::CtPerSide {
                 budget.round_trips / 4
             } else {
@@ -323,13 +197,13 @@ mod imp {
                     let mut setup = RoundTrip::new(imp, flavor);
                     setup.run(n / 10, false);
                     let (_, lat) = setup.run(n, true);
-                    samples.entry(imp.label()).or_default().extend(lat);
+                    let h = samples.entry(imp.label()).or_insert_with(|| histogram([]));
+                    lat.into_iter().for_each(|ns| h.record(u64::from(ns)).expect("auto-resizing"));
                 }
             }
-            for (imp, mut lat) in samples {
-                lat.sort_unstable();
+            for (imp, h) in samples {
                 for (metric, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)] {
-                    emit("round-trip", flavor.label(), imp, metric, percentile(&lat, p));
+                    emit("round-trip", flavor.label(), imp, metric, percentile_us(&h, p));
                 }
             }
         }
@@ -350,15 +224,18 @@ mod imp {
                 calibrate(budget.slice, |n| run(&mut s, n))
             })
             .collect();
-        let mut rates: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+        let mut rates: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
         for _ in 0..budget.reps {
             for (&imp, &n) in imps.iter().zip(&ns) {
                 let mut s = make(imp);
                 run(&mut s, (n / 10).max(1));
                 let t = run(&mut s, n);
-                rates.entry(imp.label()).or_default().push(n as f64 / t.as_secs_f64());
+                // In thousandths, so that slow ones (8 MiB: ~100/s) keep their precision.
+                let milli = (n as f64 * 1e3 / t.as_secs_f64()) as u64;
+                rates.entry(imp.label()).or_default().push(milli);
             }
         }
+        let median = |v: Vec<u64>| histogram(v).value_at_quantile(0.5) as f64 / 1e3;
         rates.into_iter().map(|(k, v)| (k, median(v))).collect()
     }
 

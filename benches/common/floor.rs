@@ -35,16 +35,7 @@ impl RoundTrip {
 
     /// `n` round trips, optionally timing each (ns).
     pub fn run(&mut self, n: u64, record: bool) -> (Duration, Vec<u32>) {
-        let mut lat = Vec::with_capacity(if record { n as usize } else { 0 });
-        let start = Instant::now();
-        for _ in 0..n {
-            let t = Instant::now();
-            self.once();
-            if record {
-                lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
-            }
-        }
-        (start.elapsed(), lat)
+        timed_loop!(n, record, self.once())
     }
 }
 

@@ -13,6 +13,22 @@
 //! | `blocking`     | large messages only: serde_json over blocking sockets, two threads       |
 #![allow(dead_code)]
 
+/// Runs `$op` `$n` times; returns the total time and, if `$record`, each one's in ns.
+macro_rules! timed_loop {
+    ($n:expr, $record:expr, $op:expr) => {{
+        let mut lat: Vec<u32> = Vec::with_capacity(if $record { $n as usize } else { 0 });
+        let start = std::time::Instant::now();
+        for _ in 0..$n {
+            let t = std::time::Instant::now();
+            $op;
+            if $record {
+                lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+            }
+        }
+        (start.elapsed(), lat)
+    }};
+}
+
 pub mod baseline;
 pub mod floor;
 pub mod msgs;
@@ -61,22 +77,6 @@ impl Imp {
             Imp::Blocking => "blocking",
         }
     }
-}
-
-/// Runs `$op` `$n` times; returns the total time and, if `$record`, each one's in ns.
-macro_rules! timed_loop {
-    ($n:expr, $record:expr, $op:expr) => {{
-        let mut lat: Vec<u32> = Vec::with_capacity(if $record { $n as usize } else { 0 });
-        let start = Instant::now();
-        for _ in 0..$n {
-            let t = Instant::now();
-            $op;
-            if $record {
-                lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
-            }
-        }
-        (start.elapsed(), lat)
-    }};
 }
 
 /// Starts `server`'s side of a request/response workload on `sides` (one connection).

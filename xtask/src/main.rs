@@ -69,16 +69,18 @@ Commands:
         cargo-fuzz, from the seeds in fuzz/seeds/<target>, growing fuzz/corpus/<target>.
 
   bench [--full]
-        Runs the benchmark suite (bench binaries `report` and `connections` of bunctl-ipc,
-        each with --quick unless --full) and writes BENCHMARKS.md and BENCHMARKS.svg at the
-        workspace root: machine, date, every figure for bunctl-ipc and the baselines, ratios,
-        the issue-7 targets, and benches/NOTES.md. Not part of `ci`. Run it on a quiet machine
-        (see the load average it records); `strace` adds the syscall counts when installed.
+        Runs the benchmarks of bunctl-ipc (criterion's `codec`, the bench binaries `report` and
+        `connections`; each with --quick unless --full), then `cargo run --release -p
+        bench-report`, which writes BENCHMARKS.md and BENCHMARKS.svg at the workspace root:
+        machine, date, every figure for bunctl-ipc and the baselines, ratios, the issue-7
+        targets, and benches/NOTES.md; then bench-ts. Not part of `ci`. Run it on a quiet
+        machine (see the load average it records); `strace` adds the syscall counts when
+        installed.
 
   bench-ts
         The TypeScript client's round trip (p50/p99) and requests/s with 16 in flight, beside
-        the Rust client's, against one release-built `bunctl-ipc serve`, in the same run;
-        rewrites that section of BENCHMARKS.md (also run at the end of `bench`).
+        the Rust client's, against one release-built `bunctl-ipc serve`, in the same run
+        (`bench-report ts`); rewrites that section of BENCHMARKS.md (also run by `bench`).
 
   help, -h, --help
         This text.
