@@ -334,24 +334,34 @@ where
     F: Future<Output = ()>,
 {
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut closing = false;
-    let deadlines = Deadlines::new(conn.timeout(), conn.idle_timeout());
     let context = RequestContext::new(conn.peer_credentials());
+    let deadlines = Deadlines::new(conn.timeout(), conn.idle_timeout());
     let (rx, tx) = conn.split();
-    let mut intake = Intake { rx, closed: false, frame_started: None };
-    let mut output = Output { tx, written: 0, reply_end: None };
-    let mut pump = EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 };
-    let mut gate = ReplyGate { held: None };
-    let mut deadlines = deadlines;
-    let mut handling = no_future_of(|message| handler.handle_request(context, message));
+    // All the parts live in one place, borrowed once by the poll closure below: a closure that
+    // used each part by name would hold a reference to each, and this future's size is the
+    // daemon's cost per connection.
+    let mut parts = Parts {
+        intake: Intake { rx, closed: false, frame_started: None },
+        output: Output { tx, written: 0, reply_end: NO_REPLY },
+        pump: EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 },
+        gate: ReplyGate { held: None },
+        deadlines,
+        handling: no_future_of(|message| handler.handle_request(context, message)),
+        context,
+        closing: false,
+    };
+    let parts = &mut parts;
 
-    let outcome = poll_fn(|cx| {
+    let outcome = poll_fn(move |cx| {
+        let Parts { intake, output, pump, gate, deadlines, handling, context, closing } =
+            &mut *parts;
+        let context = *context;
         for _ in 0..ROUNDS_PER_POLL {
             let mut progressed = false;
 
-            if !closing && shutdown.as_mut().poll(cx).is_ready() {
+            if !*closing && shutdown.as_mut().poll(cx).is_ready() {
                 debug!("server shutting down; finishing this connection");
-                closing = true;
+                *closing = true;
                 intake.close();
                 pump.unsubscribe();
                 progressed = true;
@@ -360,18 +370,18 @@ where
             if let Some(future) = handling.as_mut()
                 && let Poll::Ready(reply) = future.as_mut().poll(cx)
             {
-                handling = None;
-                gate.hold(reply, &pump);
+                *handling = None;
+                gate.hold(reply, pump);
                 // Its write deadline runs from now, even while earlier events go out first.
                 deadlines.reply_ready();
                 progressed = true;
             }
 
             if output.has_room() {
-                progressed |= pump.poll_into(cx, &mut output)?;
+                progressed |= pump.poll_into(cx, output)?;
             }
 
-            if let Some(reply) = gate.release(&pump) {
+            if let Some(reply) = gate.release(pump) {
                 output.queue_reply(&reply)?;
                 progressed = true;
             }
@@ -382,15 +392,16 @@ where
                     Poll::Ready(received) => {
                         progressed = true;
                         deadlines.activity();
-                        match dispatch(received, bus, &mut pump, &mut output)? {
+                        match dispatch(received, bus, pump, output)? {
                             Dispatch::Handler(message) => {
                                 trace!(?message, "request");
-                                handling = Some(Box::pin(handler.handle_request(context, message)));
+                                *handling =
+                                    Some(Box::pin(handler.handle_request(context, message)));
                             }
                             Dispatch::Answered => deadlines.reply_ready(),
                             Dispatch::EndOfInput => {
                                 intake.close();
-                                if output.reply_end.is_some() {
+                                if output.has_unwritten_reply() {
                                     deadlines.reply_ready();
                                 }
                             }
@@ -409,7 +420,7 @@ where
             {
                 flushed?;
                 deadlines.activity();
-                if output.reply_end.is_none() && gate.is_empty() {
+                if !output.has_unwritten_reply() && gate.is_empty() {
                     deadlines.replies_written();
                 }
                 progressed = true;
@@ -421,7 +432,7 @@ where
             }
             if !progressed {
                 let state = Waiting {
-                    reply_unwritten: output.reply_end.is_some() || !gate.is_empty(),
+                    reply_unwritten: output.has_unwritten_reply() || !gate.is_empty(),
                     frame_started: intake.frame_started,
                     idle: !busy
                         && !intake.closed
@@ -447,6 +458,20 @@ where
         debug!(error = %e, "connection ends");
     }
     outcome
+}
+
+/// The state of one served connection: the parts the module docs' table lists.
+struct Parts<R, W, Fut> {
+    intake: Intake<R>,
+    output: Output<W>,
+    pump: EventPump,
+    gate: ReplyGate,
+    deadlines: Deadlines,
+    /// The handler's future for the request being answered (one at a time).
+    handling: Option<Pin<Box<Fut>>>,
+    context: RequestContext,
+    /// The server is shutting down: no more input, finish what is in progress.
+    closing: bool,
 }
 
 /// `None`, typed as the boxed future `handle` returns (which has no name to write down).
@@ -674,10 +699,18 @@ struct Output<W> {
     /// Bytes written since the connection started.
     written: u64,
     /// The output offset at which the last queued reply ends, until it is written.
-    reply_end: Option<u64>,
+    /// ([`NO_REPLY`] when every reply is written.)
+    reply_end: u64,
 }
 
+/// `Output::reply_end` when no reply is waiting to be written.
+const NO_REPLY: u64 = u64::MAX;
+
 impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
+    fn has_unwritten_reply(&self) -> bool {
+        self.reply_end != NO_REPLY
+    }
+
     fn has_room(&self) -> bool {
         self.tx.queued_len() < HIGH_WATER
     }
@@ -697,7 +730,7 @@ impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
             }
             Err(e) => return Err(e),
         }
-        self.reply_end = Some(self.written + self.tx.queued_len() as u64);
+        self.reply_end = self.written + self.tx.queued_len() as u64;
         Ok(())
     }
 
@@ -709,8 +742,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
         let before = self.tx.queued_len();
         let result = Sink::<&IpcResponse>::poll_flush(Pin::new(&mut self.tx), cx);
         self.written += (before - self.tx.queued_len()) as u64;
-        if self.reply_end.is_some_and(|end| self.written >= end) {
-            self.reply_end = None;
+        if self.written >= self.reply_end {
+            self.reply_end = NO_REPLY;
         }
         result
     }
