@@ -149,8 +149,12 @@ mod imp {
                     percentile_us(&h, 0.99)
                 );
             }
-            "large-1MiB" | "large-8MiB" | "large-1MiB-ct" | "large-1MiB-json" => {
-                let size = if what == "large-8MiB" { 8 << 20 } else { 1 << 20 };
+            "large-64KiB" | "large-1MiB" | "large-8MiB" | "large-1MiB-ct" | "large-1MiB-json" => {
+                let size = match what {
+                    "large-8MiB" => 8 << 20,
+                    "large-64KiB" => 64 << 10,
+                    _ => 1 << 20,
+                };
                 let req =
                     if what.ends_with("json") { msgs::start_json(size) } else { msgs::start(size) };
                 let flavor = if what.ends_with("ct") { Flavor::CtPerSide } else { Flavor::Mt2 };

@@ -131,11 +131,11 @@ enum DecodeState {
 /// * **Limits before allocation.** A header is checked against
 ///   [`FrameConfig::max_message_size`] before anything is reserved. An oversize header is fatal for
 ///   the stream ([`IpcError::FrameTooLarge`] from this and every later `decode`).
-/// * **Memory follows the bytes, not the claim.** When a header is accepted, room for at most
-///   64 KiB of its body is reserved; beyond that the buffer grows by doubling as the body
-///   arrives, up to exactly the frame's size. A peer that sends a header claiming 10 MiB and
-///   then nothing holds 64 KiB, not 10 MiB, and the buffer never grows past `max + 4` bytes on
-///   a frame's account.
+/// * **Memory follows the bytes, not the claim.** When a body starts, room for at most 64 KiB
+///   of it is made (96 KiB when that takes the whole frame); beyond that the buffer grows by
+///   doubling as the body arrives, up to exactly the frame's size. A peer that sends a header
+///   claiming 10 MiB and then nothing holds 64 KiB, not 10 MiB, and the buffer never grows
+///   past `max + 4` bytes on a frame's account.
 /// * **Stays in sync.** A zero-length frame ([`IpcError::EmptyFrame`]) or a whole frame of invalid
 ///   JSON ([`IpcError::InvalidMessage`]) is consumed exactly, and the next frame decodes normally.
 /// * **Cancel-safe.** Partial input stays in the buffer and in the codec's state; feeding the rest
@@ -251,7 +251,8 @@ impl<D, E> fmt::Debug for IpcCodec<D, E> {
 }
 
 /// Makes room in `buf` for more of a body of `len` bytes, of which `buf` holds the start: up
-/// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len`. `ours` is
+/// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len` (and all of
+/// `len` when less than half a step more would be left, so at most 96 KiB for a bare header). `ours` is
 /// the capacity of the buffer allocated here for this body (0 before the first); the new one's
 /// is returned.
 fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize) -> usize {
@@ -260,7 +261,11 @@ fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize) -> usize {
     if spare >= missing.min(MIN_SPARE) {
         return ours;
     }
-    let target = len.min(buf.len().saturating_mul(2).max(FIRST_BODY_RESERVE));
+    let mut target = len.min(buf.len().saturating_mul(2).max(FIRST_BODY_RESERVE));
+    if len - target < target / 2 {
+        // A last step this small would cost a copy for a few bytes: take the whole frame now.
+        target = len;
+    }
     if ours == 0 || buf.capacity() != ours {
         // The first room for this body: a buffer of exactly `target`, holding the few bytes
         // that arrived with the header (the caller's buffer may be larger than it looks, with
