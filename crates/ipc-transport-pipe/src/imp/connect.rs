@@ -23,10 +23,10 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_
 /// A pipe that does not exist is [`EndpointError::NotRunning`] naming the pipe. A pipe whose
 /// instances are all busy (`ERROR_PIPE_BUSY`: the server has not yet put up the next one) is
 /// retried with a back-off from 1 ms doubling to 50 ms until `timeout`, then
-/// [`EndpointError::Timeout`]. The server is granted identification-level impersonation only
+/// [`EndpointError::ConnectTimeout`]. The server is granted identification-level impersonation only
 /// (`SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`): it can learn who the client is, but
 /// cannot act as the client — which matters if someone else's server holds the name. Any
-/// other failure to open the pipe is [`EndpointError::Endpoint`] naming it (step
+/// other failure to open the pipe is [`EndpointError::Io`] naming it (step
 /// [`Connect`](Step::Connect)). Who runs the server is checked separately, by
 /// [`verify_server`](crate::verify_server).
 pub async fn connect(endpoint: impl AsRef<Path>, timeout: Duration) -> Result<ClientStream> {

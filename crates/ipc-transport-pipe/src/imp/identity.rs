@@ -89,7 +89,7 @@ pub fn server_user_sid(stream: &ClientStream) -> io::Result<(String, IdentitySou
 
 /// Checks that the server reached through `stream` at `endpoint` runs as the current user or
 /// as SYSTEM; anything else is [`EndpointError::ServerIdentity`] naming the pipe and the SID found.
-/// Failing to find out at all is [`EndpointError::Endpoint`] (step
+/// Failing to find out at all is [`EndpointError::Io`] (step
 /// [`IdentifyServer`](Step::IdentifyServer)).
 pub fn verify_server(stream: &ClientStream, endpoint: &Path) -> Result<()> {
     let name = pipe_name(endpoint).map(PathBuf::from).unwrap_or_else(|_| endpoint.to_owned());

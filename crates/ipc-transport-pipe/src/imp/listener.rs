@@ -54,7 +54,7 @@ impl PipeListener {
     /// naming the pipe, instead of quietly adding an instance to someone else's pipe. The pipe
     /// accepts local clients only (`PIPE_REJECT_REMOTE_CLIENTS`) and its DACL admits the
     /// current user and SYSTEM only, and its owner is the current user. Other failures are
-    /// [`EndpointError::Endpoint`] naming the pipe and the step.
+    /// [`EndpointError::Io`] naming the pipe and the step.
     pub fn bind(endpoint: impl AsRef<Path>) -> Result<PipeListener> {
         let name = pipe_name(endpoint.as_ref())?;
         let path = PathBuf::from(&name);

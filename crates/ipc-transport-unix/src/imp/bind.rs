@@ -123,7 +123,7 @@ impl UnixListener {
     /// socket gives [`EndpointError::AddrInUse`] and is left alone, a stale one is removed, anything
     /// that is not a socket gives [`EndpointError::NotASocket`] and is left alone; then the socket
     /// is bound with its mode already restricted, so it is never reachable with looser
-    /// permissions. Any other failure is [`EndpointError::Endpoint`], naming the path concerned (the
+    /// permissions. Any other failure is [`EndpointError::Io`], naming the path concerned (the
     /// directory, the lock file or the socket) and the step.
     pub fn bind(path: impl AsRef<Path>, options: &BindOptions) -> Result<UnixListener> {
         let path = path.as_ref();

@@ -14,8 +14,8 @@ use super::path::check_path_len;
 ///
 /// A missing socket file or a refused connection (a stale file, nobody accepting) is
 /// [`EndpointError::NotRunning`] naming the path. A server whose queue of pending connections is
-/// full is retried with a short back-off until `timeout`, then [`EndpointError::Timeout`]. Any
-/// other failure is [`EndpointError::Endpoint`] naming the path (step
+/// full is retried with a short back-off until `timeout`, then [`EndpointError::ConnectTimeout`]. Any
+/// other failure is [`EndpointError::Io`] naming the path (step
 /// [`Connect`](Step::Connect)).
 pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixStream> {
     let path = path.as_ref();
@@ -50,7 +50,7 @@ pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<UnixSt
 }
 
 /// The credentials of the server at the other end of `stream`, connected to `path`; a failure
-/// to read them is [`EndpointError::Endpoint`] (step [`PeerCredentials`](Step::PeerCredentials)).
+/// to read them is [`EndpointError::Io`] (step [`PeerCredentials`](Step::PeerCredentials)).
 pub fn server_credentials(stream: &UnixStream, path: &Path) -> Result<UCred> {
     stream.peer_cred().map_err(Step::PeerCredentials.at(path))
 }

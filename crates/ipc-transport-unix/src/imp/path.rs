@@ -25,7 +25,7 @@ pub fn check_path_len(path: &Path) -> Result<()> {
 /// is set and it is missing, then refuses it ([`EndpointError::InsecurePath`]) if it is not a real
 /// directory, is owned by another uid, or grants any access to group or others — the same rule
 /// tmux applies to its socket directory. A directory that cannot be created or examined is
-/// [`EndpointError::Endpoint`] naming it (a missing one, with `create` unset: step
+/// [`EndpointError::Io`] naming it (a missing one, with `create` unset: step
 /// [`CheckDirectory`](Step::CheckDirectory), kind `NotFound`).
 pub fn ensure_private_dir(dir: &Path, create: bool) -> Result<()> {
     if create {
