@@ -32,8 +32,9 @@ pub const TARGET: &str = "x86_64-pc-windows-gnu";
 /// Extra apt packages (beyond the toolchain) for building and running Windows tests.
 pub const TEST_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64", "wine"];
 
-/// Extra apt packages (beyond the toolchain) for linting the Windows build.
-pub const CLIPPY_PACKAGES: &[&str] = &["rust-web-clippy"];
+/// Extra apt packages (beyond the toolchain) for linting the Windows build: clippy, and mingw,
+/// whose dlltool the target's std build needs (so `windows-clippy` also works run first).
+pub const CLIPPY_PACKAGES: &[&str] = &["rust-web-clippy", "gcc-mingw-w64-x86-64"];
 
 /// Source of the stand-in `bcryptprimitives.dll`: `ProcessPrng` implemented with
 /// `RtlGenRandom` (`SystemFunction036` from advapi32), in chunks below `ULONG`'s range.
