@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -41,16 +40,7 @@ fn child(name: &str, uid: Option<u32>, envs: &[(&str, &Path)]) -> Command {
 
 /// The first `OUTCOME:` line `child` prints.
 fn outcome(child: &mut Child) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(outcome) = line.strip_prefix("OUTCOME:") {
-                let _ = tx.send(outcome.to_owned());
-            }
-        }
-    });
-    rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+    outcomes(child).recv_timeout(PATIENCE).unwrap_or_else(|_| {
         let _ = child.kill();
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {

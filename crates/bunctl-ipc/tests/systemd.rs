@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, Command, Stdio};
 
@@ -92,15 +91,7 @@ async fn start_activated(fd: RawFd) -> (Child, String) {
         });
     }
     let mut child = cmd.spawn().expect("spawn the socket-activated child");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(outcome) = line.strip_prefix("OUTCOME:") {
-                let _ = tx.send(outcome.to_owned());
-            }
-        }
-    });
+    let rx = outcomes(&mut child);
     let outcome =
         tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE)).await.expect("reader");
     let Ok(outcome) = outcome else {

@@ -125,3 +125,19 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(payload);
     v
 }
+
+/// The `OUTCOME:` lines a child test process prints on stdout, read on a thread of their own so
+/// that the caller can wait for one with a deadline (`recv_timeout`), blocking or not.
+pub fn outcomes(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(outcome) = line.strip_prefix("OUTCOME:") {
+                let _ = tx.send(outcome.to_owned());
+            }
+        }
+    });
+    rx
+}
