@@ -164,13 +164,18 @@ pub struct ConnectionGauge {
 impl ConnectionGauge {
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.limit - self.slots.available_permits()
+        open_slots(&self.slots, self.limit)
     }
 
     /// The most that may be open at once ([`ServerOptions::max_connections`]).
     pub fn limit(&self) -> usize {
         self.limit
     }
+}
+
+/// How many of `limit` connection slots are taken.
+fn open_slots(slots: &Semaphore, limit: usize) -> usize {
+    limit - slots.available_permits()
 }
 
 /// At most this many "server busy" replies are in flight; past it, refused clients are just
@@ -248,7 +253,7 @@ impl IpcServer {
 
     /// How many accepted connections are open now.
     pub fn connection_count(&self) -> usize {
-        self.options.max_connections - self.slots.available_permits()
+        open_slots(&self.slots, self.options.max_connections)
     }
 
     /// A handle that reports the open connections, and stays usable after the server has
