@@ -30,6 +30,20 @@ const about = (app: string, type: string, more: (data: Record<string, unknown>) 
     return e.event_type === type && data?.app === app && more(data);
   };
 
+/**
+ * A daemon running the app "stubborn", which ignores SIGTERM, so that a Stop waits the daemon's
+ * grace period (5 s) before SIGKILL; resolves once the app is ready, with a client connected.
+ */
+async function stubbornApp(): Promise<{ d: Daemon; c: IpcClient }> {
+  const d = await daemon();
+  const c = await client(d.path);
+  const watcher = await client(d.path);
+  await watcher.subscribe({ LogEvents: { app_name: "stubborn" } });
+  await c.start("stubborn", sh("trap '' TERM; echo ready; sleep 30"));
+  await waitForEvent(watcher, about("stubborn", "log_line", (x) => x.line === "ready"));
+  return { d, c };
+}
+
 describe("against bunctl-ipc serve", () => {
   test("list, status, start, logs, stop, restart, delete", async () => {
     const d = await daemon();
@@ -106,13 +120,7 @@ describe("against bunctl-ipc serve", () => {
   }, 30_000);
 
   test("a timed-out request's late reply does not reach the next request", async () => {
-    const d = await daemon();
-    const c = await client(d.path);
-    const watcher = await client(d.path);
-    await watcher.subscribe({ LogEvents: { app_name: "stubborn" } });
-    // Ignores SIGTERM: Stop waits the daemon's grace period (5 s) before SIGKILL.
-    await c.start("stubborn", sh("trap '' TERM; echo ready; sleep 30"));
-    await waitForEvent(watcher, about("stubborn", "log_line", (x) => x.line === "ready"));
+    const { d, c } = await stubbornApp();
 
     const e = await rejection(c.request({ Stop: { name: "stubborn" } }, { timeoutMs: 200 }));
     expect(e.kind).toBe("timeout");
@@ -124,12 +132,7 @@ describe("against bunctl-ipc serve", () => {
   }, 30_000);
 
   test("an aborted request's reply does not reach the next request", async () => {
-    const d = await daemon();
-    const c = await client(d.path);
-    const watcher = await client(d.path);
-    await watcher.subscribe({ LogEvents: { app_name: "stubborn" } });
-    await c.start("stubborn", sh("trap '' TERM; echo ready; sleep 30"));
-    await waitForEvent(watcher, about("stubborn", "log_line", (x) => x.line === "ready"));
+    const { c } = await stubbornApp();
 
     const controller = new AbortController();
     const stopping = c.request({ Stop: { name: "stubborn" } }, { signal: controller.signal });
