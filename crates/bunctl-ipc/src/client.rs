@@ -396,16 +396,14 @@ async fn connect_retrying(
     options: &ClientOptions,
 ) -> Result<(sys::ClientStream, crate::PeerCredentials)> {
     let deadline = Instant::now().checked_add(options.wait_for_server);
+    let left = || deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
     let mut backoff = Duration::from_millis(5);
     loop {
-        let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
         // The transport bounds an attempt itself (its busy retries included).
-        match sys::connect(path, options.connection.timeout.min(left), options.verify_server).await
-        {
+        let limit = options.connection.timeout.min(left());
+        match sys::connect(path, limit, options.verify_server).await {
             Err(e @ IpcError::NotRunning { .. }) => {
-                let left =
-                    deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-                if backoff > left {
+                if backoff > left() {
                     return Err(e);
                 }
                 tokio::time::sleep(backoff).await;
