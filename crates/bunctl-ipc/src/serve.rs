@@ -33,9 +33,13 @@ pub const UNSUBSCRIBED: &str = "Unsubscribed from events";
 const HIGH_WATER: usize = 64 * 1024;
 /// Events moved from the subscription to the write buffer at a time; one write carries them.
 const EVENT_BATCH: usize = 64;
+/// Queued output that is written without waiting for the round to run out of work: pipelined
+/// replies go out in writes of about this size (like `FramedWrite`'s backpressure boundary).
+const WRITE_BATCH: usize = 8 * 1024;
 /// Rounds of work done in one poll before yielding to the runtime, so that an endless supply of
-/// events cannot monopolize a worker thread.
-const ROUNDS_PER_POLL: usize = 32;
+/// events cannot monopolize a worker thread. (Reading requests also spends tokio's
+/// cooperative budget, which ends a poll of a flood of requests sooner.)
+const ROUNDS_PER_POLL: usize = 128;
 
 /// A daemon's answer to every request other than `Subscribe` and `Unsubscribe`.
 ///
@@ -306,19 +310,20 @@ where
 ///
 /// # How a served connection is put together
 ///
-/// One task drives a few small parts, each with one job and its own state; every poll runs
-/// them in this order until none makes progress (then the deadline keeper arms the one timer),
-/// or until 32 rounds have run (then the task yields, so a flood cannot hog a worker):
+/// One task drives a few small parts, each with one job and its own state. Each poll first
+/// checks the shutdown watch, then runs the other parts in this order, round after round, until
+/// none makes progress (then the deadline keeper arms the one timer) or until 128 rounds have
+/// run (then the task yields, so a flood cannot hog a worker):
 ///
 /// | part | job | states |
 /// |---|---|---|
 /// | shutdown watch | turns the server's shutdown into "no more input" | running → closing |
-/// | handler slot | runs the handler on one request at a time | idle → running → idle (reply to the gate) |
+/// | intake | reads the next request once the previous one is answered and the output has room; answers `Subscribe`, `Unsubscribe` and undecodable frames itself | open → closed (client's end of stream, oversize frame, shutdown) |
+/// | handler slot | runs the handler on one request at a time, first in the round that read it; its box is reused by back-to-back requests and freed when the connection waits | idle → running → idle (reply to the gate, or straight to the output when not subscribed) |
 /// | event pump | moves subscribed events to the output, in publish order, and announces every event it could not deliver in a `lagged` notice | unsubscribed ↔ subscribed |
 /// | reply gate | holds a reply until every event published before the handler returned is written or announced lost | empty → holding → empty (reply to the output) |
-/// | intake | reads the next request once the previous one is answered and the output has room; answers `Subscribe`, `Unsubscribe` and undecodable frames itself | open → closed (client's end of stream, oversize frame, shutdown) |
-/// | output | the write buffer: queues frames, writes them in batches, knows where the last reply ends | empty ↔ queued |
-/// | deadline keeper | one timer for whichever limit comes first: the reply's write, the frame in progress, the idle limit | — |
+/// | output | the write buffer: queues frames, writes them once a round finds nothing to add or 8 KiB are queued, knows where the last reply ends | empty ↔ queued |
+/// | deadline keeper | one timer for whichever limit comes first: the reply's write, the frame in progress, the idle limit; reads the clock once per wait, not per request | — |
 ///
 /// The connection is done when the intake is closed, the handler slot and the gate are empty,
 /// and the output is written.
@@ -341,7 +346,7 @@ where
     // used each part by name would hold a reference to each, and this future's size is the
     // daemon's cost per connection.
     let mut parts = Parts {
-        intake: Intake { rx, closed: false, frame_started: None },
+        intake: Intake { rx, closed: false, partial: false },
         output: Output { tx, written: 0, reply_end: NO_REPLY },
         pump: EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 },
         gate: ReplyGate { held: None },
@@ -356,47 +361,27 @@ where
         let Parts { intake, output, pump, gate, deadlines, handling, context, closing } =
             &mut *parts;
         let context = *context;
+        // Once per poll is enough: the shutdown future wakes this task when it completes.
+        if !*closing && shutdown.as_mut().poll(cx).is_ready() {
+            debug!("server shutting down; finishing this connection");
+            *closing = true;
+            intake.close();
+            pump.unsubscribe();
+        }
+
         for _ in 0..ROUNDS_PER_POLL {
             let mut progressed = false;
 
-            if !*closing && shutdown.as_mut().poll(cx).is_ready() {
-                debug!("server shutting down; finishing this connection");
-                *closing = true;
-                intake.close();
-                pump.unsubscribe();
-                progressed = true;
-            }
-
-            if let Some(future) = handling.as_mut()
-                && let Poll::Ready(reply) = future.as_mut().poll(cx)
-            {
-                *handling = None;
-                gate.hold(reply, pump);
-                // Its write deadline runs from now, even while earlier events go out first.
-                deadlines.reply_ready();
-                progressed = true;
-            }
-
-            if output.has_room() {
-                progressed |= pump.poll_into(cx, output)?;
-            }
-
-            if let Some(reply) = gate.release(pump) {
-                output.queue_reply(&reply)?;
-                progressed = true;
-            }
-
             // The next request, once the previous one is answered.
-            if handling.is_none() && gate.is_empty() && output.has_room() {
+            if !handling.is_running() && gate.is_empty() && output.has_room() {
                 match intake.poll_request(cx) {
                     Poll::Ready(received) => {
                         progressed = true;
-                        deadlines.activity();
+                        deadlines.received();
                         match dispatch(received, bus, pump, output)? {
                             Dispatch::Handler(message) => {
                                 trace!(?message, "request");
-                                *handling =
-                                    Some(Box::pin(handler.handle_request(context, message)));
+                                handling.start(handler.handle_request(context, message));
                             }
                             Dispatch::Answered => deadlines.reply_ready(),
                             Dispatch::EndOfInput => {
@@ -411,11 +396,33 @@ where
                 }
             }
 
-            // Write out what is queued once this round found nothing more to add (or the
-            // buffer is full), so pipelined requests get their replies in one write rather than
-            // one write each.
+            // The handler runs right away, in the round that read its request.
+            if let Some(reply) = handling.poll_done(cx) {
+                // Its write deadline runs from now, even while earlier events go out first.
+                deadlines.reply_ready();
+                progressed = true;
+                if pump.is_subscribed() {
+                    gate.hold(reply, pump);
+                } else {
+                    // No events to let go first.
+                    output.queue_reply(&reply)?;
+                }
+            }
+
+            if output.has_room() {
+                progressed |= pump.poll_into(cx, output)?;
+            }
+
+            if let Some(reply) = gate.release(pump) {
+                output.queue_reply(&reply)?;
+                progressed = true;
+            }
+
+            // Write out what is queued once this round found nothing more to add (or a batch
+            // is full), so pipelined requests get their replies in few writes rather than one
+            // write each.
             if output.is_queued()
-                && (!progressed || !output.has_room())
+                && (!progressed || output.is_batch_full())
                 && let Poll::Ready(flushed) = output.poll_flush(cx)
             {
                 flushed?;
@@ -426,23 +433,26 @@ where
                 progressed = true;
             }
 
-            let busy = handling.is_some() || !gate.is_empty();
+            let busy = handling.is_running() || !gate.is_empty();
             if intake.closed && !busy && !output.is_queued() {
                 return Poll::Ready(Ok(()));
             }
             if !progressed {
+                // About to wait: a handler box kept for back-to-back requests is given back.
+                handling.release();
                 let state = Waiting {
                     reply_unwritten: output.has_unwritten_reply() || !gate.is_empty(),
-                    frame_started: intake.frame_started,
+                    frame_in_progress: intake.partial,
                     idle: !busy
                         && !intake.closed
                         && !pump.is_subscribed()
                         && !output.is_queued()
-                        && intake.frame_started.is_none(),
+                        && !intake.partial,
                 };
                 return deadlines.poll(cx, state);
             }
         }
+        deadlines.stamp(Instant::now());
         // Plenty of work is still coming in: write out what is done, let other tasks run, then
         // continue.
         if output.is_queued()
@@ -467,16 +477,50 @@ struct Parts<R, W, Fut> {
     pump: EventPump,
     gate: ReplyGate,
     deadlines: Deadlines,
-    /// The handler's future for the request being answered (one at a time).
-    handling: Option<Pin<Box<Fut>>>,
+    handling: HandlerSlot<Fut>,
     context: RequestContext,
     /// The server is shutting down: no more input, finish what is in progress.
     closing: bool,
 }
 
-/// `None`, typed as the boxed future `handle` returns (which has no name to write down).
-fn no_future_of<F>(_handle: impl FnOnce(IpcMessage) -> F) -> Option<Pin<Box<F>>> {
-    None
+/// An empty slot for the future `handle` returns (which has no name to write down).
+fn no_future_of<F>(_handle: impl FnOnce(IpcMessage) -> F) -> HandlerSlot<F> {
+    HandlerSlot { boxed: None }
+}
+
+/// The handler's future for the request being answered (one at a time), in a box that
+/// back-to-back requests reuse: the box is given back only when the connection waits, so
+/// pipelined requests allocate none and an idle connection holds none.
+struct HandlerSlot<F> {
+    boxed: Option<Pin<Box<Option<F>>>>,
+}
+
+impl<F: Future> HandlerSlot<F> {
+    fn is_running(&self) -> bool {
+        self.boxed.as_ref().is_some_and(|slot| slot.is_some())
+    }
+
+    fn start(&mut self, future: F) {
+        match &mut self.boxed {
+            Some(slot) => slot.as_mut().set(Some(future)),
+            None => self.boxed = Some(Box::pin(Some(future))),
+        }
+    }
+
+    /// The handler's reply, once it has one.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Option<F::Output> {
+        let slot = self.boxed.as_mut()?;
+        let Poll::Ready(reply) = slot.as_mut().as_pin_mut()?.poll(cx) else { return None };
+        slot.as_mut().set(None);
+        Some(reply)
+    }
+
+    /// Frees the box unless a handler is running in it.
+    fn release(&mut self) {
+        if !self.is_running() {
+            self.boxed = None;
+        }
+    }
 }
 
 /// `now + limit`, or far in the future if that overflows (`Duration::MAX` = no limit).
@@ -489,13 +533,13 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-/// Reads requests: one at a time, and notes when a frame has started arriving.
+/// Reads requests: one at a time, and notes whether a frame has started arriving.
 struct Intake<R> {
     rx: RecvHalf<R, IpcMessage>,
     /// No more requests: the client's end of stream, an oversize frame, or shutdown.
     closed: bool,
-    /// When the first byte of a still incomplete request frame arrived.
-    frame_started: Option<Instant>,
+    /// Part of a request frame is in, the rest is not.
+    partial: bool,
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> Intake<R> {
@@ -503,27 +547,16 @@ impl<R: tokio::io::AsyncRead + Unpin> Intake<R> {
         if self.closed {
             return Poll::Pending;
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(received) => {
-                self.frame_started = None;
-                Poll::Ready(received)
-            }
-            // Part of a frame is in: from now on it has the operation timeout to complete,
-            // whether or not the connection is subscribed (a trickled frame is not listening).
-            Poll::Pending if self.rx.has_partial_frame() => {
-                self.frame_started.get_or_insert_with(Instant::now);
-                Poll::Pending
-            }
-            Poll::Pending => {
-                self.frame_started = None;
-                Poll::Pending
-            }
-        }
+        let received = self.rx.poll_recv(cx);
+        // Part of a frame is in: from now on it has the operation timeout to complete, whether
+        // or not the connection is subscribed (a trickled frame is not listening).
+        self.partial = received.is_pending() && self.rx.has_partial_frame();
+        received
     }
 
     fn close(&mut self) {
         self.closed = true;
-        self.frame_started = None;
+        self.partial = false;
     }
 }
 
@@ -715,6 +748,10 @@ impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
         self.tx.queued_len() < HIGH_WATER
     }
 
+    fn is_batch_full(&self) -> bool {
+        self.tx.queued_len() >= WRITE_BATCH
+    }
+
     fn is_queued(&self) -> bool {
         self.tx.queued_len() > 0
     }
@@ -753,13 +790,17 @@ impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
 struct Waiting {
     /// A reply is ready (held or queued) and not yet written.
     reply_unwritten: bool,
-    /// When the frame in progress started, if one is.
-    frame_started: Option<Instant>,
+    /// Part of a request frame is in.
+    frame_in_progress: bool,
     /// Nothing in progress, nothing to write, not subscribed: the idle limit applies.
     idle: bool,
 }
 
 /// One timer for whichever limit comes first.
+///
+/// The clock is read once when the connection is about to wait (or yields), not per request:
+/// what happened in between is stamped with that time, which is later than the truth by at
+/// most one poll's work.
 struct Deadlines {
     timer: Pin<Box<Sleep>>,
     /// Per-operation limit: for a reply to be written, and for a started frame to complete.
@@ -769,6 +810,12 @@ struct Deadlines {
     last_activity: Instant,
     /// When the reply now in the gate or the output must be written by.
     reply_due: Option<Instant>,
+    /// When the request frame in progress must be complete by.
+    frame_due: Option<Instant>,
+    /// Activity since the clock was last read.
+    active: bool,
+    /// A reply became ready since the clock was last read, with no earlier one pending.
+    reply_unstamped: bool,
 }
 
 impl Deadlines {
@@ -780,35 +827,66 @@ impl Deadlines {
             idle_limit,
             last_activity: now,
             reply_due: None,
+            frame_due: None,
+            active: false,
+            reply_unstamped: false,
         }
     }
 
     /// A reply became ready: it must be written within the limit (an earlier one's deadline,
     /// if still pending, is kept).
     fn reply_ready(&mut self) {
-        let due = deadline_after(Instant::now(), self.limit);
-        self.reply_due = Some(self.reply_due.map_or(due, |earlier| earlier.min(due)));
+        self.reply_unstamped |= self.reply_due.is_none();
     }
 
     /// Every reply so far is written: no write deadline is pending.
     fn replies_written(&mut self) {
         self.reply_due = None;
+        self.reply_unstamped = false;
     }
 
-    /// Something was read or written: the idle clock restarts.
+    /// Something was written: the idle clock restarts.
     fn activity(&mut self) {
-        self.last_activity = Instant::now();
+        self.active = true;
+    }
+
+    /// A request (or the end of input) arrived whole: the idle clock restarts, and the frame
+    /// in progress, if any, is complete.
+    fn received(&mut self) {
+        self.active = true;
+        self.frame_due = None;
+    }
+
+    /// Gives what happened since the clock was last read the time `now`.
+    fn stamp(&mut self, now: Instant) {
+        if std::mem::take(&mut self.active) {
+            self.last_activity = now;
+        }
+        if std::mem::take(&mut self.reply_unstamped) {
+            self.reply_due = Some(deadline_after(now, self.limit));
+        }
     }
 
     /// Arms the timer for the limit that applies first, or fails if it has passed.
     fn poll(&mut self, cx: &mut Context<'_>, state: Waiting) -> Poll<Result<()>> {
+        if !state.frame_in_progress {
+            self.frame_due = None;
+        }
+        if self.active
+            || self.reply_unstamped
+            || (state.frame_in_progress && self.frame_due.is_none())
+        {
+            let now = Instant::now();
+            self.stamp(now);
+            if state.frame_in_progress {
+                self.frame_due.get_or_insert_with(|| deadline_after(now, self.limit));
+            }
+        }
         let reply = self
             .reply_due
             .filter(|_| state.reply_unwritten)
             .map(|due| (due, Operation::Send, self.limit));
-        let frame = state
-            .frame_started
-            .map(|started| (deadline_after(started, self.limit), Operation::Receive, self.limit));
+        let frame = self.frame_due.map(|due| (due, Operation::Receive, self.limit));
         let silent = state.idle.then(|| {
             (
                 deadline_after(self.last_activity, self.idle_limit),

@@ -215,6 +215,58 @@ async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out
 }
 
 #[tokio::test(start_paused = true)]
+async fn events_written_meanwhile_do_not_extend_the_time_a_started_frame_has() {
+    let ep = fresh_endpoint();
+    let options = ServerOptions::new().timeout(Duration::from_secs(1));
+    let (bus, _daemon) = serve_echo(&ep, options).await;
+    let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
+    let subscribe = IpcMessage::Subscribe {
+        subscription: bunctl_ipc::SubscriptionType::AllEvents { app_name: None },
+    };
+    conn.send(&subscribe).await.expect("subscribe");
+    assert!(matches!(conn.recv().await.expect("reply"), IpcResponse::Success { .. }));
+    within("subscribed", async {
+        while bus.subscriber_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // Every 100 ms an event goes out to this client while it trickles a frame, one byte per
+    // 200 ms: the frame still has only the 1 s limit from its first byte.
+    let frame = frame(br#"{"Stop":{"name":"never-finished-either"}}"#);
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    let closed = within("closed", async {
+        for b in &frame {
+            if conn.get_mut().write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            sent += 1;
+            for _ in 0..2 {
+                bus.publish("log_line", Some("web"), serde_json::json!({"line": sent}));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        false
+    })
+    .await;
+    let ended = closed
+        || loop {
+            match conn.recv().await {
+                Ok(_) => continue,
+                Err(e) => break e.is_disconnect(),
+            }
+        };
+    assert!(ended && sent < frame.len(), "trickling subscriber not closed ({sent} bytes sent)");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_limit_closes_silent_clients_but_not_listening_subscribers() {
     let ep = fresh_endpoint();
     let options = ServerOptions::new()
