@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_core::Stream;
 use ipc_proto::event::{EventCategory, LAGGED};
 use ipc_proto::{FrameConfig, IpcCodec, IpcResponse, SubscriptionType};
@@ -476,11 +476,17 @@ impl fmt::Debug for Subscription {
 pub struct BusEvent(Arc<Inner>);
 
 struct Inner {
-    event_type: String,
-    app_name: Option<String>,
+    /// The event type, then the app name if there is one: one allocation for both.
+    names: Box<str>,
+    /// Where the event type ends in `names`.
+    type_len: usize,
+    has_app: bool,
     data: Value,
-    frame: OnceLock<Bytes>,
+    frame: OnceLock<Vec<u8>>,
 }
+
+/// Room an event's frame starts with, enough for most without growing.
+const FRAME_ROOM: usize = 256;
 
 /// `IpcResponse::Event` by reference, so that encoding needs no copy of the data.
 #[derive(Serialize)]
@@ -490,9 +496,11 @@ enum WireEvent<'a> {
 
 impl BusEvent {
     fn new(event_type: &str, app_name: Option<&str>, data: Value) -> Self {
+        let names = [event_type, app_name.unwrap_or_default()].concat().into_boxed_str();
         BusEvent(Arc::new(Inner {
-            event_type: event_type.to_owned(),
-            app_name: app_name.map(str::to_owned),
+            names,
+            type_len: event_type.len(),
+            has_app: app_name.is_some(),
             data,
             frame: OnceLock::new(),
         }))
@@ -506,12 +514,12 @@ impl BusEvent {
 
     /// What happened, e.g. `"log_line"`; `"lagged"` for a loss notice.
     pub fn event_type(&self) -> &str {
-        &self.0.event_type
+        &self.0.names[..self.0.type_len]
     }
 
     /// The app the publisher said the event is about.
     pub fn app_name(&self) -> Option<&str> {
-        self.0.app_name.as_deref()
+        self.0.has_app.then(|| &self.0.names[self.0.type_len..])
     }
 
     /// The event's details, as published.
@@ -521,12 +529,12 @@ impl BusEvent {
 
     /// How many events were dropped, if this is a `lagged` notice.
     pub fn missed(&self) -> Option<u64> {
-        if self.0.event_type == LAGGED { self.0.data.get("missed")?.as_u64() } else { None }
+        if self.event_type() == LAGGED { self.0.data.get("missed")?.as_u64() } else { None }
     }
 
     /// An owned copy as the client sees it.
     pub fn to_event(&self) -> Event {
-        Event::new(self.0.event_type.clone(), self.0.data.clone())
+        Event::new(self.event_type().to_owned(), self.0.data.clone())
     }
 
     /// The complete wire frame of this event: the 4-byte little-endian length, then the JSON
@@ -545,16 +553,18 @@ impl BusEvent {
     /// ```
     pub fn encoded_frame(&self) -> &[u8] {
         self.0.frame.get_or_init(|| {
-            let wire = WireEvent::Event { event_type: &self.0.event_type, data: &self.0.data };
+            let wire = WireEvent::Event { event_type: self.event_type(), data: &self.0.data };
             let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
                 FrameConfig::new().with_max_message_size(usize::MAX),
             );
-            let mut buf = BytesMut::new();
+            let mut buf = BytesMut::with_capacity(FRAME_ROOM);
             match codec.encode(&wire, &mut buf) {
-                Ok(()) => buf.freeze(),
+                // A `Vec` rather than `Bytes`: freezing a partly filled buffer would allocate
+                // a second time.
+                Ok(()) => buf.into(),
                 Err(e) => {
-                    error!(event_type = %self.0.event_type, error = %e, "event cannot be encoded");
-                    Bytes::new()
+                    error!(event_type = %self.event_type(), error = %e, "event cannot be encoded");
+                    Vec::new()
                 }
             }
         })
@@ -576,8 +586,8 @@ impl From<&BusEvent> for IpcResponse {
 impl fmt::Debug for BusEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusEvent")
-            .field("event_type", &self.0.event_type)
-            .field("app_name", &self.0.app_name)
+            .field("event_type", &self.event_type())
+            .field("app_name", &self.app_name())
             .field("data", &self.0.data)
             .finish()
     }
