@@ -13,6 +13,7 @@ use bytes::{Buf, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use ipc_proto::{DEFAULT_TIMEOUT, FrameConfig, IpcCodec, IpcError, Operation, Result};
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -47,18 +48,31 @@ const BACKPRESSURE: usize = 64 * 1024;
 /// The `Sleep` is allocated the first time an operation has to wait, and kept.
 #[derive(Debug, Default)]
 struct OpTimer {
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// The current operation's deadline once it has waited; `None` before, or with no limit.
-    deadline: Option<Instant>,
-    /// The current operation has waited (and registered its waker with `sleep`).
-    waited: bool,
+    /// Allocated the first time an operation waits (with a limit), and kept.
+    state: Option<Pin<Box<TimerState>>>,
+}
+
+pin_project! {
+    #[derive(Debug)]
+    struct TimerState {
+        #[pin]
+        sleep: Sleep,
+        // The current operation's deadline once it has waited; `None` before, or with no
+        // limit.
+        deadline: Option<Instant>,
+        // The current operation has waited (and registered its waker with `sleep`).
+        waited: bool,
+    }
 }
 
 impl OpTimer {
     /// Starts timing a new operation.
     fn start(&mut self) {
-        self.waited = false;
-        self.deadline = None;
+        if let Some(state) = self.state.as_mut() {
+            let state = state.as_mut().project();
+            *state.waited = false;
+            *state.deadline = None;
+        }
     }
 
     /// Ends the current operation. If it waited, the `Sleep` still holds its task's waker, and
@@ -66,33 +80,43 @@ impl OpTimer {
     /// used it (a pooled client, a connection handed between tasks) would pin that task's
     /// memory. A no-op waker takes its place.
     fn finish(&mut self) {
-        if std::mem::take(&mut self.waited)
-            && self.deadline.is_some()
-            && let Some(sleep) = self.sleep.as_mut()
-        {
-            let _ = sleep.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        let Some(state) = self.state.as_mut() else { return };
+        let state = state.as_mut().project();
+        if std::mem::take(state.waited) && state.deadline.is_some() {
+            let _ = state.sleep.poll(&mut Context::from_waker(Waker::noop()));
         }
     }
 
     /// For an operation that may take `timeout` (`Duration::MAX`: no limit) and is about to
     /// wait: true once its deadline has passed; otherwise arranges a wake-up for it.
     fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> bool {
-        if !std::mem::replace(&mut self.waited, true) {
-            self.deadline = Instant::now().checked_add(timeout);
+        let state = match &mut self.state {
+            Some(state) => state,
+            None => {
+                let Some(deadline) = Instant::now().checked_add(timeout) else { return false };
+                self.state.insert(Box::pin(TimerState {
+                    sleep: sleep_until(deadline),
+                    deadline: Some(deadline),
+                    waited: true,
+                }))
+            }
+        };
+        let mut state = state.as_mut().project();
+        if !std::mem::replace(state.waited, true) {
+            *state.deadline = Instant::now().checked_add(timeout);
         }
-        let Some(deadline) = self.deadline else { return false };
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
+        let Some(deadline) = *state.deadline else { return false };
+        if state.sleep.deadline() > deadline {
+            state.sleep.as_mut().reset(deadline);
         }
         loop {
-            if sleep.as_mut().poll(cx).is_pending() {
+            if state.sleep.as_mut().poll(cx).is_pending() {
                 return false;
             }
             if Instant::now() >= deadline {
                 return true;
             }
-            sleep.as_mut().reset(deadline);
+            state.sleep.as_mut().reset(deadline);
         }
     }
 }
@@ -447,13 +471,13 @@ pub struct Connection<S, D, E> {
 }
 
 /// Holds one of a server's connection slots; the slot is free again once the connection (or
-/// both of its halves) is dropped.
-#[derive(Debug, Clone)]
-pub(crate) struct Slot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+/// both of its halves, which share it) is dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Slot {
     pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
-        Slot(Arc::new(permit))
+        Slot(permit)
     }
 }
 
@@ -499,20 +523,21 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         S: SplitStream,
     {
         let (r, w) = self.io.split_stream();
+        let shared_slot = self.slot.map(Arc::new);
         (
             RecvHalf {
                 io: r,
                 reader: self.reader,
                 timer: self.timer,
                 timeout: self.timeout,
-                _slot: self.slot.clone(),
+                _slot: shared_slot.clone(),
             },
             SendHalf {
                 io: w,
                 writer: self.writer,
                 timer: OpTimer::default(),
                 timeout: self.timeout,
-                _slot: self.slot,
+                _slot: shared_slot,
             },
         )
     }
@@ -805,7 +830,7 @@ pub struct RecvHalf<R, D> {
     reader: FrameReader<D>,
     timer: OpTimer,
     timeout: Duration,
-    _slot: Option<Slot>,
+    _slot: Option<Arc<Slot>>,
 }
 
 impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
@@ -837,7 +862,7 @@ pub struct SendHalf<W, E> {
     writer: FrameWriter<E>,
     timer: OpTimer,
     timeout: Duration,
-    _slot: Option<Slot>,
+    _slot: Option<Arc<Slot>>,
 }
 
 impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
@@ -858,7 +883,7 @@ impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {
 }
 
 /// Crate-internal batching used by `serve`: queue several frames, then flush them in one write.
-impl<W, E: Serialize> SendHalf<W, E> {
+impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
     /// Encodes `message` behind whatever is queued, without writing.
     pub(crate) fn queue(&mut self, message: &E) -> Result<()> {
         self.writer.queue(message)
@@ -872,6 +897,11 @@ impl<W, E: Serialize> SendHalf<W, E> {
     /// Bytes queued and not yet written.
     pub(crate) fn queued_len(&self) -> usize {
         self.writer.buf.len()
+    }
+
+    /// Writes out everything queued, without a deadline (the caller keeps its own).
+    pub(crate) fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.writer.poll_flush(cx, &mut self.io)
     }
 }
 

@@ -5,23 +5,23 @@
 //! `Subscribe` and `Unsubscribe` are answered here, and matching events are written out between
 //! replies. The daemon has no select loop of its own.
 
+use std::borrow::BorrowMut;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_sink::Sink;
 use ipc_proto::{IpcError, IpcMessage, IpcResponse, Operation, Result};
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::{
-    BusEvent, Connection, Event, EventBus, IpcServer, PeerCredentials, RecvHalf, SendHalf,
-    SplitStream, Subscription,
-};
+use crate::{BusEvent, Connection, Event, EventBus, IpcServer, PeerCredentials, Subscription};
 
 /// The reply to `Subscribe`.
 pub const SUBSCRIBED: &str = "Subscribed to events";
@@ -215,10 +215,14 @@ where
         };
         let Some(conn) = conn else { break };
         let conn = conn?;
-        let (bus, handler, stop) = (bus.clone(), Arc::clone(&handler), stop.child_token());
+        // The task owns the state and lends it to the future that serves it, so the
+        // connection is held once, not also as the argument of a call inside the task.
+        let mut served = Served::new(conn, bus.clone());
+        let (handler, stop) = (Arc::clone(&handler), stop.clone());
         tasks.spawn(async move {
-            let peer = conn.peer_credentials();
-            match serve_connection_until(conn, &bus, &*handler, stop.cancelled_owned()).await {
+            let outcome = Served::run(&mut served, &*handler, stop.cancelled_owned()).await;
+            let peer = served.wire.conn.peer_credentials();
+            match outcome {
                 Ok(()) => debug!(?peer, "client left"),
                 Err(e) if e.is_disconnect() || e.is_timeout() => {
                     debug!(?peer, error = %e, "connection ended")
@@ -290,16 +294,16 @@ where
 /// `Ok(())` when the client closed its end (after its last reply was written), otherwise the
 /// error that ended the connection. The subscription is removed from the bus as soon as the
 /// client's end of stream is seen, and in any case before this returns.
-pub async fn serve_connection<S, H>(
+pub fn serve_connection<'a, S, H>(
     conn: Connection<S, IpcMessage, IpcResponse>,
-    bus: &EventBus,
-    handler: &H,
-) -> Result<()>
+    bus: &'a EventBus,
+    handler: &'a H,
+) -> impl Future<Output = Result<()>> + 'a
 where
-    S: SplitStream,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
     H: Handler + ?Sized,
 {
-    serve_connection_until(conn, bus, handler, std::future::pending()).await
+    serve_connection_until(conn, bus, handler, std::future::pending())
 }
 
 /// Like [`serve_connection`], until `shutdown` completes; then the connection is wound down:
@@ -318,174 +322,236 @@ where
 /// | part | job | states |
 /// |---|---|---|
 /// | shutdown watch | turns the server's shutdown into "no more input" | running → closing |
-/// | intake | reads the next request once the previous one is answered and the output has room; answers `Subscribe`, `Unsubscribe` and undecodable frames itself | open → closed (client's end of stream, oversize frame, shutdown) |
+/// | wire, reading | reads the next request once the previous one is answered and the output has room; `Subscribe`, `Unsubscribe` and undecodable frames are answered here | open → closed (client's end of stream, oversize frame, shutdown) |
 /// | handler slot | runs the handler on one request at a time, first in the round that read it; its box is reused by back-to-back requests and freed when the connection waits | idle → running → idle (reply to the gate, or straight to the output when not subscribed) |
 /// | event pump | moves subscribed events to the output, in publish order, and announces every event it could not deliver in a `lagged` notice | unsubscribed ↔ subscribed |
 /// | reply gate | holds a reply until every event published before the handler returned is written or announced lost | empty → holding → empty (reply to the output) |
-/// | output | the write buffer: queues frames, writes them once a round finds nothing to add or 8 KiB are queued, knows where the last reply ends | empty ↔ queued |
+/// | wire, writing | queues frames and writes them once a round finds nothing to add or 8 KiB are queued; knows how much of the queue is replies | empty ↔ queued |
 /// | deadline keeper | one timer for whichever limit comes first: the reply's write, the frame in progress, the idle limit; reads the clock once per wait, not per request | — |
 ///
-/// The connection is done when the intake is closed, the handler slot and the gate are empty,
-/// and the output is written.
-pub async fn serve_connection_until<S, H, F>(
+/// The state a connection keeps while it waits is small: with [`serve`], about 1 KiB per idle
+/// connection in all (its task, the socket's registration with the runtime, the timer, the
+/// slot); BENCHMARKS.md has the figures.
+///
+/// The connection is done when its reading side is closed, the handler slot and the gate are
+/// empty, and everything queued is written.
+pub fn serve_connection_until<'a, S, H, F>(
     conn: Connection<S, IpcMessage, IpcResponse>,
-    bus: &EventBus,
-    handler: &H,
+    bus: &'a EventBus,
+    handler: &'a H,
     shutdown: F,
-) -> Result<()>
+) -> impl Future<Output = Result<()>> + 'a
 where
-    S: SplitStream,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
     H: Handler + ?Sized,
-    F: Future<Output = ()>,
+    F: Future<Output = ()> + 'a,
 {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let context = RequestContext::new(conn.peer_credentials());
-    let deadlines = Deadlines::new(conn.timeout(), conn.idle_timeout());
-    let (rx, tx) = conn.split();
-    // All the parts live in one place, borrowed once by the poll closure below: a closure that
-    // used each part by name would hold a reference to each, and this future's size is the
-    // daemon's cost per connection.
-    let mut parts = Parts {
-        intake: Intake { rx, closed: false, partial: false },
-        output: Output { tx, written: 0, reply_end: NO_REPLY },
-        pump: EventPump { sub: None, batch: Vec::with_capacity(0), undelivered: 0 },
-        gate: ReplyGate { held: None },
-        deadlines,
-        handling: no_future_of(|message| handler.handle_request(context, message)),
-        context,
-        closing: false,
-    };
-    let parts = &mut parts;
-
-    let outcome = poll_fn(move |cx| {
-        let Parts { intake, output, pump, gate, deadlines, handling, context, closing } =
-            &mut *parts;
-        let context = *context;
-        // Once per poll is enough: the shutdown future wakes this task when it completes.
-        if !*closing && shutdown.as_mut().poll(cx).is_ready() {
-            debug!("server shutting down; finishing this connection");
-            *closing = true;
-            intake.close();
-            pump.unsubscribe();
-        }
-
-        for _ in 0..ROUNDS_PER_POLL {
-            let mut progressed = false;
-
-            // The next request, once the previous one is answered.
-            if !handling.is_running() && gate.is_empty() && output.has_room() {
-                match intake.poll_request(cx) {
-                    Poll::Ready(received) => {
-                        progressed = true;
-                        deadlines.received();
-                        match dispatch(received, bus, pump, output)? {
-                            Dispatch::Handler(message) => {
-                                trace!(?message, "request");
-                                handling.start(handler.handle_request(context, message));
-                            }
-                            Dispatch::Answered => deadlines.reply_ready(),
-                            Dispatch::EndOfInput => {
-                                intake.close();
-                                if output.has_unwritten_reply() {
-                                    deadlines.reply_ready();
-                                }
-                            }
-                        }
-                    }
-                    Poll::Pending => {}
-                }
-            }
-
-            // The handler runs right away, in the round that read its request.
-            if let Some(reply) = handling.poll_done(cx) {
-                // Its write deadline runs from now, even while earlier events go out first.
-                deadlines.reply_ready();
-                progressed = true;
-                if pump.is_subscribed() {
-                    gate.hold(reply, pump);
-                } else {
-                    // No events to let go first.
-                    output.queue_reply(&reply)?;
-                }
-            }
-
-            if output.has_room() {
-                progressed |= pump.poll_into(cx, output)?;
-            }
-
-            if let Some(reply) = gate.release(pump) {
-                output.queue_reply(&reply)?;
-                progressed = true;
-            }
-
-            // Write out what is queued once this round found nothing more to add (or a batch
-            // is full), so pipelined requests get their replies in few writes rather than one
-            // write each.
-            if output.is_queued()
-                && (!progressed || output.is_batch_full())
-                && let Poll::Ready(flushed) = output.poll_flush(cx)
-            {
-                flushed?;
-                deadlines.activity();
-                if !output.has_unwritten_reply() && gate.is_empty() {
-                    deadlines.replies_written();
-                }
-                progressed = true;
-            }
-
-            let busy = handling.is_running() || !gate.is_empty();
-            if intake.closed && !busy && !output.is_queued() {
-                return Poll::Ready(Ok(()));
-            }
-            if !progressed {
-                // About to wait: a handler box kept for back-to-back requests is given back.
-                handling.release();
-                let state = Waiting {
-                    reply_unwritten: output.has_unwritten_reply() || !gate.is_empty(),
-                    frame_in_progress: intake.partial,
-                    idle: !busy
-                        && !intake.closed
-                        && !pump.is_subscribed()
-                        && !output.is_queued()
-                        && !intake.partial,
-                };
-                return deadlines.poll(cx, state);
-            }
-        }
-        deadlines.stamp(Instant::now());
-        // Plenty of work is still coming in: write out what is done, let other tasks run, then
-        // continue.
-        if output.is_queued()
-            && let Poll::Ready(Err(e)) = output.poll_flush(cx)
-        {
-            return Poll::Ready(Err(e));
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
-    if let Err(e) = &outcome {
-        debug!(error = %e, "connection ends");
-    }
-    outcome
+    Served::run(Served::new(conn, bus.clone()), handler, shutdown)
 }
 
-/// The state of one served connection: the parts the module docs' table lists.
-struct Parts<R, W, Fut> {
-    intake: Intake<R>,
-    output: Output<W>,
+/// A served connection, apart from the handler's future: what [`Run`] drives. It is built
+/// before the connection's task starts and does not move after that, so the task holds it once
+/// (an `async fn` would hold both the connection it was given and the state made from it).
+struct Served<S> {
+    wire: Wire<S>,
+    bus: EventBus,
     pump: EventPump,
     gate: ReplyGate,
     deadlines: Deadlines,
-    handling: HandlerSlot<Fut>,
-    context: RequestContext,
-    /// The server is shutting down: no more input, finish what is in progress.
-    closing: bool,
 }
 
-/// An empty slot for the future `handle` returns (which has no name to write down).
-fn no_future_of<F>(_handle: impl FnOnce(IpcMessage) -> F) -> HandlerSlot<F> {
-    HandlerSlot { boxed: None }
+impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
+    fn new(conn: Connection<S, IpcMessage, IpcResponse>, bus: EventBus) -> Self {
+        Served {
+            wire: Wire { conn, reply_left: 0, closed: false, partial: false, closing: false },
+            bus,
+            pump: EventPump { on: None },
+            gate: ReplyGate { held: None },
+            deadlines: Deadlines::new(),
+        }
+    }
+
+    /// Serves until the client leaves or `shutdown` completes; `served` is the state, owned or
+    /// borrowed.
+    fn run<'a, St, H, F>(
+        served: St,
+        handler: &'a H,
+        shutdown: F,
+    ) -> impl Future<Output = Result<()>> + 'a
+    where
+        St: BorrowMut<Served<S>> + 'a,
+        S: 'a,
+        H: Handler + ?Sized,
+        F: Future<Output = ()> + 'a,
+    {
+        Run {
+            served,
+            shutdown,
+            handling: HandlerSlot { boxed: None },
+            start: move |context, message| handler.handle_request(context, message),
+            _stream: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a served connection: its state and the handler's future for the request
+    /// being answered.
+    struct Run<'a, S, St, F, M, Fut> {
+        served: St,
+        #[pin]
+        shutdown: F,
+        handling: HandlerSlot<Fut>,
+        // Starts the handler on a request.
+        start: M,
+        _stream: PhantomData<fn() -> &'a S>,
+    }
+}
+
+impl<S, St, F, M, Fut> Future for Run<'_, S, St, F, M, Fut>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    St: BorrowMut<Served<S>>,
+    F: Future<Output = ()>,
+    M: Fn(RequestContext, IpcMessage) -> Fut,
+    Fut: Future<Output = IpcResponse>,
+{
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.project();
+        let Served { wire, bus, pump, gate, deadlines } = this.served.borrow_mut();
+        let outcome = poll_served(
+            cx,
+            (wire, bus, pump, gate, deadlines),
+            this.shutdown,
+            this.handling,
+            this.start,
+        );
+        if let Poll::Ready(Err(e)) = &outcome {
+            debug!(error = %e, "connection ends");
+        }
+        outcome
+    }
+}
+
+/// The parts of a [`Served`], borrowed.
+type PartsMut<'p, S> =
+    (&'p mut Wire<S>, &'p EventBus, &'p mut EventPump, &'p mut ReplyGate, &'p mut Deadlines);
+
+/// One poll of a served connection: the rounds the docs of [`serve_connection_until`] describe.
+fn poll_served<S, F, Fut>(
+    cx: &mut Context<'_>,
+    (wire, bus, pump, gate, deadlines): PartsMut<'_, S>,
+    shutdown: Pin<&mut F>,
+    handling: &mut HandlerSlot<Fut>,
+    start: &impl Fn(RequestContext, IpcMessage) -> Fut,
+) -> Poll<Result<()>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+    Fut: Future<Output = IpcResponse>,
+{
+    // Once per poll is enough: the shutdown future wakes this task when it completes.
+    if !wire.closing && shutdown.poll(cx).is_ready() {
+        debug!("server shutting down; finishing this connection");
+        wire.closing = true;
+        wire.close_input();
+        pump.unsubscribe();
+    }
+
+    for _ in 0..ROUNDS_PER_POLL {
+        let mut progressed = false;
+
+        // The next request, once the previous one is answered.
+        if !handling.is_running()
+            && gate.is_empty()
+            && wire.has_room()
+            && let Poll::Ready(received) = wire.poll_request(cx)
+        {
+            progressed = true;
+            deadlines.received();
+            match dispatch(received, bus, pump, wire)? {
+                Dispatch::Handler(message) => {
+                    trace!(?message, "request");
+                    let context = RequestContext::new(wire.conn.peer_credentials());
+                    handling.start(start(context, message));
+                }
+                Dispatch::Answered => deadlines.reply_ready(),
+                Dispatch::EndOfInput => {
+                    wire.close_input();
+                    if wire.has_unwritten_reply() {
+                        deadlines.reply_ready();
+                    }
+                }
+            }
+        }
+
+        // The handler runs right away, in the round that read its request.
+        if let Some(reply) = handling.poll_done(cx) {
+            // Its write deadline runs from now, even while earlier events go out first.
+            deadlines.reply_ready();
+            progressed = true;
+            if pump.is_subscribed() {
+                gate.hold(reply, pump);
+            } else {
+                // No events to let go first.
+                wire.queue_reply(&reply)?;
+            }
+        }
+
+        if wire.has_room() {
+            progressed |= pump.poll_into(cx, wire)?;
+        }
+
+        if let Some(reply) = gate.release(pump) {
+            wire.queue_reply(&reply)?;
+            progressed = true;
+        }
+
+        // Write out what is queued once this round found nothing more to add (or a batch is
+        // full), so pipelined requests get their replies in few writes rather than one each.
+        if wire.is_queued()
+            && (!progressed || wire.is_batch_full())
+            && let Poll::Ready(flushed) = wire.poll_flush(cx)
+        {
+            flushed?;
+            deadlines.activity();
+            if !wire.has_unwritten_reply() && gate.is_empty() {
+                deadlines.replies_written();
+            }
+            progressed = true;
+        }
+
+        let busy = handling.is_running() || !gate.is_empty();
+        if wire.closed && !busy && !wire.is_queued() {
+            return Poll::Ready(Ok(()));
+        }
+        if !progressed {
+            // About to wait: a handler box kept for back-to-back requests is given back.
+            handling.release();
+            let state = Waiting {
+                reply_unwritten: wire.has_unwritten_reply() || !gate.is_empty(),
+                frame_in_progress: wire.partial,
+                idle: !busy
+                    && !wire.closed
+                    && !pump.is_subscribed()
+                    && !wire.is_queued()
+                    && !wire.partial,
+            };
+            return deadlines.poll(cx, state, wire.conn.timeout(), wire.conn.idle_timeout());
+        }
+    }
+    // Plenty of work is still coming in: write out what is done, let other tasks run, then
+    // continue.
+    deadlines.stamp(Instant::now(), wire.conn.timeout());
+    if wire.is_queued()
+        && let Poll::Ready(Err(e)) = wire.poll_flush(cx)
+    {
+        return Poll::Ready(Err(e));
+    }
+    cx.waker().wake_by_ref();
+    Poll::Pending
 }
 
 /// The handler's future for the request being answered (one at a time), in a box that
@@ -533,30 +599,78 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-/// Reads requests: one at a time, and notes whether a frame has started arriving.
-struct Intake<R> {
-    rx: RecvHalf<R, IpcMessage>,
+/// The connection itself: reads requests one at a time, queues frames and writes them in
+/// batches, and knows where the last reply ends.
+struct Wire<S> {
+    conn: Connection<S, IpcMessage, IpcResponse>,
     /// No more requests: the client's end of stream, an oversize frame, or shutdown.
     closed: bool,
     /// Part of a request frame is in, the rest is not.
     partial: bool,
+    /// The server is shutting down: no more input, finish what is in progress.
+    closing: bool,
+    /// Queued bytes up to the end of the last queued reply; 0 once every reply is written.
+    reply_left: u64,
 }
 
-impl<R: tokio::io::AsyncRead + Unpin> Intake<R> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<IpcMessage>> {
         if self.closed {
             return Poll::Pending;
         }
-        let received = self.rx.poll_recv(cx);
+        let received = self.conn.poll_recv(cx);
         // Part of a frame is in: from now on it has the operation timeout to complete, whether
         // or not the connection is subscribed (a trickled frame is not listening).
-        self.partial = received.is_pending() && self.rx.has_partial_frame();
+        self.partial = received.is_pending() && self.conn.has_partial_frame();
         received
     }
 
-    fn close(&mut self) {
+    fn close_input(&mut self) {
         self.closed = true;
         self.partial = false;
+    }
+
+    fn has_unwritten_reply(&self) -> bool {
+        self.reply_left > 0
+    }
+
+    fn has_room(&self) -> bool {
+        self.conn.queued_len() < HIGH_WATER
+    }
+
+    fn is_batch_full(&self) -> bool {
+        self.conn.queued_len() >= WRITE_BATCH
+    }
+
+    fn is_queued(&self) -> bool {
+        self.conn.queued_len() > 0
+    }
+
+    /// Queues a reply; a reply that cannot be encoded is replaced by an error reply, so the
+    /// request still gets exactly one answer.
+    fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
+        match self.conn.queue(reply) {
+            Ok(()) => {}
+            Err(e @ (IpcError::FrameTooLarge { .. } | IpcError::Encode(_))) => {
+                warn!(error = %e, "reply cannot be sent; replying with an error instead");
+                self.conn.queue(&IpcResponse::Error { message: format!("reply not sent: {e}") })?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.reply_left = self.conn.queued_len() as u64;
+        Ok(())
+    }
+
+    fn queue_event(&mut self, frame: &[u8]) -> Result<()> {
+        self.conn.queue_encoded(frame)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let before = self.conn.queued_len();
+        let result = self.conn.poll_flush_queued(cx);
+        let written = (before - self.conn.queued_len()) as u64;
+        self.reply_left = self.reply_left.saturating_sub(written);
+        result
     }
 }
 
@@ -572,23 +686,23 @@ enum Dispatch {
 
 /// Acts on a received frame: subscriptions and bad frames are answered here, the rest goes to
 /// the handler.
-fn dispatch<W: tokio::io::AsyncWrite + Unpin>(
+fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     received: Result<IpcMessage>,
     bus: &EventBus,
     pump: &mut EventPump,
-    output: &mut Output<W>,
+    wire: &mut Wire<S>,
 ) -> Result<Dispatch> {
     match received {
         Ok(IpcMessage::Subscribe { subscription }) => {
             // The old subscription goes first, so nothing of it follows the reply.
             pump.unsubscribe();
-            pump.sub = Some(bus.subscribe(subscription));
-            output.queue_reply(&IpcResponse::Success { message: SUBSCRIBED.into() })?;
+            pump.subscribe(bus.subscribe(subscription));
+            wire.queue_reply(&IpcResponse::Success { message: SUBSCRIBED.into() })?;
             Ok(Dispatch::Answered)
         }
         Ok(IpcMessage::Unsubscribe) => {
             pump.unsubscribe();
-            output.queue_reply(&IpcResponse::Success { message: UNSUBSCRIBED.into() })?;
+            wire.queue_reply(&IpcResponse::Success { message: UNSUBSCRIBED.into() })?;
             Ok(Dispatch::Answered)
         }
         Ok(message) => Ok(Dispatch::Handler(message)),
@@ -599,13 +713,13 @@ fn dispatch<W: tokio::io::AsyncWrite + Unpin>(
         }
         Err(e) if e.is_recoverable() => {
             debug!(error = %e, "undecodable request");
-            output.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+            wire.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
             Ok(Dispatch::Answered)
         }
         Err(e @ IpcError::FrameTooLarge { .. }) => {
             // Say why before closing; the stream cannot be read any further.
             debug!(error = %e, "oversized request; closing after the error reply");
-            output.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+            wire.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
             pump.unsubscribe();
             Ok(Dispatch::EndOfInput)
         }
@@ -615,9 +729,14 @@ fn dispatch<W: tokio::io::AsyncWrite + Unpin>(
 
 /// Moves the subscription's events into the output, and accounts for the ones it cannot
 /// deliver (over this connection's frame limit, or not encodable): they are announced in a
-/// `lagged` notice where the gap is, exactly like events the bus dropped.
+/// `lagged` notice where the gap is, exactly like events the bus dropped. Boxed, so that a
+/// connection that never subscribes carries one pointer for it.
 struct EventPump {
-    sub: Option<Subscription>,
+    on: Option<Box<Pumping>>,
+}
+
+struct Pumping {
+    sub: Subscription,
     batch: Vec<BusEvent>,
     /// Events lost since the last notice, not yet announced.
     undelivered: u64,
@@ -625,76 +744,81 @@ struct EventPump {
 
 impl EventPump {
     fn is_subscribed(&self) -> bool {
-        self.sub.is_some()
+        self.on.is_some()
+    }
+
+    fn subscribe(&mut self, sub: Subscription) {
+        self.on = Some(Box::new(Pumping { sub, batch: Vec::new(), undelivered: 0 }));
     }
 
     fn unsubscribe(&mut self) {
-        self.sub = None;
-        self.undelivered = 0;
+        self.on = None;
     }
 
     /// The subscription's position: events ever queued for it.
     fn position(&self) -> u64 {
-        self.sub.as_ref().map_or(0, Subscription::published_count)
+        self.on.as_ref().map_or(0, |p| p.sub.published_count())
     }
 
     /// True once every event up to `position` has been taken from the subscription (written,
     /// or announced lost).
     fn has_settled(&self, position: u64) -> bool {
-        self.sub.as_ref().is_none_or(|sub| sub.settled_count() >= position)
+        self.on.as_ref().is_none_or(|p| p.sub.settled_count() >= position)
     }
 
     /// Moves a batch of events into the output. Returns whether anything changed.
-    fn poll_into<W: tokio::io::AsyncWrite + Unpin>(
+    fn poll_into<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        output: &mut Output<W>,
+        wire: &mut Wire<S>,
     ) -> Result<bool> {
-        let Some(sub) = self.sub.as_mut() else { return Ok(false) };
-        match sub.poll_recv_many(cx, &mut self.batch, EVENT_BATCH) {
+        let Some(p) = self.on.as_deref_mut() else { return Ok(false) };
+        match p.sub.poll_recv_many(cx, &mut p.batch, EVENT_BATCH) {
             Poll::Pending => Ok(false),
             Poll::Ready(0) => {
                 debug!("event bus closed; no more events for this connection");
-                self.sub = None;
+                self.on = None;
                 Ok(true)
             }
             Poll::Ready(n) => {
                 trace!(events = n, "forwarding events");
-                let mut batch = std::mem::take(&mut self.batch);
+                let mut batch = std::mem::take(&mut p.batch);
                 for event in batch.drain(..) {
                     if let Some(missed) = event.missed() {
                         // The bus's own loss notice: merged with ours, announced before the
                         // next event that does go out.
-                        self.undelivered += missed;
+                        p.undelivered += missed;
                         continue;
                     }
-                    self.announce_losses(output)?;
-                    match output.queue_event(event.encoded_frame()) {
+                    p.announce_losses(wire)?;
+                    match wire.queue_event(event.encoded_frame()) {
                         Ok(()) => {}
                         Err(IpcError::Poisoned) => return Err(IpcError::Poisoned),
                         Err(e) => {
                             warn!(event_type = event.event_type(), error = %e,
                                   "event cannot be delivered; the subscriber is told it missed it");
-                            self.undelivered += 1;
+                            p.undelivered += 1;
                         }
                     }
                 }
-                self.batch = batch;
-                self.announce_losses(output)?;
+                p.batch = batch;
+                p.announce_losses(wire)?;
                 Ok(true)
             }
         }
     }
+}
 
-    fn announce_losses<W: tokio::io::AsyncWrite + Unpin>(
+impl Pumping {
+    fn announce_losses<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        output: &mut Output<W>,
+        wire: &mut Wire<S>,
     ) -> Result<()> {
         let missed = std::mem::take(&mut self.undelivered);
         if missed > 0 {
             trace!(missed, "lagged");
             let notice = Event::lagged(missed).into();
-            match output.tx.queue(&notice) {
+            match wire.conn.queue(&notice) {
                 Ok(()) | Err(IpcError::FrameTooLarge { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -704,14 +828,15 @@ impl EventPump {
 }
 
 /// Holds a reply until the events published before it are settled: cause before effect.
+/// Only a subscribed connection's replies wait here, so the reply is boxed.
 struct ReplyGate {
     /// The reply, and the subscription's position when the handler returned it.
-    held: Option<(IpcResponse, u64)>,
+    held: Option<Box<(IpcResponse, u64)>>,
 }
 
 impl ReplyGate {
     fn hold(&mut self, reply: IpcResponse, pump: &EventPump) {
-        self.held = Some((reply, pump.position()));
+        self.held = Some(Box::new((reply, pump.position())));
     }
 
     fn is_empty(&self) -> bool {
@@ -720,69 +845,9 @@ impl ReplyGate {
 
     fn release(&mut self, pump: &EventPump) -> Option<IpcResponse> {
         match &self.held {
-            Some((_, position)) if pump.has_settled(*position) => self.held.take().map(|h| h.0),
+            Some(held) if pump.has_settled(held.1) => self.held.take().map(|held| held.0),
             _ => None,
         }
-    }
-}
-
-/// The write side: frames queued for one batched write, and where the last reply ends.
-struct Output<W> {
-    tx: SendHalf<W, IpcResponse>,
-    /// Bytes written since the connection started.
-    written: u64,
-    /// The output offset at which the last queued reply ends, until it is written.
-    /// ([`NO_REPLY`] when every reply is written.)
-    reply_end: u64,
-}
-
-/// `Output::reply_end` when no reply is waiting to be written.
-const NO_REPLY: u64 = u64::MAX;
-
-impl<W: tokio::io::AsyncWrite + Unpin> Output<W> {
-    fn has_unwritten_reply(&self) -> bool {
-        self.reply_end != NO_REPLY
-    }
-
-    fn has_room(&self) -> bool {
-        self.tx.queued_len() < HIGH_WATER
-    }
-
-    fn is_batch_full(&self) -> bool {
-        self.tx.queued_len() >= WRITE_BATCH
-    }
-
-    fn is_queued(&self) -> bool {
-        self.tx.queued_len() > 0
-    }
-
-    /// Queues a reply; a reply that cannot be encoded is replaced by an error reply, so the
-    /// request still gets exactly one answer.
-    fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
-        match self.tx.queue(reply) {
-            Ok(()) => {}
-            Err(e @ (IpcError::FrameTooLarge { .. } | IpcError::Encode(_))) => {
-                warn!(error = %e, "reply cannot be sent; replying with an error instead");
-                self.tx.queue(&IpcResponse::Error { message: format!("reply not sent: {e}") })?;
-            }
-            Err(e) => return Err(e),
-        }
-        self.reply_end = self.written + self.tx.queued_len() as u64;
-        Ok(())
-    }
-
-    fn queue_event(&mut self, frame: &[u8]) -> Result<()> {
-        self.tx.queue_encoded(frame)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let before = self.tx.queued_len();
-        let result = Sink::<&IpcResponse>::poll_flush(Pin::new(&mut self.tx), cx);
-        self.written += (before - self.tx.queued_len()) as u64;
-        if self.written >= self.reply_end {
-            self.reply_end = NO_REPLY;
-        }
-        result
     }
 }
 
@@ -796,113 +861,123 @@ struct Waiting {
     idle: bool,
 }
 
-/// One timer for whichever limit comes first.
+/// One timer for whichever limit comes first: the connection's timeout for a reply to be
+/// written and for a started frame to complete, its idle limit for a silent client.
 ///
 /// The clock is read once when the connection is about to wait (or yields), not per request:
 /// what happened in between is stamped with that time, which is later than the truth by at
-/// most one poll's work.
+/// most one poll's work. The times live in the timer's allocation, which every connection has
+/// anyway, so that the connection's task stays small.
 struct Deadlines {
-    timer: Pin<Box<Sleep>>,
-    /// Per-operation limit: for a reply to be written, and for a started frame to complete.
-    limit: Duration,
-    /// How long an unsubscribed connection may stay silent with nothing in progress.
-    idle_limit: Duration,
-    last_activity: Instant,
-    /// When the reply now in the gate or the output must be written by.
-    reply_due: Option<Instant>,
-    /// When the request frame in progress must be complete by.
-    frame_due: Option<Instant>,
-    /// Activity since the clock was last read.
-    active: bool,
-    /// A reply became ready since the clock was last read, with no earlier one pending.
-    reply_unstamped: bool,
+    timer: Pin<Box<Timer>>,
+}
+
+pin_project! {
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        last_activity: Instant,
+        // When the reply now in the gate or the output must be written by.
+        reply_due: Option<Instant>,
+        // When the request frame in progress must be complete by.
+        frame_due: Option<Instant>,
+        // Activity since the clock was last read.
+        active: bool,
+        // A reply became ready since the clock was last read, with no earlier one pending.
+        reply_unstamped: bool,
+    }
 }
 
 impl Deadlines {
-    fn new(limit: Duration, idle_limit: Duration) -> Self {
-        let now = Instant::now();
+    fn new() -> Self {
         Deadlines {
-            timer: Box::pin(tokio::time::sleep_until(deadline_after(now, limit.min(idle_limit)))),
-            limit,
-            idle_limit,
-            last_activity: now,
-            reply_due: None,
-            frame_due: None,
-            active: false,
-            reply_unstamped: false,
+            timer: Box::pin(Timer {
+                sleep: tokio::time::sleep_until(far_future()),
+                last_activity: Instant::now(),
+                reply_due: None,
+                frame_due: None,
+                active: false,
+                reply_unstamped: false,
+            }),
         }
     }
 
     /// A reply became ready: it must be written within the limit (an earlier one's deadline,
     /// if still pending, is kept).
     fn reply_ready(&mut self) {
-        self.reply_unstamped |= self.reply_due.is_none();
+        let timer = self.timer.as_mut().project();
+        *timer.reply_unstamped |= timer.reply_due.is_none();
     }
 
     /// Every reply so far is written: no write deadline is pending.
     fn replies_written(&mut self) {
-        self.reply_due = None;
-        self.reply_unstamped = false;
+        let timer = self.timer.as_mut().project();
+        *timer.reply_due = None;
+        *timer.reply_unstamped = false;
     }
 
     /// Something was written: the idle clock restarts.
     fn activity(&mut self) {
-        self.active = true;
+        *self.timer.as_mut().project().active = true;
     }
 
     /// A request (or the end of input) arrived whole: the idle clock restarts, and the frame
     /// in progress, if any, is complete.
     fn received(&mut self) {
-        self.active = true;
-        self.frame_due = None;
+        let timer = self.timer.as_mut().project();
+        *timer.active = true;
+        *timer.frame_due = None;
     }
 
     /// Gives what happened since the clock was last read the time `now`.
-    fn stamp(&mut self, now: Instant) {
-        if std::mem::take(&mut self.active) {
-            self.last_activity = now;
+    fn stamp(&mut self, now: Instant, limit: Duration) {
+        let timer = self.timer.as_mut().project();
+        if std::mem::take(timer.active) {
+            *timer.last_activity = now;
         }
-        if std::mem::take(&mut self.reply_unstamped) {
-            self.reply_due = Some(deadline_after(now, self.limit));
+        if std::mem::take(timer.reply_unstamped) {
+            *timer.reply_due = Some(deadline_after(now, limit));
         }
     }
 
     /// Arms the timer for the limit that applies first, or fails if it has passed.
-    fn poll(&mut self, cx: &mut Context<'_>, state: Waiting) -> Poll<Result<()>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: Waiting,
+        limit: Duration,
+        idle_limit: Duration,
+    ) -> Poll<Result<()>> {
         if !state.frame_in_progress {
-            self.frame_due = None;
+            *self.timer.as_mut().project().frame_due = None;
         }
-        if self.active
-            || self.reply_unstamped
-            || (state.frame_in_progress && self.frame_due.is_none())
-        {
+        let unstamped_frame = state.frame_in_progress && self.timer.frame_due.is_none();
+        if self.timer.active || self.timer.reply_unstamped || unstamped_frame {
             let now = Instant::now();
-            self.stamp(now);
-            if state.frame_in_progress {
-                self.frame_due.get_or_insert_with(|| deadline_after(now, self.limit));
+            self.stamp(now, limit);
+            if unstamped_frame {
+                *self.timer.as_mut().project().frame_due = Some(deadline_after(now, limit));
             }
         }
-        let reply = self
+        let timer = self.timer.as_mut().project();
+        let reply = timer
             .reply_due
             .filter(|_| state.reply_unwritten)
-            .map(|due| (due, Operation::Send, self.limit));
-        let frame = self.frame_due.map(|due| (due, Operation::Receive, self.limit));
+            .map(|due| (due, Operation::Send, limit));
+        let frame = timer.frame_due.map(|due| (due, Operation::Receive, limit));
         let silent = state.idle.then(|| {
-            (
-                deadline_after(self.last_activity, self.idle_limit),
-                Operation::Receive,
-                self.idle_limit,
-            )
+            (deadline_after(*timer.last_activity, idle_limit), Operation::Receive, idle_limit)
         });
         let Some((due, operation, after)) =
             [reply, frame, silent].into_iter().flatten().min_by_key(|d| d.0)
         else {
             return Poll::Pending;
         };
-        if self.timer.deadline() != due {
-            self.timer.as_mut().reset(due);
+        let mut sleep = timer.sleep;
+        if sleep.deadline() != due {
+            sleep.as_mut().reset(due);
         }
-        ready!(self.timer.as_mut().poll(cx));
+        ready!(sleep.poll(cx));
         debug!(%operation, ?after, "connection timed out");
         Poll::Ready(Err(IpcError::Timeout { operation, after, torn: false }))
     }
