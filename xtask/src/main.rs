@@ -85,16 +85,6 @@ fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
     args.iter().map(|a| step(a).ok_or_else(|| unknown(a))).collect()
 }
 
-fn ci(skips: &[&str]) -> Result {
-    if in_ci() && !skips.is_empty() {
-        return err("--skip-* flags are refused under CI=true: CI must run every step");
-    }
-    let mut summary = Summary::default();
-    let result = ci_steps(skips, &mut summary);
-    println!("\n==> summary\n    {}", summary.0.join("\n    "));
-    result
-}
-
 /// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
 type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
 const CI_STEPS: [Step; 9] = [
@@ -109,17 +99,22 @@ const CI_STEPS: [Step; 9] = [
     ("fuzz", fuzz_idle, || fuzz(30)),
 ];
 
-fn ci_steps(skips: &[&str], s: &mut Summary) -> Result {
-    for (name, unavailable, f) in CI_STEPS {
+fn ci(skips: &[&str]) -> Result {
+    if in_ci() && !skips.is_empty() {
+        return err("--skip-* flags are refused under CI=true: CI must run every step");
+    }
+    let mut s = Summary::default();
+    let result = CI_STEPS.into_iter().try_for_each(|(name, unavailable, f)| {
         // `--skip-windows` covers windows-clippy too.
         let flag = skips.iter().find(|skip| name.starts_with(*skip)).map(|f| format!("--skip-{f}"));
         match flag.or_else(unavailable) {
             // An idle fuzz step is fine under CI too: the smoke test runs where nightly is.
-            Some(reason) => s.skip(name, &reason, name == "fuzz")?,
-            None => s.step(name, f)?,
+            Some(reason) => s.skip(name, &reason, name == "fuzz"),
+            None => s.step(name, f),
         }
-    }
-    Ok(())
+    });
+    println!("\n==> summary\n    {}", s.0.join("\n    "));
+    result
 }
 
 fn fuzz_step(seconds: u32) -> Result {
