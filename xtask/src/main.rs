@@ -1,138 +1,273 @@
-//! Project automation for bunctl-ipc, run as `cargo xtask <command>` (an alias in
-//! `.cargo/config.toml` for `cargo run --quiet --package xtask --`).
-//!
-//! Dependency-free on purpose, so it compiles in seconds. See [`HELP`] for the commands;
-//! `.ci/run` calls `cargo xtask ci`.
+//! Project automation for bunctl-ipc: `cargo xtask <command>` (an alias in `.cargo/config.toml`);
+//! `.ci/run` calls `cargo xtask ci`. Dependency-free on purpose: CI builds it every run.
 
-mod bench;
-mod ci;
-mod runner;
-mod targets;
-mod toolchain;
-mod typescript;
+mod run;
 mod windows;
 
-use std::env;
+use std::env::consts::{ARCH, EXE_SUFFIX, OS};
+use std::fs;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use runner::{Error, Result, step};
+use run::{Result, Summary, cargo, cmd, err, find_in_path, in_ci, nightly_cargo, run};
+use run::{scrubbed, step, target_dir};
 
-/// `cargo xtask --help`.
 const HELP: &str = "\
 cargo xtask <COMMAND> [ARGS...]
 
-Commands:
-  ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
-        Everything CI runs, in order, stopping at the first failure:
-          cargo fmt --all -- --check
-          cargo clippy --workspace --all-targets -- -D warnings
-          cargo test --workspace                  (includes doc tests)
-          typescript                              (see below)
-          cargo doc --no-deps --workspace         (RUSTDOCFLAGS=-D warnings)
-          windows, windows-clippy                 (see below)
-          check-targets                           (see below)
-          fuzz: if fuzz/ exists and nightly is installed, each `cargo +nightly fuzz list`
-                target runs for 30 s (cargo-fuzz is installed if missing)
-        windows/windows-clippy/check-targets are skipped, with the reason printed, only when
-        the machine cannot run them (not Debian / no apt-get / not x86_64 for wine);
-        typescript when npm/node are missing or the host is not Linux x86_64; fuzz is
-        skipped when fuzz/ exists but no nightly toolchain is installed.
-        The --skip-* flags are for fast local iteration.
-        Under CI=true nothing is ever skipped: an impossible step fails, and --skip-* flags are
-        refused with an error.
-
-  windows [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
-        cargo test --workspace --target x86_64-pc-windows-gnu -Zbuild-std [ARGS] under Wine,
-        with Debian's rustc-web/cargo-web + rust-web-src (RUSTC_BOOTSTRAP=1), mingw-w64 as
-        linker and wine as runner. Installs missing apt packages, creates the wine prefix and
-        a stand-in bcryptprimitives.dll (missing in Wine 8). `--workspace` is left out when
-        ARGS select packages with -p/--package.
-        Target dir: target/windows ($WINDOWS_TEST_TARGET_DIR); prefix: <target dir>/wineprefix
-        ($WINEPREFIX). $WINEDEBUG and $WINEDLLOVERRIDES are respected when set.
-
-  windows-clippy [CARGO CLIPPY ARGS...] [-- CLIPPY ARGS...]
-        cargo clippy --workspace --all-targets --target x86_64-pc-windows-gnu -Zbuild-std
-        [ARGS] -- -D warnings, with Debian's rust-web-clippy (same version as rustc-web).
-
-  check-targets [CARGO CHECK ARGS...]
-        cargo check --workspace --target <T> -Zbuild-std [ARGS] with the Debian toolchain for
-        T in aarch64-apple-darwin, x86_64-unknown-freebsd. Target dir: target/check-targets.
-
-  typescript
-        The TypeScript client (clients/typescript) against the Rust daemon: installs Bun
-        (npm package @oven/bun-linux-x64, pinned) into target/tools/bun-<version>, builds
-        bunctl-ipc-cli, then npm ci, tsc --noEmit, bun test (BUNCTL_IPC_BIN = the built
-        daemon), tsc to dist/ and the Node smoke test of dist/. Needs Node >= 20 with npm.
-
-  fuzz [--seconds N]
-        Only the fuzz step of `ci`: each target for N seconds (default 30), nightly +
-        cargo-fuzz, from the seeds in fuzz/seeds/<target>, growing fuzz/corpus/<target>.
-
-  bench [--full]
-        Runs the benchmarks of bunctl-ipc (criterion's `codec`, the bench binaries `report` and
-        `connections`; each with --quick unless --full), then `cargo run --release -p
-        bench-report`, which writes BENCHMARKS.md and BENCHMARKS.svg at the workspace root:
-        machine, date, every figure for bunctl-ipc and the baselines, ratios, the issue-7
-        targets, and benches/NOTES.md; then bench-ts. Not part of `ci`. Run it on a quiet
-        machine (see the load average it records); `strace` adds the syscall counts when
-        installed.
-
-  bench-ts
-        The TypeScript client's round trip (p50/p99) and requests/s with 16 in flight, beside
-        the Rust client's, against one release-built `bunctl-ipc serve`, in the same run
-        (`bench-report ts`); rewrites that section of BENCHMARKS.md (also run by `bench`).
-
-  help, -h, --help
-        This text.
-
-The Debian-toolchain commands run with a cleaned environment: variables from rustup and
-`cargo run` (RUSTUP_TOOLCHAIN, CARGO, RUSTC*, RUSTFLAGS, CARGO_BUILD_*, CARGO_TARGET_*,
-CARGO_PKG_*, LD_LIBRARY_PATH entries into rustup/target) are removed, /usr/bin leads PATH.
+ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
+    In order, stopping at the first failure, then a summary with each step's time: cargo fmt
+    --check; cargo clippy --workspace --all-targets -D warnings; cargo test --workspace;
+    typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings); windows;
+    windows-clippy; check-targets; fuzz (30 s per target). Steps the machine cannot run are
+    skipped with the reason; under CI=true (or CI=1) that fails (except fuzz without nightly)
+    and --skip-* flags are refused.
+windows [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
+    cargo test --target x86_64-pc-windows-gnu -Zbuild-std under Wine, with Debian's rustc-web
+    (installs missing apt packages, creates the wine prefix). Target dir target/windows
+    ($WINDOWS_TEST_TARGET_DIR), prefix <target dir>/wineprefix ($WINEPREFIX).
+windows-clippy [CARGO CLIPPY ARGS...] [-- CLIPPY ARGS...]
+    The same with cargo clippy --all-targets -- -D warnings (Debian's rust-web-clippy).
+check-targets [CARGO CHECK ARGS...]
+    cargo check -Zbuild-std for aarch64-apple-darwin, x86_64-unknown-freebsd (Debian toolchain).
+typescript
+    clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
+    test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
+fuzz [--seconds N]
+    Each cargo +nightly fuzz target for N seconds (default 30).
+bench [--full]
+    The benchmarks (--quick unless --full); bench-report writes BENCHMARKS.md and .svg; bench-ts.
+bench-ts
+    The TypeScript client beside the Rust client; rewrites that section of BENCHMARKS.md.
+help, -h, --help
 ";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = env::args().skip(1).collect();
-    match dispatch(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\nerror: {e}");
-            ExitCode::from(e.code)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Err(e) = dispatch(&args) else { return ExitCode::SUCCESS };
+    eprintln!("\nerror: {e}");
+    ExitCode::FAILURE
+}
+
+fn dispatch(args: &[String]) -> Result {
+    let (command, rest) = args.split_first().map_or(("", &[][..]), |(c, r)| (c.as_str(), r));
+    let usage = |args: &str| err(format!("usage: cargo xtask {command}{args}"));
+    let no_args = |f: fn() -> Result| if rest.is_empty() { f() } else { usage(" (no arguments)") };
+    match (command, rest) {
+        ("ci", _) => ci(&parse_skips(rest)?),
+        ("windows", _) => step("windows: cargo test under wine", || windows::test(rest)),
+        ("windows-clippy", _) => step("windows-clippy", || windows::clippy(rest)),
+        ("check-targets", _) => step("check-targets", || windows::check_targets(rest)),
+        ("typescript", _) => no_args(|| step("typescript", typescript)),
+        ("bench-ts", _) => no_args(|| step("bench-ts", bench_ts)),
+        ("bench", []) => bench(false),
+        ("bench", [full]) if full == "--full" => bench(true),
+        ("bench", _) => usage(" [--full]"),
+        ("fuzz", []) => fuzz_step(30),
+        ("fuzz", [flag, n]) if flag == "--seconds" => match n.parse() {
+            Ok(seconds) => fuzz_step(seconds),
+            Err(_) => err(format!("--seconds takes a whole number, not {n:?}")),
+        },
+        ("fuzz", _) => usage(" [--seconds N]"),
+        ("" | "help" | "-h" | "--help", _) => {
+            print!("{HELP}");
+            if command.is_empty() { err("no command given") } else { Ok(()) }
         }
+        _ => err(format!("unknown command `{command}` (see `cargo xtask --help`)")),
     }
 }
 
-/// Runs the subcommand named by `args[0]` with the remaining arguments.
-fn dispatch(args: &[String]) -> Result {
-    let Some((command, rest)) = args.split_first() else {
-        eprint!("{HELP}");
-        return Err(Error { message: "no command given".into(), code: 2 });
-    };
-    match command.as_str() {
-        "ci" => ci::ci(&ci::Options::parse(rest)?),
-        "windows" => step("windows: cargo test under wine", || windows::test(rest)),
-        "windows-clippy" => step("windows-clippy", || windows::clippy(rest)),
-        "check-targets" => step("check-targets", || targets::check(rest)),
-        "typescript" => match rest {
-            [] => step("typescript", typescript::run),
-            _ => Err(Error::new("usage: cargo xtask typescript (no arguments)")),
-        },
-        "bench" => bench::bench(rest),
-        "bench-ts" => typescript::bench(rest),
-        "fuzz" => match rest {
-            [] => ci::fuzz_only(ci::FUZZ_SECONDS),
-            [flag, n] if flag == "--seconds" => match n.parse() {
-                Ok(seconds) => ci::fuzz_only(seconds),
-                Err(_) => Err(Error::new(format!("--seconds takes a whole number, not {n:?}"))),
-            },
-            _ => Err(Error::new("usage: cargo xtask fuzz [--seconds N]")),
-        },
-        "help" | "-h" | "--help" => {
-            print!("{HELP}");
-            Ok(())
+/// The `--skip-<step>` flags of `ci`, as step names.
+fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
+    let steps = ["windows", "check-targets", "fuzz", "typescript"];
+    let step = |arg: &str| steps.into_iter().find(|s| arg.strip_prefix("--skip-") == Some(s));
+    let unknown = |a| format!("unknown argument to `ci`: {a} (see `cargo xtask --help`)").into();
+    args.iter().map(|a| step(a).ok_or_else(|| unknown(a))).collect()
+}
+
+/// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
+type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
+const CI_STEPS: [Step; 9] = [
+    ("fmt", || None, || run(&mut cargo("fmt --all -- --check"))),
+    ("clippy", || None, || run(&mut cargo("clippy --workspace --all-targets -- -D warnings"))),
+    ("test", || None, || run(&mut cargo("test --workspace"))),
+    ("typescript", unavailable, typescript),
+    ("doc", || None, || run(cargo("doc --no-deps --workspace").env("RUSTDOCFLAGS", "-D warnings"))),
+    ("windows", windows::wine_missing, windows::test_in_ci),
+    ("windows-clippy", windows::apt_missing, || windows::clippy(&[])),
+    ("check-targets", windows::apt_missing, || windows::check_targets(&[])),
+    ("fuzz", fuzz_idle, || fuzz(30)),
+];
+
+fn ci(skips: &[&str]) -> Result {
+    if in_ci() && !skips.is_empty() {
+        return err("--skip-* flags are refused under CI=true: CI must run every step");
+    }
+    let mut s = Summary::default();
+    let result = CI_STEPS.into_iter().try_for_each(|(name, unavailable, f)| {
+        // `--skip-windows` covers windows-clippy too.
+        let flag = skips.iter().find(|skip| name.starts_with(*skip)).map(|f| format!("--skip-{f}"));
+        match flag.or_else(unavailable) {
+            // An idle fuzz step is fine under CI too: the smoke test runs where nightly is.
+            Some(reason) => s.skip(name, &reason, name == "fuzz"),
+            None => s.step(name, f),
         }
-        other => Err(Error {
-            message: format!("unknown command `{other}` (see `cargo xtask --help`)"),
-            code: 2,
-        }),
+    });
+    println!("\n==> summary\n    {}", s.0.join("\n    "));
+    result
+}
+
+fn fuzz_step(seconds: u32) -> Result {
+    let mut summary = Summary::default();
+    match fuzz_idle() {
+        Some(reason) => summary.skip("fuzz", &reason, true),
+        None => summary.step("fuzz", || fuzz(seconds)),
+    }
+}
+
+/// Why the fuzz step has nothing to do here, or `None`.
+fn fuzz_idle() -> Option<String> {
+    if !run::workspace_root().join("fuzz").is_dir() {
+        return Some("no fuzz targets yet (no fuzz/ directory)".into());
+    }
+    let nightly = run::output(&mut nightly_cargo("--version")).is_ok();
+    (!nightly).then(|| "no nightly toolchain (`cargo +nightly --version` fails)".into())
+}
+
+/// Each `cargo fuzz` target for `seconds`, from the committed seeds (`fuzz/seeds/<target>`),
+/// growing the git-ignored `fuzz/corpus/<target>`.
+fn fuzz(seconds: u32) -> Result {
+    let dir = run::workspace_root().join("fuzz");
+    if run::output(&mut nightly_cargo("fuzz --version")).is_err() {
+        run(&mut cargo("install cargo-fuzz --locked"))?;
+    }
+    for target in run::output(&mut nightly_cargo("fuzz list"))?.split_whitespace() {
+        let corpus = dir.join("corpus").join(target);
+        fs::create_dir_all(&corpus)?;
+        let mut cmd = nightly_cargo(&format!("fuzz run {target}"));
+        cmd.arg(&corpus).args(Some(dir.join("seeds").join(target)).filter(|d| d.is_dir()));
+        run(cmd.args(["--", &format!("-max_total_time={seconds}")]))?;
+    }
+    Ok(())
+}
+
+// The TypeScript client and the benchmarks (`bench-report` keeps plotters out of xtask's build).
+
+const BUN_VERSION: &str = "1.4.5";
+/// Bun's Linux x86_64 binary (it needs AVX2; `-baseline` does not).
+const BUN_PACKAGE: &str = "@oven/bun-linux-x64";
+const HOW_TO_GET_NPM: &str = "install Node.js >= 20 with npm (https://nodejs.org/en/download \
+    or NodeSource; Debian 12's `nodejs` is 18, too old), then rerun";
+
+/// Why this machine cannot run Bun and the client's tests, or `None`.
+fn unavailable() -> Option<String> {
+    if (OS, ARCH) != ("linux", "x86_64") {
+        return Some(format!("Bun is pinned as {BUN_PACKAGE} (Linux x86_64), this is {OS} {ARCH}"));
+    }
+    let missing = find_in_path("npm").is_none() || find_in_path("node").is_none();
+    missing.then(|| format!("npm/node not found in PATH: {HOW_TO_GET_NPM}"))
+}
+
+/// Checks for Node >= 20 with npm and installs the pinned Bun into `target/tools/bun-<version>`
+/// unless it is there (nothing is installed globally); returns Bun's path.
+fn ensure_bun() -> Result<PathBuf> {
+    if let Some(reason) = unavailable() {
+        return err(format!("cannot run the TypeScript client here: {reason}"));
+    }
+    let node = run::output(&mut cmd("node --version"))?;
+    match node.trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok()) {
+        Some(major) if major >= 20 => println!("    node {node}"),
+        _ => return err(format!("node {node} is too old: {HOW_TO_GET_NPM}")),
+    }
+    let prefix = target_dir().join(format!("tools/bun-{BUN_VERSION}"));
+    let bun = prefix.join(format!("node_modules/{BUN_PACKAGE}/bin/bun"));
+    if run::output(scrubbed(&bun).arg("--version")).is_ok_and(|v| v == BUN_VERSION) {
+        println!("    bun {BUN_VERSION}: {}", bun.display());
+        return Ok(bun);
+    }
+    fs::create_dir_all(&prefix)?;
+    let mut npm =
+        cmd("npm install --no-save --no-package-lock --no-audit --no-fund --ignore-scripts");
+    run(npm.arg("--prefix").arg(&prefix).arg(format!("{BUN_PACKAGE}@{BUN_VERSION}")))?;
+    Ok(bun)
+}
+
+/// `cargo build [--release] -p bunctl-ipc-cli`; returns the `bunctl-ipc` binary.
+fn build_daemon(profile: &str) -> Result<PathBuf> {
+    let release = if profile == "release" { "--release" } else { "" };
+    run(&mut cargo(&format!("build {release} -p bunctl-ipc-cli")))?;
+    Ok(target_dir().join(format!("{profile}/bunctl-ipc{EXE_SUFFIX}")))
+}
+
+/// Bun, the daemon (`BUNCTL_IPC_BIN`), `npm ci`, `tsc --noEmit`, `bun test`, then `tsc` to
+/// `dist/` and the Node smoke test of it.
+fn typescript() -> Result {
+    let bun = ensure_bun()?;
+    let daemon = build_daemon("debug")?;
+    let mut bun_test = scrubbed(bun);
+    bun_test.arg("test");
+    let tsc = "node node_modules/typescript/bin/tsc";
+    let steps = [
+        cmd("npm ci --no-audit --no-fund"),
+        cmd(&format!("{tsc} --noEmit -p tsconfig.json")),
+        bun_test,
+        cmd(&format!("{tsc} -p tsconfig.build.json")),
+        cmd("node test/node-smoke.mjs"),
+    ];
+    let dir = run::workspace_root().join("clients/typescript");
+    for mut step in steps {
+        run(step.current_dir(&dir).env("BUNCTL_IPC_BIN", &daemon))?;
+    }
+    Ok(())
+}
+
+/// The TypeScript client's round trip and requests/s beside the Rust client's, against one
+/// release daemon: `bench-report ts <bun> <daemon>` measures and rewrites that section of
+/// `BENCHMARKS.md`.
+fn bench_ts() -> Result {
+    let bun = ensure_bun()?;
+    let daemon = build_daemon("release")?;
+    run(cargo("run --release -q -p bench-report -- ts").arg(bun).arg(daemon))
+}
+
+/// The benchmarks of `bunctl-ipc`, then `bench-report <figures.tsv> <criterion dir> <load>
+/// [--full]` writes `BENCHMARKS.md` and `BENCHMARKS.svg`, then `bench-ts` where Bun can run.
+fn bench(full: bool) -> Result {
+    let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    let (target, quick) = (target_dir(), if full { "" } else { "--quick" });
+    let (criterion, mut figures) = (target.join("criterion"), String::new());
+    for name in ["codec", "report", "connections"] {
+        let warm_up = if name == "codec" && !full { "--warm-up-time 1" } else { "" };
+        let mut cmd = cargo(&format!("bench -p bunctl-ipc --bench {name} -- {quick} {warm_up}"));
+        // `report` and `connections` print figures as `group case impl metric value` lines.
+        let mut collect = |line: &str| {
+            figures.extend((line.split('\t').count() == 5).then(|| format!("{line}\n")))
+        };
+        let cmd = cmd.env("CRITERION_HOME", &criterion);
+        step(&format!("bench: {name}"), || run::run_with(cmd, Some(&mut collect)))?;
+    }
+    let file = target.join("bench/figures.tsv");
+    fs::create_dir_all(target.join("bench"))?;
+    fs::write(&file, figures)?;
+    let mut report = cargo("run --release -q -p bench-report --");
+    report.arg(&file).arg(&criterion).arg(load_before).args(full.then_some("--full"));
+    step("bench: write BENCHMARKS.md and BENCHMARKS.svg", || run(&mut report))?;
+    match unavailable() {
+        Some(reason) => println!("\nbench-ts skipped: {reason}"),
+        None => step("bench-ts: the TypeScript client", bench_ts)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_skip_flags() {
+        let args = ["--skip-fuzz".to_string(), "--skip-windows".to_string()];
+        assert_eq!(parse_skips(&args).ok(), Some(vec!["fuzz", "windows"]));
+        assert!(parse_skips(&["--skip-doc".to_string()]).is_err());
+        assert!(parse_skips(&["--bogus".to_string()]).is_err());
     }
 }
