@@ -481,6 +481,8 @@ struct Inner {
     /// Where the event type ends in `names`.
     type_len: usize,
     has_app: bool,
+    /// A loss notice made by the bus, not a published event.
+    is_notice: bool,
     data: Value,
     frame: OnceLock<Vec<u8>>,
 }
@@ -496,11 +498,16 @@ enum WireEvent<'a> {
 
 impl BusEvent {
     fn new(event_type: &str, app_name: Option<&str>, data: Value) -> Self {
+        Self::with_kind(event_type, app_name, data, false)
+    }
+
+    fn with_kind(event_type: &str, app_name: Option<&str>, data: Value, is_notice: bool) -> Self {
         let names = [event_type, app_name.unwrap_or_default()].concat().into_boxed_str();
         BusEvent(Arc::new(Inner {
             names,
             type_len: event_type.len(),
             has_app: app_name.is_some(),
+            is_notice,
             data,
             frame: OnceLock::new(),
         }))
@@ -509,7 +516,7 @@ impl BusEvent {
     /// The `lagged` notice: `missed` events were dropped.
     fn lagged(missed: u64) -> Self {
         trace!(missed, "lagged");
-        BusEvent::new(LAGGED, None, serde_json::json!({ "missed": missed }))
+        BusEvent::with_kind(LAGGED, None, serde_json::json!({ "missed": missed }), true)
     }
 
     /// What happened, e.g. `"log_line"`; `"lagged"` for a loss notice.
@@ -529,7 +536,7 @@ impl BusEvent {
 
     /// How many events were dropped, if this is a `lagged` notice.
     pub fn missed(&self) -> Option<u64> {
-        if self.event_type() == LAGGED { self.0.data.get("missed")?.as_u64() } else { None }
+        if self.0.is_notice { self.0.data.get("missed")?.as_u64() } else { None }
     }
 
     /// An owned copy as the client sees it.
@@ -552,22 +559,30 @@ impl BusEvent {
     /// assert_eq!(frame[..4], (frame.len() as u32 - 4).to_le_bytes());
     /// ```
     pub fn encoded_frame(&self) -> &[u8] {
-        self.0.frame.get_or_init(|| {
-            let wire = WireEvent::Event { event_type: self.event_type(), data: &self.0.data };
-            let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
-                FrameConfig::new().with_max_message_size(usize::MAX),
-            );
-            let mut buf = BytesMut::with_capacity(FRAME_ROOM);
-            match codec.encode(&wire, &mut buf) {
-                // A `Vec` rather than `Bytes`: freezing a partly filled buffer would allocate
-                // a second time.
-                Ok(()) => buf.into(),
-                Err(e) => {
-                    error!(event_type = %self.event_type(), error = %e, "event cannot be encoded");
-                    Vec::new()
-                }
+        if let Some(frame) = self.0.frame.get() {
+            return frame;
+        }
+        // Encoded outside the cell, so that connections on other threads never wait for one
+        // another; if two race, one copy is dropped.
+        let frame = self.encode();
+        self.0.frame.get_or_init(|| frame)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let wire = WireEvent::Event { event_type: self.event_type(), data: &self.0.data };
+        let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
+            FrameConfig::new().with_max_message_size(usize::MAX),
+        );
+        let mut buf = BytesMut::with_capacity(FRAME_ROOM);
+        match codec.encode(&wire, &mut buf) {
+            // A `Vec` rather than `Bytes`: freezing a partly filled buffer would allocate a
+            // second time.
+            Ok(()) => buf.into(),
+            Err(e) => {
+                error!(event_type = %self.event_type(), error = %e, "event cannot be encoded");
+                Vec::new()
             }
-        })
+        }
     }
 }
 
