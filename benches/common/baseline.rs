@@ -25,8 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::broadcast;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::msgs;
-use super::sides::Ready;
+use super::{Ready, Res, msgs};
 
 /// The framing a user would configure: `[u32 LE length][payload]`, 10 MiB limit.
 pub fn codec() -> LengthDelimitedCodec {
@@ -42,24 +41,25 @@ pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(msg).expect("json"))
 }
 
+/// The next frame, parsed.
+async fn parse<R, T>(rx: &mut FramedRead<R, LengthDelimitedCodec>) -> Res<T>
+where
+    R: AsyncRead + Unpin,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(serde_json::from_slice(&rx.next().await.ok_or("closed")??)?)
+}
+
 /// A byte stream to run the framing over.
 pub trait Transport: Send + Sync + 'static {
-    /// Label in reports.
-    const NAME: &'static str;
-    /// A connected stream.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
-    /// Its reading half.
     type Read: AsyncRead + Send + Unpin + 'static;
-    /// Its writing half.
     type Write: AsyncWrite + Send + Unpin + 'static;
-    /// A listener.
     type Listener: Send + Sync + 'static;
     /// Binds `path` (inside a runtime).
     fn bind(path: &Path) -> Self::Listener;
-    /// Accepts one connection.
     fn accept(l: &Self::Listener) -> impl Future<Output = Self::Stream> + Send;
-    /// Connects to `path`.
-    fn connect(path: PathBuf) -> impl Future<Output = Self::Stream> + Send;
+    fn connect(path: PathBuf) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Splits a stream into owned halves.
     fn split(s: Self::Stream) -> (Self::Read, Self::Write);
 }
@@ -68,7 +68,6 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Tokio;
 
 impl Transport for Tokio {
-    const NAME: &'static str = "framed";
     type Stream = tokio::net::UnixStream;
     type Read = tokio::net::unix::OwnedReadHalf;
     type Write = tokio::net::unix::OwnedWriteHalf;
@@ -82,15 +81,14 @@ impl Transport for Tokio {
         l.accept().await.expect("accept").0
     }
 
-    async fn connect(path: PathBuf) -> Self::Stream {
+    async fn connect(path: PathBuf) -> io::Result<Self::Stream> {
         // A full accept backlog is `EAGAIN` for Unix sockets: retry, as any client must.
         loop {
             match tokio::net::UnixStream::connect(&path).await {
-                Ok(s) => return s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     tokio::time::sleep(Duration::from_millis(1)).await
                 }
-                Err(e) => panic!("connect: {e}"),
+                result => return result,
             }
         }
     }
@@ -112,37 +110,28 @@ pub struct Shared(Arc<IpStream>);
 impl AsyncRead for Shared {
     fn poll_read(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        cx: &mut Context,
+        buf: &mut ReadBuf,
     ) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_read(cx, buf)
+        Pin::new(&mut &*self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Shared {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.0).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_shutdown(cx)
     }
 }
 
 impl Transport for Interprocess {
-    const NAME: &'static str = "interprocess";
     type Stream = IpStream;
     type Read = Shared;
     type Write = Shared;
@@ -157,9 +146,8 @@ impl Transport for Interprocess {
         l.accept().await.expect("accept")
     }
 
-    async fn connect(path: PathBuf) -> Self::Stream {
-        let name = path.as_path().to_fs_name::<GenericFilePath>().expect("name");
-        IpStream::connect(name).await.expect("connect")
+    async fn connect(path: PathBuf) -> io::Result<Self::Stream> {
+        IpStream::connect(path.as_path().to_fs_name::<GenericFilePath>()?).await
     }
 
     fn split(s: Self::Stream) -> (Self::Read, Self::Write) {
@@ -168,60 +156,38 @@ impl Transport for Interprocess {
     }
 }
 
-/// Serves `conns` connections, each answering every request with [`msgs::small_reply`].
-pub async fn server<T: Transport>(path: PathBuf, conns: usize, ready: Ready) {
+/// Serves every connection, answering each request with [`msgs::reply_to`].
+pub async fn server<T: Transport>(path: PathBuf, ready: Ready) {
     let listener = T::bind(&path);
     ready.send(()).expect("ready");
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
-        let stream = T::accept(&listener).await;
-        tasks.spawn(serve_connection::<T>(stream));
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn serve_connection<T: Transport>(stream: T::Stream) {
-    let (r, w) = T::split(stream);
-    let requests = FramedRead::new(r, codec());
-    let replies = FramedWrite::new(w, codec());
-    let _ = requests
-        .map(|frame| {
+    loop {
+        let (r, w) = T::split(T::accept(&listener).await);
+        let replies = FramedRead::new(r, codec()).map(|frame| {
             let request: IpcMessage = serde_json::from_slice(&frame?).map_err(io::Error::other)?;
-            let reply = match request {
-                IpcMessage::Unsubscribe => IpcResponse::Success { message: "bye".into() },
-                _ => msgs::small_reply(),
-            };
-            Ok(to_bytes(&reply))
-        })
-        .forward(replies)
-        .await;
+            io::Result::Ok(to_bytes(&msgs::reply_to(&request)))
+        });
+        tokio::spawn(replies.forward(FramedWrite::new(w, codec())));
+    }
 }
 
 /// A client connection, split in two halves.
 pub struct Client<T: Transport> {
-    /// Replies in.
-    pub rx: FramedRead<T::Read, LengthDelimitedCodec>,
-    /// Requests out.
-    pub tx: FramedWrite<T::Write, LengthDelimitedCodec>,
+    rx: FramedRead<T::Read, LengthDelimitedCodec>,
+    tx: FramedWrite<T::Write, LengthDelimitedCodec>,
 }
 
-impl<T: Transport> Client<T> {
-    /// Connects to `path`.
-    pub async fn connect(path: PathBuf) -> Client<T> {
-        let (r, w) = T::split(T::connect(path).await);
-        Client { rx: FramedRead::new(r, codec()), tx: FramedWrite::new(w, codec()) }
+impl<T: Transport> super::Client for Client<T> {
+    async fn connect(path: PathBuf) -> Res<Self> {
+        let (r, w) = T::split(T::connect(path).await?);
+        Ok(Client { rx: FramedRead::new(r, codec()), tx: FramedWrite::new(w, codec()) })
     }
 
-    /// Sends `request` and waits for its reply.
-    pub async fn request(&mut self, request: &IpcMessage) -> IpcResponse {
-        self.tx.send(to_bytes(request)).await.expect("send");
-        let frame = self.rx.next().await.expect("reply").expect("frame");
-        serde_json::from_slice(&frame).expect("json")
+    async fn request(&mut self, request: &IpcMessage) -> Res {
+        self.tx.send(to_bytes(request)).await?;
+        parse::<_, IpcResponse>(&mut self.rx).await.map(drop)
     }
 
-    /// Sends `n` copies of `request` from a second task (fed, flushed once at the end) while
-    /// this task reads the `n` replies; returns the time to the last reply.
-    pub async fn pipelined(mut self, request: IpcMessage, n: u64) -> (Self, Duration) {
+    async fn pipelined(mut self, request: IpcMessage, n: u64) -> (Self, Duration) {
         let start = Instant::now();
         let mut tx = self.tx;
         let writer = tokio::spawn(async move {
@@ -232,11 +198,18 @@ impl<T: Transport> Client<T> {
             tx
         });
         for _ in 0..n {
-            let frame = self.rx.next().await.expect("reply").expect("frame");
-            let _: IpcResponse = serde_json::from_slice(&frame).expect("json");
+            parse::<_, IpcResponse>(&mut self.rx).await.expect("reply");
         }
         self.tx = writer.await.expect("writer");
         (self, start.elapsed())
+    }
+
+    async fn events(mut self, n: u64) -> Self {
+        for _ in 0..n {
+            let event = parse(&mut self.rx).await.expect("event");
+            assert!(matches!(event, IpcResponse::Event { .. }), "not an event: {event:?}");
+        }
+        self
     }
 }
 
@@ -244,65 +217,25 @@ impl<T: Transport> Client<T> {
 /// each connection's task frames whatever is queued and flushes once per batch.
 pub async fn fanout_server<T: Transport>(
     path: PathBuf,
-    conns: usize,
     events: broadcast::Sender<Bytes>,
     ready: Ready,
 ) {
     let listener = T::bind(&path);
     ready.send(()).expect("ready");
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
+    loop {
         let stream = T::accept(&listener).await;
         let mut rx = events.subscribe();
-        tasks.spawn(async move {
+        tokio::spawn(async move {
             let (_r, w) = T::split(stream);
             let mut sink = FramedWrite::new(w, codec());
-            loop {
-                let first = match rx.recv().await {
-                    Ok(frame) => frame,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                    Err(broadcast::error::RecvError::Lagged(n)) => panic!("lagged by {n}"),
-                };
-                if sink.feed(first).await.is_err() {
-                    break;
-                }
+            while let Ok(first) = rx.recv().await {
+                sink.feed(first).await?;
                 while let Ok(frame) = rx.try_recv() {
-                    if sink.feed(frame).await.is_err() {
-                        return;
-                    }
+                    sink.feed(frame).await?;
                 }
-                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                    break;
-                }
+                SinkExt::<Bytes>::flush(&mut sink).await?;
             }
+            io::Result::Ok(())
         });
-    }
-    drop(events);
-    while tasks.join_next().await.is_some() {}
-}
-
-/// The receiving end of a fan-out subscriber.
-pub struct Subscriber<T: Transport> {
-    rx: FramedRead<T::Read, LengthDelimitedCodec>,
-    _tx: T::Write,
-}
-
-impl<T: Transport> Subscriber<T> {
-    /// Connects to `path`.
-    pub async fn connect(path: PathBuf) -> Subscriber<T> {
-        let (r, w) = T::split(T::connect(path).await);
-        Subscriber { rx: FramedRead::new(r, codec()), _tx: w }
-    }
-
-    /// Receives and parses `n` events.
-    pub async fn receive(mut self, n: u64) -> Self {
-        for _ in 0..n {
-            let frame = self.rx.next().await.expect("event").expect("frame");
-            match serde_json::from_slice(&frame).expect("json") {
-                IpcResponse::Event { .. } => {}
-                other => panic!("not an event: {other:?}"),
-            }
-        }
-        self
     }
 }
