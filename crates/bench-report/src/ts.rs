@@ -21,25 +21,19 @@ const ROUND_TRIPS: u32 = 20_000;
 const PIPELINED: u32 = 200_000;
 const IN_FLIGHT: u32 = 16;
 
-/// A `bunctl-ipc serve` on a private temporary socket, stopped (and its directory removed) on drop.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    socket: PathBuf,
-}
+/// A `bunctl-ipc serve` on a private temporary socket, stopped on drop.
+struct Daemon(Child, PathBuf);
 
 impl Daemon {
     fn start(bin: &Path) -> Result<Daemon> {
-        let dir = env::temp_dir().join(format!("bunctl-bench-ts-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let socket = dir.join("d.sock");
-        let mut child = Command::new(bin);
-        let child = child.arg("serve").arg("--socket").arg(&socket).env("RUST_LOG", "warn");
-        let daemon = Daemon { child: child.spawn()?, dir, socket };
+        let socket = env::temp_dir().join(format!("bunctl-bench-ts-{}.sock", std::process::id()));
+        let _ = fs::remove_file(&socket);
+        let mut daemon = Command::new(bin);
+        let daemon = daemon.arg("serve").arg("--socket").arg(&socket).env("RUST_LOG", "warn");
+        let daemon = Daemon(daemon.spawn()?, socket);
         // Ready when it accepts a connection (no sleeping on a guess).
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !accepts(&daemon.socket) {
+        while !accepts(&daemon.1) {
             if Instant::now() > deadline {
                 return Err("the daemon did not accept connections within 20 s".into());
             }
@@ -62,12 +56,11 @@ fn accepts(_: &Path) -> bool {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SIGTERM first, so that it removes its socket; SIGKILL if that fails.
-        let term = Command::new("kill").arg(self.child.id().to_string()).status();
+        let term = Command::new("kill").arg(self.0.id().to_string()).status();
         if !term.is_ok_and(|s| s.success()) {
-            let _ = self.child.kill();
+            let _ = self.0.kill();
         }
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = self.0.wait();
     }
 }
 
@@ -98,13 +91,13 @@ pub fn bench(bun: &Path, bin: &Path) -> Result {
     let (n, m, k) = (ROUND_TRIPS.to_string(), PIPELINED.to_string(), IN_FLIGHT.to_string());
     let rust = |extra: &[&str]| {
         let mut cmd = Command::new(bin);
-        cmd.arg("--socket").arg(&daemon.socket);
+        cmd.arg("--socket").arg(&daemon.1);
         json_of(cmd.args(["bench", "--json", "--clients", "1"]).args(extra))
     };
     let rust_rt = rust(&["--requests", &n])?;
     let mut ts = Command::new(bun);
     ts.current_dir(workspace_root().join("clients/typescript"));
-    ts.arg("bench/roundtrip.ts").arg(&daemon.socket);
+    ts.arg("bench/roundtrip.ts").arg(&daemon.1);
     let ts = json_of(ts.args(["--requests", &n, "--pipelined", &m, "--in-flight", &k]))?;
     let rust_pipe = rust(&["--requests", &m, "--pipeline", &k])?;
     drop(daemon);
