@@ -1,16 +1,14 @@
-//! Footprint and scale of many connections, each side in its own process (so each has its own
+//! Footprint and scale of many connections, each side in its own process (each has its own
 //! descriptor limit, and heap counts are not mixed):
 //!
-//! * `memory`: heap per connection, counted by a counting global allocator, at 1,000 and 10,000
-//!   connections, on the server side (this process) and the client side (a child), idle and
-//!   again after one 1 MiB message each way on every connection; and what a connection is made
-//!   of (`sizes`);
+//! * `memory`: heap per connection by a counting global allocator, at 1,000 and 10,000
+//!   connections, server side here and client side in a child, idle and after one 1 MiB message
+//!   each way on every connection; and what a connection is made of (`sizes`);
 //! * `load`: 10,000 concurrent connections (clients here) to a server in a child process, each
-//!   doing 10 requests; successes, failures and latency percentiles.
+//!   doing 10 requests: successes, failures and latency percentiles.
 //!
-//! `cargo bench -p bunctl-ipc --bench connections [-- memory|load] [-- --quick]`
-//!
-//! Output is tab-separated like the `report` bench: `group case implementation metric value`.
+//! `cargo bench -p bunctl-ipc --bench connections [-- memory|load] [-- --quick]`; output as the
+//! `report` bench's.
 
 #[cfg(unix)]
 mod common;
@@ -35,32 +33,25 @@ mod imp {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use bunctl_ipc::{Connection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcResponse};
-    use bunctl_ipc::{IpcServer, serve_connection};
+    use bunctl_ipc::{Connection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcServer};
     use futures::{SinkExt, StreamExt};
     use tokio::net::UnixStream;
     use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
     use crate::alloc::heap;
     use crate::common::baseline::{self, Interprocess, Tokio, Transport};
-    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours};
-    use crate::common::{raise_nofile, runtime, say};
-
-    const MIB: usize = 1 << 20;
-    /// Connections exchanging their 1 MiB messages at the same time.
-    const WAVE: usize = 32;
+    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours, runtime, say};
 
     pub fn main() {
-        let nofile = raise_nofile();
-        let args = crate::common::args();
+        let nofile = crate::common::raise_nofile();
+        let (args, benchmarking) = crate::common::args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match args.as_slice() {
+        match args[..] {
             ["client", "ours", path, n] => client::<IpcClient>(path, n.parse().expect("n")),
             ["client", "framed", path, n] => client::<Whole<Tokio>>(path, n.parse().expect("n")),
             ["client", _, path, n] => client::<Whole<Interprocess>>(path, n.parse().expect("n")),
-            _ if !crate::common::benchmarking() => {}
+            _ if !benchmarking => {}
             _ => {
-                let quick = args.contains(&"--quick");
                 let all = !args.contains(&"memory") && !args.contains(&"load");
                 if nofile < 10_100 {
                     eprintln!("RLIMIT_NOFILE is {nofile}: 10,000 connections need more");
@@ -68,7 +59,7 @@ mod imp {
                 if all || args.contains(&"memory") {
                     breakdown();
                     for n in [1_000, 10_000] {
-                        memory(n, quick);
+                        memory(n, args.contains(&"--quick"));
                     }
                 }
                 if all || args.contains(&"load") {
@@ -89,21 +80,16 @@ mod imp {
         let (x, y) = UnixStream::pair().expect("pair");
         let socket = (heap() - b) / 2;
         let b = heap();
-        let sleep = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+        let _sleep = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
         let timer = heap() - b;
-        drop(sleep);
-        let bus = EventBus::new();
-        let handler = |request: IpcMessage| async move { msgs::reply_to(&request) };
-        let serve = serve_connection(Connection::new(x), &bus, &handler);
-        let looped = ours::recv_send::<UnixStream>(Connection::new(y));
+        let (bus, handler) = (EventBus::new(), |r: IpcMessage| async move { msgs::reply_to(&r) });
+        let serve = bunctl_ipc::serve_connection(Connection::new(x), &bus, &handler);
+        let looped = ours::recv_send(Connection::new(y));
+        let framed = "Framed<UnixStream,LengthDelimitedCodec>";
         for (case, what, bytes) in [
             ("inline", "IpcConnection", size_of::<IpcConnection>()),
             ("inline", "IpcClient", size_of::<IpcClient>()),
-            (
-                "inline",
-                "Framed<UnixStream,LengthDelimitedCodec>",
-                size_of::<Framed<UnixStream, LengthDelimitedCodec>>(),
-            ),
+            ("inline", framed, size_of::<Framed<UnixStream, LengthDelimitedCodec>>()),
             ("inline", "tokio::time::Sleep", size_of::<tokio::time::Sleep>()),
             ("heap", "tokio socket registration", socket),
             ("heap", "Box<Sleep> (per waiting direction)", timer),
@@ -114,7 +100,7 @@ mod imp {
         }
     }
 
-    /// The server side of a heap measurement, and what it holds per connection.
+    /// The server side of a heap measurement: what it holds per connection.
     trait Held: Sized + Send + 'static {
         type Listener;
         /// Binds `path`; for connections held by a server's own tasks, starts `imp`'s server.
@@ -137,8 +123,7 @@ mod imp {
 
         async fn answer(mut self) -> Self {
             let request = self.recv().await.expect("request");
-            self.send(&msgs::reply_to(&request)).await.expect("reply");
-            self
+            self.send(&msgs::reply_to(&request)).await.map(|()| self).expect("reply")
         }
     }
 
@@ -159,8 +144,8 @@ mod imp {
         async fn answer(mut self) -> Self {
             let frame = self.0.next().await.expect("request").expect("frame");
             let request: IpcMessage = serde_json::from_slice(&frame).expect("json");
-            self.0.send(baseline::to_bytes(&msgs::reply_to(&request))).await.expect("reply");
-            self
+            let reply = baseline::to_bytes(&msgs::reply_to(&request));
+            self.0.send(reply).await.map(|()| self).expect("reply")
         }
     }
 
@@ -171,8 +156,8 @@ mod imp {
 
         async fn request(&mut self, request: &IpcMessage) -> Res {
             self.0.send(baseline::to_bytes(request)).await?;
-            let _: IpcResponse = serde_json::from_slice(&self.0.next().await.ok_or("closed")??)?;
-            Ok(())
+            let reply = self.0.next().await.ok_or("closed")??;
+            Ok(serde_json::from_slice::<bunctl_ipc::IpcResponse>(&reply).map(drop)?)
         }
     }
 
@@ -203,36 +188,35 @@ mod imp {
     }
 
     fn memory(n: usize, quick: bool) {
-        for label in ["ours-conn", "ours-task", "ours-serve", "framed", "interprocess"] {
+        for label in ["ours", "ours-task", "ours-serve", "framed", "interprocess"] {
             match label {
                 _ if quick && n > 1_000 && !matches!(label, "ours-serve" | "framed") => {}
-                "ours-conn" => held::<IpcConnection>(label, n),
-                "ours-task" => held::<Tasks>("ours", n),
-                "framed" => held::<Whole<Tokio>>(label, n),
-                "interprocess" => held::<Whole<Interprocess>>(label, n),
-                _ => held::<Tasks>(label, n),
+                "ours" => held::<IpcConnection>(label, label, n),
+                "ours-task" => held::<Tasks>(label, "ours", n),
+                "ours-serve" => held::<Tasks>(label, label, n),
+                "framed" => held::<Whole<Tokio>>(label, label, n),
+                _ => held::<Whole<Interprocess>>(label, label, n),
             }
         }
     }
 
-    /// The heap per connection of `H` (`imp`'s server) here and of its client in a child process: idle, and after a 1 MiB request and reply on every connection.
-    fn held<H: Held>(imp: &'static str, n: usize) {
+    /// The heap per connection held by `H` (with `imp`'s server) here, and by the clients in a
+    /// child process: idle, and after a 1 MiB request and reply on every connection.
+    fn held<H: Held>(label: &str, imp: &'static str, n: usize) {
         let rt = runtime(true, false);
         let dir = tempfile::Builder::new().prefix("bunctl-mem-").tempdir().expect("tempdir");
         let path = dir.path().join("mem.sock");
         // Bound first: the listener is not part of the per-connection figure.
         let mut listener = rt.block_on(H::bind(path.clone(), imp));
         let before = heap();
-        let label = if imp == "ours" { "ours-task" } else { imp };
         let client = if imp.starts_with("ours") { "ours" } else { imp };
         let mut peer =
             Peer::spawn(&["client", client, path.to_str().expect("utf-8"), &n.to_string()]);
-        let held: Vec<H> = rt.block_on(async {
-            let mut held = Vec::with_capacity(n);
+        let mut held = Vec::with_capacity(n);
+        rt.block_on(async {
             for _ in 0..n {
                 held.push(H::accept(&mut listener).await);
             }
-            held
         });
         peer.expect("connected");
         let measure = |metric: &str, peer: &mut Peer| {
@@ -240,8 +224,8 @@ mod imp {
             emit("memory", &n.to_string(), &format!("{label}/server"), metric, per_conn(before, n));
             peer.tell("measure");
             let v: f64 = peer.expect("heap").parse().expect("number");
-            // The client side of the three kinds that differ on the server only is reported once.
-            if !matches!(label, "ours-conn" | "ours-task") {
+            // The client of the kinds that differ on the server only is reported once.
+            if !matches!(label, "ours" | "ours-task") {
                 emit("memory", &n.to_string(), &format!("{client}/client"), metric, v);
             }
         };
@@ -260,16 +244,15 @@ mod imp {
 
     /// The client process of [`held`]: `n` connections, then one line per command.
     fn client<C: Client>(path: &str, n: usize) {
-        let rt = runtime(true, false);
-        let before = heap();
-        let mut clients = rt.block_on(async {
-            let mut clients = Vec::with_capacity(n);
+        let (rt, before) = (runtime(true, false), heap());
+        let mut clients = Vec::with_capacity(n);
+        rt.block_on(async {
             for _ in 0..n {
                 clients.push(C::connect(path.into()).await.expect("connect"));
             }
-            clients
         });
         say("connected", "");
+        let request = msgs::echo(1 << 20);
         for line in std::io::stdin().lines() {
             match line.expect("stdin").as_str() {
                 "measure" => {
@@ -277,19 +260,17 @@ mod imp {
                     say("heap", per_conn(before, n));
                 }
                 "exchange" => {
-                    clients = rt.block_on(exchange(clients));
+                    // One request at a time on each of 32 connections.
+                    let one = |mut c: C| async {
+                        c.request(&request).await.map(|()| c).expect("request")
+                    };
+                    clients =
+                        rt.block_on(futures::stream::iter(clients).map(one).buffered(32).collect());
                     say("exchanged", "");
                 }
                 _ => break,
             }
         }
-    }
-
-    /// One 1 MiB request answered with 1 MiB on every client, `WAVE` at a time, in order.
-    async fn exchange<C: Client>(clients: Vec<C>) -> Vec<C> {
-        let request = msgs::echo(MIB);
-        let exchange = |mut c: C| async { c.request(&request).await.map(|()| c).expect("request") };
-        futures::stream::iter(clients).map(exchange).buffered(WAVE).collect().await
     }
 
     /// `n` connections opened at once to a server in a child process; once all are open, each
@@ -300,11 +281,11 @@ mod imp {
         {
             let sides = Sides::serving("procs", imp);
             let (path, start) = (sides.path(), Instant::now());
-            let (ok, failed, lat) = match imp {
+            let (failed, lat) = match imp {
                 "framed" => sides.run(load_clients::<baseline::Client<Tokio>>(path, n, requests)),
                 _ => sides.run(load_clients::<IpcClient>(path, n, requests)),
             };
-            let (secs, h) = (start.elapsed().as_secs_f64(), histogram(lat));
+            let (secs, ok, h) = (start.elapsed().as_secs_f64(), lat.len(), histogram(lat));
             for (metric, v) in [
                 ("requests-ok", ok as f64),
                 ("connections-failed", failed as f64),
@@ -318,12 +299,13 @@ mod imp {
         }
     }
 
-    /// The clients of [`load`]: requests that succeeded, connections that failed, latencies (µs).
+    /// The clients of [`load`]: the connections that failed, the latencies (µs) of the requests
+    /// that succeeded.
     async fn load_clients<C: Client>(
         path: PathBuf,
         n: usize,
         requests: usize,
-    ) -> (usize, usize, Vec<u64>) {
+    ) -> (usize, Vec<u64>) {
         let barrier = Arc::new(tokio::sync::Barrier::new(n));
         let tasks: Vec<_> = (0..n)
             .map(|_| {
@@ -341,13 +323,16 @@ mod imp {
                 })
             })
             .collect();
-        let (mut lat, mut failed) = (Vec::new(), 0);
+        let (mut failed, mut lat) = (0, Vec::new());
         for t in tasks {
-            t.await.expect("task").map(|l| lat.extend(l)).unwrap_or_else(|e| {
-                eprintln!("failed: {e}");
-                failed += 1;
-            });
+            match t.await.expect("task") {
+                Ok(l) => lat.extend(l),
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    failed += 1;
+                }
+            }
         }
-        (lat.len(), failed, lat)
+        (failed, lat)
     }
 }

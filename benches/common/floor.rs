@@ -24,13 +24,14 @@ pub fn setup(blocking: bool, work: Work) -> Run {
     }
 }
 
-fn pair() -> (UnixStream, UnixStream) {
-    UnixStream::pair().expect("socketpair")
+fn pair() -> [UnixStream; 2] {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    [a, b]
 }
 
 /// `n` round trips of `request` one way and `reply` back: 2 writes, 2 reads each.
 pub fn round_trip(request: &[u8], reply: &[u8], n: u64, record: bool) -> (Duration, Vec<u32>) {
-    let ((mut a, mut b), mut buf) = (pair(), vec![0; request.len().max(reply.len())]);
+    let ([mut a, mut b], mut buf) = (pair(), vec![0; request.len().max(reply.len())]);
     timed_loop!(n, record, {
         a.write_all(request).expect("write");
         b.read_exact(&mut buf[..request.len()]).expect("read");
@@ -54,12 +55,12 @@ pub fn batched(pairs: usize, legs: &[&[u8]], n: u64) -> Duration {
         for (i, (frame, batch)) in legs.iter().zip(&batches).enumerate() {
             let bytes = &batch[..k * frame.len()];
             for p in &mut pairs {
-                ends(p, i).0.write_all(bytes).expect("write");
+                p[i % 2].write_all(bytes).expect("write");
             }
             for p in &mut pairs {
-                let (mut left, r) = (bytes.len(), ends(p, i).1);
+                let mut left = bytes.len();
                 while left > 0 {
-                    left -= r.read(&mut buf).ok().filter(|&got| got > 0).expect("read");
+                    left -= p[1 - i % 2].read(&mut buf).ok().filter(|&got| got > 0).expect("read");
                 }
             }
         }
@@ -67,15 +68,10 @@ pub fn batched(pairs: usize, legs: &[&[u8]], n: u64) -> Duration {
     start.elapsed()
 }
 
-/// The writing and the reading end of `pair` for leg `i`.
-fn ends(pair: &mut (UnixStream, UnixStream), i: usize) -> (&mut UnixStream, &mut UnixStream) {
-    if i.is_multiple_of(2) { (&mut pair.0, &mut pair.1) } else { (&mut pair.1, &mut pair.0) }
-}
-
 /// `n` copies of a large frame one way through a non-blocking pair, alternating writes and
 /// reads on one thread.
 pub fn bulk(frame: &[u8], n: u64) -> Duration {
-    let ((mut a, mut b), mut buf) = (pair(), vec![0; 256 << 10]);
+    let ([mut a, mut b], mut buf) = (pair(), vec![0; 256 << 10]);
     a.set_nonblocking(true).and_then(|()| b.set_nonblocking(true)).expect("nonblocking");
     let total = frame.len() as u64 * n;
     let (mut sent, mut received) = (0u64, 0u64);
@@ -102,7 +98,7 @@ pub fn bulk(frame: &[u8], n: u64) -> Duration {
 /// Blocking serde_json over a blocking pair: a writer thread serializes `n` copies of `msg`
 /// (one `write_all` per frame), this thread reads each frame with `read_exact` and parses it.
 pub fn blocking(msg: &IpcMessage, n: u64) -> Duration {
-    let ((mut a, mut b), msg) = (pair(), msg.clone());
+    let ([mut a, mut b], msg) = (pair(), msg.clone());
     let start = Instant::now();
     let writer = std::thread::spawn(move || {
         for _ in 0..n {

@@ -66,8 +66,8 @@ pub fn runtime(multi: bool, timer: bool) -> Runtime {
 /// `imp`'s server on `path`, serving every connection until it is dropped.
 pub async fn server(imp: &'static str, path: PathBuf, ready: Ready) {
     match imp {
-        "framed" => baseline::server::<Tokio>(path, ready).await,
-        "interprocess" => baseline::server::<Interprocess>(path, ready).await,
+        "framed" => baseline::server::<Tokio>(path, None, ready).await,
+        "interprocess" => baseline::server::<Interprocess>(path, None, ready).await,
         _ => ours::server(path, imp, EventBus::new(), ready).await,
     }
 }
@@ -184,8 +184,8 @@ pub fn setup(client: &str, server: &'static str, flavor: &'static str, work: Wor
     }
 }
 
-/// `state`, a client and the sides it runs on, as a [`Run`] of `run(client, n, record)`. The
-/// client is dropped before the sides.
+/// A [`Run`] of `run(client, n, record)` on `sides`, the client handed back after each run
+/// (and dropped before the sides).
 fn drive<C, R, F>(mut state: (Option<C>, Sides), mut run: R) -> Run
 where
     C: Send + 'static,
@@ -229,9 +229,10 @@ pub const FANOUT_ROUND: u64 = 4096;
 
 /// One publisher, `subscribers` connections, every event delivered to (and parsed by) each:
 /// bunctl-ipc's `EventBus` served by `serve()`, or the baselines' `broadcast` of serialized
-/// events, each connection's task writing whatever is queued.
+/// events.
 pub fn fanout(imp: &str, subscribers: usize) -> Run {
     let mut sides = Sides::new("mt2");
+    let path = sides.path();
     match imp {
         "floor" => {
             let frame = msgs::frame(&msgs::event(0));
@@ -240,7 +241,7 @@ pub fn fanout(imp: &str, subscribers: usize) -> Run {
         "framed" => baseline_fanout::<Tokio>(sides, subscribers),
         "interprocess" => baseline_fanout::<Interprocess>(sides, subscribers),
         _ => {
-            let (path, bus) = (sides.path(), EventBus::with_capacity(FANOUT_ROUND as usize));
+            let bus = EventBus::with_capacity(FANOUT_ROUND as usize);
             let b = bus.clone();
             sides.spawn(move |ready| ours::server(path, "ours-serve", b, ready));
             let publish = move |i| {
@@ -253,8 +254,8 @@ pub fn fanout(imp: &str, subscribers: usize) -> Run {
 
 fn baseline_fanout<T: baseline::Transport>(mut sides: Sides, subscribers: usize) -> Run {
     let (tx, _) = broadcast::channel(FANOUT_ROUND as usize);
-    let (path, events, publisher) = (sides.path(), tx.clone(), tx.clone());
-    sides.spawn(move |ready| baseline::fanout_server::<T>(path, events, ready));
+    let (path, events, publisher) = (sides.path(), Some(tx.clone()), tx.clone());
+    sides.spawn(move |ready| baseline::server::<T>(path, events, ready));
     let publish = move |i| {
         publisher.send(baseline::to_bytes(&msgs::event(i))).expect("subscribers");
     };
@@ -287,10 +288,7 @@ fn fan<C: Client>(sides: Sides, k: usize, publish: impl Fn(u64) + Clone + Send +
                         tokio::task::yield_now().await;
                     }
                 }
-                subs = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    subs.push(t.await.expect("subscriber"));
-                }
+                subs = futures::future::try_join_all(tasks).await.expect("subscriber");
             }
             (subs, (start.elapsed(), vec![]))
         }
@@ -349,10 +347,11 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
-/// The command line without cargo's `--bench`. As `serve <implementation> <socket>` this is
-/// the server process of flavor `procs` instead: it says `ready` once bound and serves until
+/// The command line without cargo's `--bench`, and whether it was there (`cargo test
+/// --all-targets` runs bench binaries without it). As `serve <implementation> <socket>`, this
+/// is the server process of flavor `procs` instead: it says `ready` once bound and serves until
 /// its stdin closes.
-pub fn args() -> Vec<String> {
+pub fn args() -> (Vec<String>, bool) {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if let [serve, imp, path] = &args[..]
         && serve == "serve"
@@ -365,12 +364,7 @@ pub fn args() -> Vec<String> {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
     }
-    args
-}
-
-/// Whether cargo runs this as a benchmark (`cargo test --all-targets` runs it without `--bench`).
-pub fn benchmarking() -> bool {
-    std::env::args().any(|a| a == "--bench")
+    (args, std::env::args().any(|a| a == "--bench"))
 }
 
 /// Prints a figure: `group case implementation metric value`, tab-separated.

@@ -26,23 +26,13 @@ pub fn reply_to(request: &IpcMessage) -> IpcResponse {
 
 /// A `Data` reply of about 4 KiB: a status table of 16 apps.
 pub fn data_4k() -> IpcResponse {
-    let apps: Vec<Value> = (0..16u64)
-        .map(|i| {
-            json!({
-                "name": format!("app-{i:03}"),
-                "status": "running",
-                "pid": 10_000 + i,
-                "restarts": i % 3,
-                "uptime_secs": 86_400 + i * 17,
-                "memory_bytes": 52_428_800 + i * 4096,
-                "cpu_percent": 1.5,
-                "cwd": format!("/srv/apps/app-{i:03}"),
-                "script": "dist/server.js",
-                "env": {"NODE_ENV": "production", "PORT": (3000 + i).to_string()},
-            })
-        })
-        .collect();
-    IpcResponse::Data { data: json!({ "apps": apps }) }
+    let app = |i: u64| {
+        json!({"name": format!("app-{i:03}"), "status": "running", "pid": 10_000 + i,
+            "restarts": i % 3, "uptime_secs": 86_400 + i * 17, "memory_bytes": 52_428_800 + i * 4096,
+            "cpu_percent": 1.5, "cwd": format!("/srv/apps/app-{i:03}"), "script": "dist/server.js",
+            "env": {"NODE_ENV": "production", "PORT": (3000 + i).to_string()}})
+    };
+    IpcResponse::Data { data: json!({ "apps": (0..16).map(app).collect::<Vec<_>>() }) }
 }
 
 /// `size` bytes of `unit` repeated.

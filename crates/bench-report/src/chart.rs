@@ -6,7 +6,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::{Figures, RT_IMPS, Result, ratio};
+use crate::{Figures, RT_IMPS, Result, cell};
 
 /// A grouped bar chart: one bar per series in every group, `values[group][series]`; on a log
 /// scale if `log`; dashed marks `(legend, colour, value per group)` across their groups.
@@ -127,64 +127,46 @@ impl Panel<'_> {
 }
 
 fn panels(f: &Figures) -> [Panel<'static>; 3] {
-    let p = ["p50", "p90", "p99"];
-    let rt = |p: &str| RT_IMPS.iter().map(|imp| f.get("round-trip", "mt2", imp, p)).collect();
+    // `values[group][series]`: the cell of each group (row) and series (column) of `pattern`.
+    let values = |pattern: &str, groups: &[&str], series: &[&str]| -> Vec<Vec<Option<f64>>> {
+        groups.iter().map(|g| series.iter().map(|s| cell(f, pattern, g, s)).collect()).collect()
+    };
     let framed_p50 = vec![f.get("round-trip", "mt2", "framed", "p50"), None, None];
     let latency = Panel {
         title: "Round-trip latency, mt2 (lower is better)",
         unit: "µs",
-        groups: p.to_vec(),
+        groups: vec!["p50", "p90", "p99"],
         series: &RT_IMPS,
-        values: p.iter().map(|p| rt(p)).collect(),
+        values: values("round-trip\tmt2\t{c}\t{r}", &["p50", "p90", "p99"], &RT_IMPS),
         log: false,
         marks: vec![("target: framed p50", TARGET, framed_p50)],
     };
-
     const THROUGHPUT: [&str; 5] = ["blocking", "framed", "interprocess", "ours", "ours-serve"];
-    let groups = [
-        ("pipelined", "pipelined\tmt2", "msg/s", Some(1.2)),
-        ("64 KiB", "large\t64KiB", "MiB/s", None),
-        ("1 MiB", "large\t1MiB", "MiB/s", Some(1.3)),
-        ("8 MiB", "large\t8MiB", "MiB/s", Some(1.3)),
-        ("fan-out ×100", "fanout\t100", "deliveries/s", None),
-    ];
-    let relative = |&(_, case, metric, _): &(&str, &str, &str, _)| {
-        let get = |imp| f.at(&format!("{case}\t{imp}\t{metric}"));
-        let ours =
-            |imp| if case.starts_with("pipelined") && imp == "ours" { "ours-sink" } else { imp };
-        THROUGHPUT.iter().map(|imp| ratio(get(ours(imp)), get("framed"))).collect()
-    };
+    let relative = THROUGHPUT.map(|imp| format!("{imp} / framed"));
+    let groups =
+        ["pipelined\tmt2\t{c}\tmsg/s", "large\t64KiB\t{c}\tMiB/s", "large\t1MiB\t{c}\tMiB/s"];
+    let groups =
+        [&groups[..], &["large\t8MiB\t{c}\tMiB/s", "fanout\t100\t{c}\tdeliveries/s"]].concat();
     let throughput = Panel {
         title: "Throughput relative to hand-written Framed (higher is better)",
         unit: "× framed",
-        groups: groups.iter().map(|g| g.0).collect(),
+        groups: vec!["pipelined", "64 KiB", "1 MiB", "8 MiB", "fan-out ×100"],
         series: &THROUGHPUT,
-        values: groups.iter().map(relative).collect(),
+        values: values("{r}", &groups, &relative.each_ref().map(String::as_str)),
         log: false,
         marks: vec![
             ("framed = 1.0×", RGBColor(51, 51, 51), vec![Some(1.0)]),
-            ("target (issue 7)", TARGET, groups.iter().map(|g| g.3).collect()),
+            ("target (issue 7)", TARGET, vec![Some(1.2), None, Some(1.3), Some(1.3), None]),
         ],
     };
-
     const MEMORY: [&str; 4] = ["framed", "interprocess", "ours", "ours-serve"];
-    let groups = ["server idle", "server after 1 MiB", "client idle", "client after 1 MiB"];
-    let heap = |group: &&str| {
-        let (side, metric) =
-            (&group[..6], if group.ends_with("idle") { "idle" } else { "after-1MiB" });
-        let key = |imp: &str| match (imp, side) {
-            ("ours", "server") => "ours-conn/server".to_string(),
-            ("ours-serve", "client") => String::new(),
-            (imp, side) => format!("{imp}/{side}"),
-        };
-        MEMORY.iter().map(|imp| f.get("memory", "1000", &key(imp), metric)).collect()
-    };
+    let groups = ["server\tidle", "server\tafter-1MiB", "client\tidle", "client\tafter-1MiB"];
     let memory = Panel {
         title: "Heap per connection, 1,000 connections, incl. the object (log scale)",
         unit: "bytes",
-        groups: groups.to_vec(),
+        groups: vec!["server idle", "server after 1 MiB", "client idle", "client after 1 MiB"],
         series: &MEMORY,
-        values: groups.iter().map(heap).collect(),
+        values: values("memory\t1000\t{c}/{r}", &groups, &MEMORY),
         log: true,
         marks: vec![("target: 512 B", TARGET, vec![Some(512.0)])],
     };

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 use std::{env, fs};
 
 use serde_json::Value;
@@ -21,43 +20,13 @@ const ROUND_TRIPS: u32 = 20_000;
 const PIPELINED: u32 = 200_000;
 const IN_FLIGHT: u32 = 16;
 
-/// A `bunctl-ipc serve` on a private temporary socket, stopped on drop.
+/// A `bunctl-ipc serve` on a temporary socket, stopped on drop (SIGTERM first, so that it
+/// removes its socket; SIGKILL if that fails).
 struct Daemon(Child, PathBuf);
-
-impl Daemon {
-    fn start(bin: &Path) -> Result<Daemon> {
-        let socket = env::temp_dir().join(format!("bunctl-bench-ts-{}.sock", std::process::id()));
-        let _ = fs::remove_file(&socket);
-        let mut daemon = Command::new(bin);
-        let daemon = daemon.arg("serve").arg("--socket").arg(&socket).env("RUST_LOG", "warn");
-        let daemon = Daemon(daemon.spawn()?, socket);
-        // Ready when it accepts a connection (no sleeping on a guess).
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !accepts(&daemon.1) {
-            if Instant::now() > deadline {
-                return Err("the daemon did not accept connections within 20 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(daemon)
-    }
-}
-
-#[cfg(unix)]
-fn accepts(socket: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(socket).is_ok()
-}
-
-#[cfg(not(unix))]
-fn accepts(_: &Path) -> bool {
-    true
-}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SIGTERM first, so that it removes its socket; SIGKILL if that fails.
-        let term = Command::new("kill").arg(self.0.id().to_string()).status();
-        if !term.is_ok_and(|s| s.success()) {
+        if !Command::new("kill").arg(self.0.id().to_string()).status().is_ok_and(|s| s.success()) {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
@@ -87,7 +56,21 @@ type Figures = (f64, f64, f64);
 pub fn bench(bun: &Path, bin: &Path) -> Result {
     let version = Command::new(bun).arg("--version").output()?.stdout;
     let version = String::from_utf8_lossy(&version).trim().to_string();
-    let daemon = Daemon::start(bin)?;
+    let socket = env::temp_dir().join(format!("bunctl-bench-ts-{}.sock", std::process::id()));
+    let _ = fs::remove_file(&socket);
+    let mut daemon = Command::new(bin);
+    let daemon = daemon.arg("serve").arg("--socket").arg(&socket).env("RUST_LOG", "warn");
+    let daemon = Daemon(daemon.spawn()?, socket);
+    // Ready when it accepts a connection (no sleeping on a guess).
+    #[cfg(unix)]
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    #[cfg(unix)]
+    while std::os::unix::net::UnixStream::connect(&daemon.1).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err("the daemon did not accept connections within 20 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (n, m, k) = (ROUND_TRIPS.to_string(), PIPELINED.to_string(), IN_FLIGHT.to_string());
     let rust = |extra: &[&str]| {
         let mut cmd = Command::new(bin);
@@ -101,21 +84,17 @@ pub fn bench(bun: &Path, bin: &Path) -> Result {
     let ts = json_of(ts.args(["--requests", &n, "--pipelined", &m, "--in-flight", &k]))?;
     let rust_pipe = rust(&["--requests", &m, "--pipeline", &k])?;
     drop(daemon);
-
-    let rust = (
-        number(&rust_rt, &["latency_us", "p50"])?,
-        number(&rust_rt, &["latency_us", "p99"])?,
-        number(&rust_pipe, &["requests_per_second"])?,
-    );
+    let p = |v: &Value, p: &str| number(v, &["latency_us", p]);
+    let rust =
+        (p(&rust_rt, "p50")?, p(&rust_rt, "p99")?, number(&rust_pipe, &["requests_per_second"])?);
     let rps = format!("rps_{IN_FLIGHT}_in_flight");
     let ts = (number(&ts, &["p50_us"])?, number(&ts, &["p99_us"])?, number(&ts, &[&rps])?);
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let when = format!("{}, load average {}", utc_now(), load.trim());
-    let section = render(rust, ts, &version, &when);
+    let section =
+        render(rust, ts, &version, &format!("{}, load average {}", utc_now(), load.trim()));
     print!("\n{section}");
     let path = workspace_root().join("BENCHMARKS.md");
-    let old = fs::read_to_string(&path).unwrap_or_default();
-    fs::write(&path, splice(&old, &section))?;
+    fs::write(&path, splice(&fs::read_to_string(&path).unwrap_or_default(), &section))?;
     println!("\nwrote the TypeScript section of {}", path.display());
     Ok(())
 }
@@ -124,23 +103,15 @@ fn render(rust: Figures, ts: Figures, bun: &str, when: &str) -> String {
     let row = |name: String, (p50, p99, rps): Figures| {
         vec![name, format!("{p50:.1} µs"), format!("{p99:.1} µs"), format!("{:.0} k/s", rps / 1e3)]
     };
-    let mut out = format!(
-        "{START}\n## TypeScript client (Bun) against the reference daemon\n\n\
-         One release-built `bunctl-ipc serve` on a Unix socket, both clients measured in the same \
-         run on one connection each, sending `List`: the round trip over {ROUND_TRIPS} sequential \
-         requests, throughput over {PIPELINED} requests with {IN_FLIGHT} in flight. Rust: \
-         `bunctl-ipc bench --clients 1` (`IpcClient`; `--pipeline {IN_FLIGHT}` for throughput). \
-         TypeScript: `clients/typescript/bench/roundtrip.ts` under Bun {bun}. \
-         Measured {when}; `cargo xtask bench-ts` regenerates this section.\n\n"
-    );
     let in_flight = format!("requests/s, {IN_FLIGHT} in flight");
-    let header = ["client", "round trip p50", "round trip p99", &in_flight];
     let rows = vec![
         row("Rust `IpcClient`".into(), rust),
         row(format!("TypeScript `bunctl-ipc` on Bun {bun}"), ts),
     ];
-    table(&mut out, &header, rows);
-    out + END + "\n"
+    let table = table(&["client", "round trip p50", "round trip p99", &in_flight], rows);
+    format!(
+        "{START}\n## TypeScript client (Bun) against the reference daemon\n\nOne release-built `bunctl-ipc serve` on a Unix socket, both clients measured in the same run on one connection each, sending `List`: the round trip over {ROUND_TRIPS} sequential requests, throughput over {PIPELINED} requests with {IN_FLIGHT} in flight. Rust: `bunctl-ipc bench --clients 1` (`IpcClient`; `--pipeline {IN_FLIGHT}` for throughput). TypeScript: `clients/typescript/bench/roundtrip.ts` under Bun {bun}. Measured {when}; `cargo xtask bench-ts` regenerates this section.\n\n{table}{END}\n"
+    )
 }
 
 /// The section between the markers of `doc`, markers and final newline included.
