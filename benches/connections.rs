@@ -112,15 +112,12 @@ mod imp {
 
     impl Held for IpcConnection {
         type Listener = IpcServer;
-
         async fn bind(path: PathBuf, _: &'static str) -> IpcServer {
             IpcServer::bind_with(path, ours::options()).await.expect("bind")
         }
-
         async fn accept(server: &mut IpcServer) -> Self {
             server.accept().await.expect("accept")
         }
-
         async fn answer(mut self) -> Self {
             let request = self.recv().await.expect("request");
             self.send(&msgs::reply_to(&request)).await.map(|()| self).expect("reply")
@@ -132,15 +129,12 @@ mod imp {
 
     impl<T: Transport> Held for Whole<T> {
         type Listener = T::Listener;
-
         async fn bind(path: PathBuf, _: &'static str) -> T::Listener {
             T::bind(&path)
         }
-
         async fn accept(listener: &mut T::Listener) -> Self {
             Whole(Framed::new(T::accept(listener).await, baseline::codec()))
         }
-
         async fn answer(mut self) -> Self {
             let frame = self.0.next().await.expect("request").expect("frame");
             let request: IpcMessage = serde_json::from_slice(&frame).expect("json");
@@ -153,7 +147,6 @@ mod imp {
         async fn connect(path: PathBuf) -> Res<Self> {
             Ok(Whole(Framed::new(T::connect(path).await?, baseline::codec())))
         }
-
         async fn request(&mut self, request: &IpcMessage) -> Res {
             self.0.send(baseline::to_bytes(request)).await?;
             let reply = self.0.next().await.ok_or("closed")??;
@@ -166,23 +159,19 @@ mod imp {
 
     impl Held for Tasks {
         type Listener = ();
-
         async fn bind(path: PathBuf, imp: &'static str) {
             let (ready, bound) = std::sync::mpsc::sync_channel(1);
             tokio::spawn(crate::common::server(imp, path, ready));
             bound.recv().expect("bound");
         }
-
         async fn accept(_: &mut ()) -> Self {
             Tasks
         }
-
         async fn answer(self) -> Self {
             self
         }
     }
 
-    /// Heap per connection since `before`, in bytes.
     fn per_conn(before: usize, n: usize) -> f64 {
         (heap() as f64 - before as f64) / n as f64
     }

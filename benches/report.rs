@@ -140,39 +140,33 @@ mod imp {
         }
     }
 
-    /// The label of `imp` in the pipelined and large-message figures, where `ours` has the split
-    /// connection's `Sink`/`Stream` on both sides like the baselines, and `ours-loop` is the
-    /// `recv`/`send` loop server.
-    fn sink_is_ours(imp: &str) -> &str {
-        match imp {
-            "ours-sink" => "ours",
-            "ours" => "ours-loop",
-            imp => imp,
+    /// Requests one way, pipelined on `mt2`: `ours` has the split connection's `Sink`/`Stream`
+    /// on both sides like the baselines (`ours-loop`: its `recv`/`send` loop server).
+    fn one_way(budget: Budget, group: &str, case: &str, imps: &[Imp], request: IpcMessage) {
+        let (budget, size) = budget.mib(&request);
+        let make = |imp| setup(imp, imp, "mt2", Work::Pipelined(request.clone()));
+        for (imp, rate) in budget.throughput(imps, make) {
+            let label = [("ours", "ours-loop"), ("ours-sink", "ours")].iter().find(|r| r.0 == imp);
+            let (metric, v) =
+                if group == "large" { ("MiB/s", rate * size) } else { ("msg/s", rate) };
+            emit(group, case, label.map_or(imp, |r| r.1), metric, v);
         }
     }
 
     fn pipelined(budget: Budget) {
         let imps = ["floor", "framed", "interprocess", "ours-sink", "ours", "ours-serve"];
-        let make = |imp| setup(imp, imp, "mt2", Work::Pipelined(msgs::small_request()));
-        for (imp, rate) in budget.throughput(&imps, make) {
-            emit("pipelined", "mt2", sink_is_ours(imp), "msg/s", rate);
-        }
+        one_way(budget, "pipelined", "mt2", &imps, msgs::small_request());
     }
 
     fn large(budget: Budget) {
-        let cases = [
+        for (case, request) in [
             ("64KiB", msgs::start(64 << 10)),
             ("1MiB", msgs::start(1 << 20)),
             ("8MiB", msgs::start(8 << 20)),
             ("1MiB-json", msgs::start_json(1 << 20)),
-        ];
-        for (case, request) in cases {
-            let (budget, size) = budget.mib(&request);
+        ] {
             let imps = ["floor", "blocking", "framed", "interprocess", "ours-sink"];
-            let make = |imp| setup(imp, imp, "mt2", Work::Pipelined(request.clone()));
-            for (imp, rate) in budget.throughput(&imps, make) {
-                emit("large", case, sink_is_ours(imp), "MiB/s", rate * size);
-            }
+            one_way(budget, "large", case, &imps, request);
         }
     }
 

@@ -36,10 +36,10 @@ pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(msg).expect("json"))
 }
 
-/// The next frame, parsed.
-async fn parse<R: AsyncRead + Unpin>(
-    rx: &mut FramedRead<R, LengthDelimitedCodec>,
-) -> Res<IpcResponse> {
+type Rx<R> = FramedRead<R, LengthDelimitedCodec>;
+type Tx<W> = FramedWrite<W, LengthDelimitedCodec>;
+
+async fn parse<R: AsyncRead + Unpin>(rx: &mut Rx<R>) -> Res<IpcResponse> {
     Ok(serde_json::from_slice(&rx.next().await.ok_or("closed")??)?)
 }
 
@@ -49,14 +49,12 @@ pub trait Transport: Send + Sync + 'static {
     type Read: AsyncRead + Send + Unpin + 'static;
     type Write: AsyncWrite + Send + Unpin + 'static;
     type Listener: Send + Sync + 'static;
-    /// Binds `path` (inside a runtime).
     fn bind(path: &Path) -> Self::Listener;
     fn accept(l: &Self::Listener) -> impl Future<Output = Self::Stream> + Send;
     fn connect(path: PathBuf) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     fn split(s: Self::Stream) -> (Self::Read, Self::Write);
 }
 
-/// tokio's `UnixStream`.
 pub struct Tokio;
 
 impl Transport for Tokio {
@@ -64,15 +62,15 @@ impl Transport for Tokio {
     type Read = unix::OwnedReadHalf;
     type Write = unix::OwnedWriteHalf;
     type Listener = UnixListener;
-
     fn bind(path: &Path) -> UnixListener {
         UnixListener::bind(path).expect("bind")
     }
-
     async fn accept(l: &UnixListener) -> UnixStream {
         l.accept().await.expect("accept").0
     }
-
+    fn split(s: UnixStream) -> (Self::Read, Self::Write) {
+        s.into_split()
+    }
     async fn connect(path: PathBuf) -> io::Result<UnixStream> {
         loop {
             match UnixStream::connect(&path).await {
@@ -84,13 +82,9 @@ impl Transport for Tokio {
             }
         }
     }
-
-    fn split(s: UnixStream) -> (Self::Read, Self::Write) {
-        s.into_split()
-    }
 }
 
-/// `interprocess::local_socket::tokio::Stream`, a filesystem-path local socket.
+/// `interprocess`' tokio local socket, on a filesystem path.
 pub struct Interprocess;
 
 type IpStream = interprocess::local_socket::tokio::Stream;
@@ -99,26 +93,22 @@ type IpStream = interprocess::local_socket::tokio::Stream;
 /// the crate recommends instead of its deprecated `split`).
 pub struct Shared(Arc<IpStream>);
 
+type Polled<T> = Poll<io::Result<T>>;
+
 impl AsyncRead for Shared {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context,
-        buf: &mut ReadBuf,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context, buf: &mut ReadBuf) -> Polled<()> {
         Pin::new(&mut &*self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Shared {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context, buf: &[u8]) -> Polled<usize> {
         Pin::new(&mut &*self.0).poll_write(cx, buf)
     }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context) -> Polled<()> {
         Pin::new(&mut &*self.0).poll_flush(cx)
     }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context) -> Polled<()> {
         Pin::new(&mut &*self.0).poll_shutdown(cx)
     }
 }
@@ -128,33 +118,28 @@ impl Transport for Interprocess {
     type Read = Shared;
     type Write = Shared;
     type Listener = Listener;
-
     fn bind(path: &Path) -> Listener {
         let name = path.to_fs_name::<GenericFilePath>().expect("name");
         ListenerOptions::new().name(name).create_tokio().expect("bind")
     }
-
     async fn accept(l: &Listener) -> IpStream {
         l.accept().await.expect("accept")
     }
-
     async fn connect(path: PathBuf) -> io::Result<IpStream> {
         IpStream::connect(path.as_path().to_fs_name::<GenericFilePath>()?).await
     }
-
     fn split(s: IpStream) -> (Shared, Shared) {
         let s = Arc::new(s);
         (Shared(Arc::clone(&s)), Shared(s))
     }
 }
 
+/// Event frames, serialized once by the publisher.
+pub type Events = broadcast::Sender<Bytes>;
+
 /// Serves every connection: answers requests or, given `events`, sends each event frame
 /// published there (whatever is queued, flushed once per batch).
-pub async fn server<T: Transport>(
-    path: PathBuf,
-    events: Option<broadcast::Sender<Bytes>>,
-    ready: Ready,
-) {
+pub async fn server<T: Transport>(path: PathBuf, events: Option<Events>, ready: Ready) {
     let listener = T::bind(&path);
     ready.send(()).expect("ready");
     loop {
@@ -182,23 +167,17 @@ pub async fn server<T: Transport>(
     }
 }
 
-/// A client connection, split in two halves.
-pub struct Client<T: Transport>(
-    FramedRead<T::Read, LengthDelimitedCodec>,
-    FramedWrite<T::Write, LengthDelimitedCodec>,
-);
+pub struct Client<T: Transport>(Rx<T::Read>, Tx<T::Write>);
 
 impl<T: Transport> super::Client for Client<T> {
     async fn connect(path: PathBuf) -> Res<Self> {
         let (r, w) = T::split(T::connect(path).await?);
         Ok(Client(FramedRead::new(r, codec()), FramedWrite::new(w, codec())))
     }
-
     async fn request(&mut self, request: &IpcMessage) -> Res {
         self.1.send(to_bytes(request)).await?;
         parse(&mut self.0).await.map(drop)
     }
-
     async fn pipelined(self, request: IpcMessage, n: u64) -> (Self, Duration) {
         let (start, Client(mut rx, mut tx)) = (Instant::now(), self);
         let writer = tokio::spawn(async move {
@@ -213,7 +192,6 @@ impl<T: Transport> super::Client for Client<T> {
         }
         (Client(rx, writer.await.expect("writer")), start.elapsed())
     }
-
     async fn events(mut self, n: u64) -> Self {
         for _ in 0..n {
             let event = parse(&mut self.0).await.expect("event");

@@ -9,9 +9,6 @@
 //! | `ours-serve`   | bunctl-ipc: `IpcClient` + `serve()` (the reference daemon's path)          |
 //! | `ours-sink`    | bunctl-ipc: server on the split connection's `Stream`/`Sink`, like the baselines |
 //! | `blocking`     | large messages only: serde_json over blocking sockets, two threads         |
-//!
-//! For pipelined and large messages the bunctl-ipc client is the split connection (its `Sink`
-//! fed, flushed at the end, and its `Stream`), like the baselines' `FramedWrite`/`FramedRead`.
 #![allow(dead_code)]
 
 /// Runs `$op` `$n` times; returns the total time and, if `$record`, each one's in ns.
@@ -94,7 +91,6 @@ impl Sides {
         Sides { flavor, rt, server: (None, None), dir }
     }
 
-    /// With `imp`'s server started.
     pub fn serving(flavor: &'static str, imp: &'static str) -> Sides {
         let mut sides = Sides::new(flavor);
         let path = sides.path();
@@ -132,7 +128,6 @@ impl Sides {
         rx.recv().expect("server failed to start");
     }
 
-    /// Runs `fut` as a task of the client runtime.
     pub fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         self.rt.block_on(async move { tokio::spawn(fut).await.expect("bench task") })
     }
@@ -141,7 +136,6 @@ impl Sides {
 /// A client of one implementation; every server speaks the same wire.
 pub trait Client: Sized + Send + 'static {
     fn connect(path: PathBuf) -> impl Future<Output = Res<Self>> + Send;
-    /// Sends `request` and waits for its reply.
     fn request(&mut self, request: &IpcMessage) -> impl Future<Output = Res> + Send;
     /// Sends `n` copies of `request` from a second task (fed, flushed once at the end) while
     /// this one reads the `n` replies; the time to the last reply.
@@ -152,20 +146,17 @@ pub trait Client: Sized + Send + 'static {
     fn subscribe(self) -> impl Future<Output = Self> + Send {
         async { self }
     }
-    /// Receives and parses `n` events.
     fn events(self, _: u64) -> impl Future<Output = Self> + Send {
         async { unreachable!("events go to `IpcClient`") }
     }
 }
 
-/// What a client does in one timed run.
+/// What a client does in one timed run: round trips of [`msgs::small_request`]; copies of a
+/// request pipelined; or the CLI's pattern, connect + one request + close.
 #[derive(Clone)]
 pub enum Work {
-    /// Round trips of [`msgs::small_request`], one after the other.
     RoundTrip,
-    /// Copies of a request pipelined on one connection.
     Pipelined(IpcMessage),
-    /// The CLI's pattern: connect, one [`msgs::small_request`], close.
     Connects,
 }
 
@@ -173,7 +164,6 @@ pub enum Work {
 /// if `record`, each one's in ns.
 pub type Run = Box<dyn FnMut(u64, bool) -> (Duration, Vec<u32>)>;
 
-/// `client`'s client against `server`'s server, on `flavor`, doing `work`.
 pub fn setup(client: &str, server: &'static str, flavor: &'static str, work: Work) -> Run {
     match (client, work) {
         ("floor" | "blocking", work) => floor::setup(client == "blocking", work),
@@ -227,9 +217,7 @@ fn driven<C: Client>(server: &'static str, flavor: &'static str, work: Work) -> 
 /// Events published per round of a fan-out run; queues hold a whole round, so nothing is lost.
 pub const FANOUT_ROUND: u64 = 4096;
 
-/// One publisher, `subscribers` connections, every event delivered to (and parsed by) each:
-/// bunctl-ipc's `EventBus` served by `serve()`, or the baselines' `broadcast` of serialized
-/// events.
+/// One publisher, `subscribers` connections, every event delivered to (and parsed by) each.
 pub fn fanout(imp: &str, subscribers: usize) -> Run {
     let mut sides = Sides::new("mt2");
     let path = sides.path();
@@ -328,7 +316,7 @@ impl Drop for Peer {
     }
 }
 
-/// Prints one line for the parent: `key value`.
+/// Tells the parent process `key value`.
 pub fn say(key: &str, value: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{key} {value}").and_then(|()| out.flush()).expect("stdout");
@@ -367,12 +355,11 @@ pub fn args() -> (Vec<String>, bool) {
     (args, std::env::args().any(|a| a == "--bench"))
 }
 
-/// Prints a figure: `group case implementation metric value`, tab-separated.
 pub fn emit(group: &str, case: &str, imp: &str, metric: &str, value: f64) {
     println!("{group}\t{case}\t{imp}\t{metric}\t{value:.4}");
 }
 
-/// A histogram of values with 3 significant digits, growing as needed.
+/// Values with 3 significant digits, growing as needed.
 pub fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
     let mut h = Histogram::new(3).expect("3 significant digits");
     values.into_iter().for_each(|v| h.record(v).expect("auto-resizing"));

@@ -64,16 +64,13 @@ impl super::Client for IpcClient {
     async fn connect(path: PathBuf) -> Res<Self> {
         Ok(IpcClient::connect(path).await?)
     }
-
     async fn request(&mut self, request: &IpcMessage) -> Res {
         Ok(IpcClient::request(self, request).await.map(drop)?)
     }
-
     async fn subscribe(mut self) -> Self {
         let all = SubscriptionType::AllEvents { app_name: None };
         IpcClient::subscribe(&mut self, all).await.map(|()| self).expect("subscribe")
     }
-
     async fn events(mut self, n: u64) -> Self {
         for _ in 0..n {
             let event = self.next_event().await.expect("event");
@@ -91,12 +88,10 @@ impl super::Client for Halves {
         let (conn, _): (ClientConnection, _) = IpcClient::connect(path).await?.into_connection();
         Ok(conn.split())
     }
-
     async fn request(&mut self, request: &IpcMessage) -> Res {
         self.1.send(request).await?;
         Ok(self.0.recv().await.map(drop)?)
     }
-
     async fn pipelined(self, request: IpcMessage, n: u64) -> (Self, Duration) {
         let (start, (mut rx, mut tx)) = (Instant::now(), self);
         let writer = tokio::spawn(async move {

@@ -137,16 +137,14 @@ fn panels(f: &Figures) -> [Panel<'static>; 3] {
         unit: "µs",
         groups: vec!["p50", "p90", "p99"],
         series: &RT_IMPS,
-        values: values("round-trip\tmt2\t{c}\t{r}", &["p50", "p90", "p99"], &RT_IMPS),
+        values: values("round-trip mt2 {c} {r}", &["p50", "p90", "p99"], &RT_IMPS),
         log: false,
         marks: vec![("target: framed p50", TARGET, framed_p50)],
     };
     const THROUGHPUT: [&str; 5] = ["blocking", "framed", "interprocess", "ours", "ours-serve"];
     let relative = THROUGHPUT.map(|imp| format!("{imp} / framed"));
-    let groups =
-        ["pipelined\tmt2\t{c}\tmsg/s", "large\t64KiB\t{c}\tMiB/s", "large\t1MiB\t{c}\tMiB/s"];
-    let groups =
-        [&groups[..], &["large\t8MiB\t{c}\tMiB/s", "fanout\t100\t{c}\tdeliveries/s"]].concat();
+    let groups = ["pipelined mt2 {c} msg/s", "large 64KiB {c} MiB/s", "large 1MiB {c} MiB/s"];
+    let groups = [&groups[..], &["large 8MiB {c} MiB/s", "fanout 100 {c} deliveries/s"]].concat();
     let throughput = Panel {
         title: "Throughput relative to hand-written Framed (higher is better)",
         unit: "× framed",
@@ -160,13 +158,13 @@ fn panels(f: &Figures) -> [Panel<'static>; 3] {
         ],
     };
     const MEMORY: [&str; 4] = ["framed", "interprocess", "ours", "ours-serve"];
-    let groups = ["server\tidle", "server\tafter-1MiB", "client\tidle", "client\tafter-1MiB"];
+    let groups = ["server idle", "server after-1MiB", "client idle", "client after-1MiB"];
     let memory = Panel {
         title: "Heap per connection, 1,000 connections, incl. the object (log scale)",
         unit: "bytes",
         groups: vec!["server idle", "server after 1 MiB", "client idle", "client after 1 MiB"],
         series: &MEMORY,
-        values: values("memory\t1000\t{c}/{r}", &groups, &MEMORY),
+        values: values("memory 1000 {c}/{r}", &groups, &MEMORY),
         log: true,
         marks: vec![("target: 512 B", TARGET, vec![Some(512.0)])],
     };
