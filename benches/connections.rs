@@ -1,14 +1,8 @@
-//! Footprint and scale of many connections, each side in its own process (each has its own
-//! descriptor limit, and heap counts are not mixed):
+//! Many connections, each side in its own process: `memory`, heap per connection (counting
+//! global allocator) at 1,000 and 10,000 connections, idle and after 1 MiB each way, and what a
+//! connection is made of; `load`, 10,000 connections doing 10 requests each at once.
 //!
-//! * `memory`: heap per connection by a counting global allocator, at 1,000 and 10,000
-//!   connections, server side here and client side in a child, idle and after one 1 MiB message
-//!   each way on every connection; and what a connection is made of (`sizes`);
-//! * `load`: 10,000 concurrent connections (clients here) to a server in a child process, each
-//!   doing 10 requests: successes, failures and latency percentiles.
-//!
-//! `cargo bench -p bunctl-ipc --bench connections [-- memory|load] [-- --quick]`; output as the
-//! `report` bench's.
+//! `cargo bench -p bunctl-ipc --bench connections [-- memory|load] [-- --quick]`
 
 #[cfg(unix)]
 mod common;
@@ -27,20 +21,18 @@ fn main() {}
 
 #[cfg(unix)]
 mod imp {
+    use crate::alloc::heap;
+    use crate::common::baseline::{self, Interprocess, Tokio, Transport};
+    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours, runtime, say};
+    use bunctl_ipc::{Connection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcServer};
+    use futures::{SinkExt, StreamExt};
     use std::future::Future;
     use std::mem::{size_of, size_of_val};
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
-
-    use bunctl_ipc::{Connection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcServer};
-    use futures::{SinkExt, StreamExt};
     use tokio::net::UnixStream;
     use tokio_util::codec::{Framed, LengthDelimitedCodec};
-
-    use crate::alloc::heap;
-    use crate::common::baseline::{self, Interprocess, Tokio, Transport};
-    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours, runtime, say};
 
     pub fn main() {
         let nofile = crate::common::raise_nofile();
@@ -69,8 +61,7 @@ mod imp {
         }
     }
 
-    /// What a connection is made of: inline sizes, and the heap that tokio allocates per socket
-    /// and per timer (bytes).
+    /// Inline sizes, and the heap tokio allocates per socket and per timer (bytes).
     fn breakdown() {
         let rt = runtime(true, false);
         let _context = rt.enter();
@@ -103,10 +94,9 @@ mod imp {
     /// The server side of a heap measurement: what it holds per connection.
     trait Held: Sized + Send + 'static {
         type Listener;
-        /// Binds `path`; for connections held by a server's own tasks, starts `imp`'s server.
+        /// For connections held by a server's tasks, starts `imp`'s server.
         fn bind(path: PathBuf, imp: &'static str) -> impl Future<Output = Self::Listener>;
         fn accept(listener: &mut Self::Listener) -> impl Future<Output = Self>;
-        /// Answers one request (the 1 MiB exchange).
         fn answer(self) -> impl Future<Output = Self> + Send;
     }
 
@@ -133,28 +123,28 @@ mod imp {
             T::bind(&path)
         }
         async fn accept(listener: &mut T::Listener) -> Self {
-            Whole(Framed::new(T::accept(listener).await, baseline::codec()))
+            Whole(Framed::new(T::accept(listener).await, msgs::codec()))
         }
         async fn answer(mut self) -> Self {
             let frame = self.0.next().await.expect("request").expect("frame");
             let request: IpcMessage = serde_json::from_slice(&frame).expect("json");
-            let reply = baseline::to_bytes(&msgs::reply_to(&request));
+            let reply = msgs::to_bytes(&msgs::reply_to(&request));
             self.0.send(reply).await.map(|()| self).expect("reply")
         }
     }
 
     impl<T: Transport> Client for Whole<T> {
         async fn connect(path: PathBuf) -> Res<Self> {
-            Ok(Whole(Framed::new(T::connect(path).await?, baseline::codec())))
+            Ok(Whole(Framed::new(T::connect(path).await?, msgs::codec())))
         }
         async fn request(&mut self, request: &IpcMessage) -> Res {
-            self.0.send(baseline::to_bytes(request)).await?;
+            self.0.send(msgs::to_bytes(request)).await?;
             let reply = self.0.next().await.ok_or("closed")??;
             Ok(serde_json::from_slice::<bunctl_ipc::IpcResponse>(&reply).map(drop)?)
         }
     }
 
-    /// Connections held by the tasks of `imp`'s server: `recv`/`send` loops, or `serve()`.
+    /// Connections held by the tasks of a server: `recv`/`send` loops, or `serve()`.
     struct Tasks;
 
     impl Held for Tasks {
@@ -189,8 +179,8 @@ mod imp {
         }
     }
 
-    /// The heap per connection held by `H` (with `imp`'s server) here, and by the clients in a
-    /// child process: idle, and after a 1 MiB request and reply on every connection.
+    /// Heap per connection of `H` (`imp`'s server) here and of its clients in a child process,
+    /// idle and after a 1 MiB request and reply on every connection.
     fn held<H: Held>(label: &str, imp: &'static str, n: usize) {
         let rt = runtime(true, false);
         let dir = tempfile::Builder::new().prefix("bunctl-mem-").tempdir().expect("tempdir");
@@ -231,7 +221,7 @@ mod imp {
         }
     }
 
-    /// The client process of [`held`]: `n` connections, then one line per command.
+    /// The client process of [`held`].
     fn client<C: Client>(path: &str, n: usize) {
         let (rt, before) = (runtime(true, false), heap());
         let mut clients = Vec::with_capacity(n);
@@ -249,7 +239,6 @@ mod imp {
                     say("heap", per_conn(before, n));
                 }
                 "exchange" => {
-                    // One request at a time on each of 32 connections.
                     let one = |mut c: C| async {
                         c.request(&request).await.map(|()| c).expect("request")
                     };
@@ -262,12 +251,10 @@ mod imp {
         }
     }
 
-    /// `n` connections opened at once to a server in a child process; once all are open, each
-    /// does `requests` requests in a row.
+    /// `n` connections to a server in a child process; once all are open, each does `requests`
+    /// requests in a row.
     fn load(n: usize, requests: usize) {
-        for (label, imp) in
-            [("ours-serve", "ours-serve"), ("ours-task", "ours"), ("framed", "framed")]
-        {
+        for imp in ["ours-serve", "ours", "framed"] {
             let sides = Sides::serving("procs", imp);
             let (path, start) = (sides.path(), Instant::now());
             let (failed, lat) = match imp {
@@ -283,18 +270,13 @@ mod imp {
                 ("max-us", h.max() as f64),
                 ("seconds", secs),
             ] {
-                emit("load", &format!("{n}x{requests}"), label, metric, v);
+                emit("load", &format!("{n}x{requests}"), imp, metric, v);
             }
         }
     }
 
-    /// The clients of [`load`]: the connections that failed, the latencies (µs) of the requests
-    /// that succeeded.
-    async fn load_clients<C: Client>(
-        path: PathBuf,
-        n: usize,
-        requests: usize,
-    ) -> (usize, Vec<u64>) {
+    /// The connections that failed, and the latencies (µs) of the requests that succeeded.
+    async fn load_clients<C: Client>(path: PathBuf, n: usize, k: usize) -> (usize, Vec<u64>) {
         let barrier = Arc::new(tokio::sync::Barrier::new(n));
         let tasks: Vec<_> = (0..n)
             .map(|_| {
@@ -302,8 +284,8 @@ mod imp {
                 tokio::spawn(async move {
                     let client = C::connect(path).await;
                     barrier.wait().await;
-                    let (mut client, mut lat) = (client?, Vec::with_capacity(requests));
-                    for _ in 0..requests {
+                    let (mut client, mut lat) = (client?, Vec::with_capacity(k));
+                    for _ in 0..k {
                         let t = Instant::now();
                         client.request(&msgs::small_request()).await?;
                         lat.push(t.elapsed().as_micros() as u64);
@@ -312,16 +294,9 @@ mod imp {
                 })
             })
             .collect();
-        let (mut failed, mut lat) = (0, Vec::new());
-        for t in tasks {
-            match t.await.expect("task") {
-                Ok(l) => lat.extend(l),
-                Err(e) => {
-                    eprintln!("failed: {e}");
-                    failed += 1;
-                }
-            }
-        }
-        (failed, lat)
+        let results = futures::future::try_join_all(tasks).await.expect("task");
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        failed.iter().for_each(|e| eprintln!("failed: {e}"));
+        (failed.len(), results.iter().flatten().flatten().copied().collect())
     }
 }

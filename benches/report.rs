@@ -1,8 +1,6 @@
-//! The transport figures of `cargo xtask bench`: round trip (percentiles; system calls with
-//! `strace -c -f`), pipelined, large messages and event fan-out with both sides in this process,
-//! and round trip, pipelined, 1 MiB and connect-per-request with the server in a child process
-//! (`two-process`). Prints one line per figure: `group case implementation metric value`,
-//! tab-separated. `syscalls <implementation> <n>` is the run `strace` counts.
+//! Transport figures: round trip (and its system calls), pipelined, large messages, fan-out, and
+//! the same with the server in a child process (`two-process`), as tab-separated lines `group
+//! case implementation metric value`.
 //!
 //! `cargo bench -p bunctl-ipc --bench report [-- --quick] [-- only <group>...]`
 
@@ -19,14 +17,12 @@ fn main() {}
 
 #[cfg(unix)]
 mod imp {
+    use crate::common::{Run, Work, emit, histogram, msgs, setup};
+    use bunctl_ipc::IpcMessage;
+    use hdrhistogram::Histogram;
     use std::collections::BTreeMap;
     use std::process::Command;
     use std::time::Duration;
-
-    use bunctl_ipc::IpcMessage;
-    use hdrhistogram::Histogram;
-
-    use crate::common::{Run, Work, emit, histogram, msgs, setup};
 
     /// Interleaved repetitions per figure (the median is reported), round trips per repetition,
     /// time aimed at per throughput repetition.
@@ -67,7 +63,7 @@ mod imp {
         }
     }
 
-    /// The `p` quantile of latencies recorded in ns, in µs.
+    /// The `p` quantile of latencies in ns, in µs.
     fn us(h: &Histogram<u64>, p: f64) -> f64 {
         h.value_at_quantile(p) as f64 / 1000.0
     }
@@ -99,9 +95,7 @@ mod imp {
             let median = |v: Vec<u64>| histogram(v).value_at_quantile(0.5) as f64 / 1e3;
             out.into_iter().map(|(imp, h, rates)| (imp, h, median(rates))).collect()
         }
-
-        /// [`Budget::measure`]'s rates, each implementation's `n` grown until a run takes about
-        /// a quarter of the slice, then scaled to the slice.
+        /// [`Budget::measure`]'s rates, `n` sized to take about a slice.
         fn throughput(self, imps: &[Imp], make: impl Fn(Imp) -> Run) -> Vec<(Imp, f64)> {
             let calibrate = |imp| {
                 let (mut run, mut n) = (make(imp), 1);
@@ -117,7 +111,6 @@ mod imp {
             let n: Vec<u64> = imps.iter().map(|&imp| calibrate(imp)).collect();
             self.measure(imps, &n, false, make).into_iter().map(|(i, _, rate)| (i, rate)).collect()
         }
-
         /// The MiB of one `request`, and a longer slice for those over 1 MB (a few messages per
         /// repetition would leave the figure to one scheduling accident).
         fn mib(self, request: &IpcMessage) -> (Budget, f64) {
@@ -179,7 +172,6 @@ mod imp {
         }
     }
 
-    /// The server in a child process, each implementation's client in this one.
     fn two_process(budget: Budget) {
         let imps = ["framed", "interprocess", "ours", "ours-serve", "ours-sink"];
         let make = |work: Work| move |imp| setup(imp, imp, "procs", work.clone());
@@ -204,8 +196,7 @@ mod imp {
         }
     }
 
-    /// System calls per round trip, counted by `strace -c -f`: the difference between a run of
-    /// `N` round trips and a run of none, divided by `N`.
+    /// System calls per round trip (`strace -c -f`): `N` round trips less none, divided by `N`.
     fn syscalls(_: Budget) {
         const N: u64 = 20_000;
         let count = |imp: &str, n: u64| -> Option<BTreeMap<String, f64>> {

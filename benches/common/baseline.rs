@@ -5,6 +5,13 @@
 //! `FramedWrite`, the server answering with `stream.map(..).forward(sink)`, which flushes only
 //! when no further request is ready (so replies to pipelined requests share writes).
 
+use super::msgs::{self, codec, to_bytes};
+use super::{Ready, Res};
+use bunctl_ipc::{IpcMessage, IpcResponse};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::{Listener, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,29 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use bunctl_ipc::{IpcMessage, IpcResponse, MAX_MESSAGE_SIZE};
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use interprocess::local_socket::tokio::{Listener, prelude::*};
-use interprocess::local_socket::{GenericFilePath, ListenerOptions};
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream, unix};
 use tokio::sync::broadcast;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
-
-use super::{Ready, Res, msgs};
-
-/// The framing a user would configure: `[u32 LE length][payload]`, 10 MiB limit.
-pub fn codec() -> LengthDelimitedCodec {
-    let mut codec = LengthDelimitedCodec::builder();
-    codec.little_endian().length_field_length(4).max_frame_length(MAX_MESSAGE_SIZE).new_codec()
-}
-
-pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(msg).expect("json"))
-}
 
 type Rx<R> = FramedRead<R, LengthDelimitedCodec>;
 type Tx<W> = FramedWrite<W, LengthDelimitedCodec>;
@@ -43,7 +31,6 @@ async fn parse<R: AsyncRead + Unpin>(rx: &mut Rx<R>) -> Res<IpcResponse> {
     Ok(serde_json::from_slice(&rx.next().await.ok_or("closed")??)?)
 }
 
-/// A byte stream to run the framing over.
 pub trait Transport: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
     type Read: AsyncRead + Send + Unpin + 'static;

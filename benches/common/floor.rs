@@ -2,13 +2,11 @@
 //! what the kernel alone costs. And the blocking reference for large messages: two threads,
 //! `serde_json::to_writer` / `serde_json::from_slice`, `write_all` / `read_exact`.
 
+use super::{Run, Work, msgs};
+use bunctl_ipc::IpcMessage;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-use bunctl_ipc::IpcMessage;
-
-use super::{Run, Work, msgs};
 
 /// The floor's `work`, or with `blocking` the blocking reference's.
 pub fn setup(blocking: bool, work: Work) -> Run {
@@ -40,7 +38,6 @@ pub fn round_trip(request: &[u8], reply: &[u8], n: u64, record: bool) -> (Durati
     })
 }
 
-/// Frames per write.
 const BATCH: u64 = 64;
 
 /// `n` copies of each leg's frame through `pairs` socket pairs, `BATCH` frames per write: legs

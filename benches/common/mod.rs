@@ -11,7 +11,7 @@
 //! | `blocking`     | large messages only: serde_json over blocking sockets, two threads         |
 #![allow(dead_code)]
 
-/// Runs `$op` `$n` times; returns the total time and, if `$record`, each one's in ns.
+/// `$op` `$n` times: the total time and, if `$record`, each one's in ns.
 macro_rules! timed_loop {
     ($n:expr, $record:expr, $op:expr) => {{
         let mut lat: Vec<u32> = Vec::with_capacity(if $record { $n as usize } else { 0 });
@@ -32,25 +32,22 @@ pub mod floor;
 pub mod msgs;
 pub mod ours;
 
+use baseline::{Interprocess, Tokio};
+use bunctl_ipc::{EventBus, IpcClient, IpcMessage};
+use hdrhistogram::Histogram;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use bunctl_ipc::{EventBus, IpcClient, IpcMessage};
-use hdrhistogram::Histogram;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{broadcast, oneshot};
-
-use baseline::{Interprocess, Tokio};
 
 /// Tells the client side that the server is bound.
 pub type Ready = mpsc::SyncSender<()>;
 pub type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// A multi-thread runtime with 2 workers, or a current-thread one; with a pending timer if asked.
 pub fn runtime(multi: bool, timer: bool) -> Runtime {
     let mut b = if multi { Builder::new_multi_thread() } else { Builder::new_current_thread() };
     let rt = b.worker_threads(2).enable_all().build().expect("runtime");
@@ -60,7 +57,7 @@ pub fn runtime(multi: bool, timer: bool) -> Runtime {
     rt
 }
 
-/// `imp`'s server on `path`, serving every connection until it is dropped.
+/// `imp`'s server, serving every connection until it is dropped.
 pub async fn server(imp: &'static str, path: PathBuf, ready: Ready) {
     match imp {
         "framed" => baseline::server::<Tokio>(path, None, ready).await,
@@ -90,7 +87,6 @@ impl Sides {
         let dir = tempfile::Builder::new().prefix("bunctl-bench-").tempdir().expect("tempdir");
         Sides { flavor, rt, server: (None, None), dir }
     }
-
     pub fn serving(flavor: &'static str, imp: &'static str) -> Sides {
         let mut sides = Sides::new(flavor);
         let path = sides.path();
@@ -103,13 +99,10 @@ impl Sides {
         }
         sides
     }
-
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("bench.sock")
     }
-
-    /// Starts a server in this process and waits until it is bound: a task of the shared
-    /// runtime, or with `ct` a thread and a current-thread runtime of its own.
+    /// Starts a server here (with `ct` on a thread of its own), and waits until it is bound.
     pub fn spawn<F: Future<Output = ()> + Send + 'static>(
         &mut self,
         make: impl FnOnce(Ready) -> F,
@@ -127,7 +120,6 @@ impl Sides {
         }
         rx.recv().expect("server failed to start");
     }
-
     pub fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         self.rt.block_on(async move { tokio::spawn(fut).await.expect("bench task") })
     }
@@ -174,8 +166,7 @@ pub fn setup(client: &str, server: &'static str, flavor: &'static str, work: Wor
     }
 }
 
-/// A [`Run`] of `run(client, n, record)` on `sides`, the client handed back after each run
-/// (and dropped before the sides).
+/// A [`Run`] of `run(client, n, record)`, the client handed back (and dropped before the sides).
 fn drive<C, R, F>(mut state: (Option<C>, Sides), mut run: R) -> Run
 where
     C: Send + 'static,
@@ -245,7 +236,7 @@ fn baseline_fanout<T: baseline::Transport>(mut sides: Sides, subscribers: usize)
     let (path, events, publisher) = (sides.path(), Some(tx.clone()), tx.clone());
     sides.spawn(move |ready| baseline::server::<T>(path, events, ready));
     let publish = move |i| {
-        publisher.send(baseline::to_bytes(&msgs::event(i))).expect("subscribers");
+        publisher.send(msgs::to_bytes(&msgs::event(i))).expect("subscribers");
     };
     let run = fan::<baseline::Client<T>>(sides, subscribers, publish);
     while tx.receiver_count() < subscribers {
@@ -283,7 +274,7 @@ fn fan<C: Client>(sides: Sides, k: usize, publish: impl Fn(u64) + Clone + Send +
     })
 }
 
-/// A child process running this binary, spoken to line by line; killed when dropped.
+/// This binary as a child process, spoken to line by line; killed when dropped.
 pub struct Peer(Child, ChildStdin, BufReader<ChildStdout>);
 
 impl Peer {
@@ -294,7 +285,6 @@ impl Peer {
         let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
         Peer(child, stdin.expect("stdin"), BufReader::new(stdout.expect("stdout")))
     }
-
     /// The value of the next line, which must be `key value`.
     pub fn expect(&mut self, key: &str) -> String {
         let mut line = String::new();
@@ -303,7 +293,6 @@ impl Peer {
         assert_eq!(k, key, "the child process said {line:?}");
         v.to_string()
     }
-
     pub fn tell(&mut self, command: &str) {
         writeln!(self.1, "{command}").and_then(|()| self.1.flush()).expect("tell the child");
     }
@@ -322,7 +311,7 @@ pub fn say(key: &str, value: impl std::fmt::Display) {
     writeln!(out, "{key} {value}").and_then(|()| out.flush()).expect("stdout");
 }
 
-/// Raises the soft descriptor limit to the hard one; returns the new soft limit.
+/// Raises the soft descriptor limit to the hard one, and returns it.
 pub fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain libc calls with a valid pointer.
@@ -335,10 +324,9 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
-/// The command line without cargo's `--bench`, and whether it was there (`cargo test
-/// --all-targets` runs bench binaries without it). As `serve <implementation> <socket>`, this
-/// is the server process of flavor `procs` instead: it says `ready` once bound and serves until
-/// its stdin closes.
+/// The command line without cargo's `--bench`, and whether it was there (`cargo test` runs bench
+/// binaries without it). `serve <implementation> <socket>` is the server process of `procs`: it
+/// says `ready` once bound and serves until its stdin closes.
 pub fn args() -> (Vec<String>, bool) {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if let [serve, imp, path] = &args[..]

@@ -1,8 +1,23 @@
-//! The messages every workload sends, identical for every implementation, and the replies.
+//! The messages every workload sends, identical for every implementation, the replies, and
+//! the framing of the hand-written baselines. Platform-independent (the codec bench uses it).
+#![allow(dead_code)]
 
-use bunctl_ipc::{IpcMessage, IpcResponse};
+use bunctl_ipc::{IpcMessage, IpcResponse, MAX_MESSAGE_SIZE};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio_util::codec::LengthDelimitedCodec;
+
+/// The framing a user would configure: `[u32 LE length][payload]`, 10 MiB limit.
+pub fn codec() -> LengthDelimitedCodec {
+    let mut codec = LengthDelimitedCodec::builder();
+    codec.little_endian().length_field_length(4).max_frame_length(MAX_MESSAGE_SIZE).new_codec()
+}
+
+/// `serde_json::to_vec`, as the baselines do.
+pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(msg).expect("json"))
+}
 
 /// A small request: `{"Status":{"name":"web"}}` (25 bytes of JSON).
 pub fn small_request() -> IpcMessage {
@@ -35,7 +50,6 @@ pub fn data_4k() -> IpcResponse {
     IpcResponse::Data { data: json!({ "apps": (0..16).map(app).collect::<Vec<_>>() }) }
 }
 
-/// `size` bytes of `unit` repeated.
 fn repeat_to(unit: &str, size: usize) -> String {
     let mut text = unit.repeat(size / unit.len() + 1);
     text.truncate(size);
@@ -67,10 +81,8 @@ pub fn event_data(i: u64) -> Value {
     json!({"app": "web", "stream": "stdout", "line": "GET /api/health 200 1.2ms", "seq": i})
 }
 
-/// The event type of every published event.
 pub const EVENT_TYPE: &str = "log_line";
 
-/// The `i`-th event as a subscriber receives it.
 pub fn event(i: u64) -> IpcResponse {
     IpcResponse::Event { event_type: EVENT_TYPE.into(), data: event_data(i) }
 }

@@ -1,15 +1,13 @@
 //! bunctl-ipc's side of every workload, written the way its docs suggest.
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
+use super::{Ready, Res, msgs};
 use bunctl_ipc::{ClientConnection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcResponse};
 use bunctl_ipc::{IpcServer, RecvHalf, SendHalf, ServerOptions, SubscriptionType, serve};
 use futures::{FutureExt, SinkExt, StreamExt};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-
-use super::{Ready, Res, msgs};
 
 /// Room for 10,000 connections, none closed for being idle while it is measured.
 pub fn options() -> ServerOptions {
@@ -80,7 +78,7 @@ impl super::Client for IpcClient {
     }
 }
 
-/// The client's connection split in two, for pipelining.
+/// The client's connection split in two.
 pub type Halves = (RecvHalf<OwnedReadHalf, IpcResponse>, SendHalf<OwnedWriteHalf, IpcMessage>);
 
 impl super::Client for Halves {

@@ -8,14 +8,13 @@
 mod chart;
 mod ts;
 
+use num_format::{Locale, ToFormattedString};
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-use num_format::{Locale, ToFormattedString};
-
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The figures, keyed `group case implementation metric` (space-separated here), in order.
+/// The figures, keyed `group case implementation metric` (space-separated), in order.
 struct Figures(Vec<(String, f64)>);
 
 impl Figures {
@@ -27,16 +26,12 @@ impl Figures {
         };
         Figures(text.lines().filter_map(row).collect())
     }
-
-    /// The last value of `key`.
     fn at(&self, key: &str) -> Option<f64> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|r| r.1)
     }
-
     fn get(&self, group: &str, case: &str, imp: &str, metric: &str) -> Option<f64> {
         self.at(&format!("{group} {case} {imp} {metric}"))
     }
-
     /// `[case, implementation, metric]` and the value of each figure of `group`, in order.
     fn rows<'a>(&'a self, group: &'a str) -> impl Iterator<Item = ([&'a str; 3], f64)> {
         let rows = self.0.iter().filter_map(move |(k, v)| Some((k.strip_prefix(group)?, *v)));
@@ -52,8 +47,7 @@ fn fields(key: &str) -> Option<[&str; 3]> {
     Some([case, imp, metric])
 }
 
-/// Adds the codec figures (ns): criterion's estimate, the slope of its linear sampling else the
-/// mean, of each `codec-{encode,decode}/<case>/<implementation>` benchmark.
+/// Adds the codec figures (ns): criterion's estimate (the slope, else the mean).
 fn add_criterion(f: &mut Figures, dir: &Path) {
     for op in ["encode", "decode"] {
         for case in ["small", "data-4KiB", "start-1MiB"] {
@@ -101,7 +95,6 @@ fn main() -> Result {
     }
 }
 
-/// The current time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     time::OffsetDateTime::now_utc().format(format).unwrap_or_else(|_| "?".into())
@@ -147,7 +140,6 @@ fn fmt(unit: &str, v: f64) -> String {
     }
 }
 
-/// `v` in `unit`, or `–` when it was not measured.
 fn show(unit: &str, v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| fmt(unit, v))
 }
@@ -186,8 +178,7 @@ fn shown(f: &Figures, key: &str) -> String {
     fmt(unit, v)
 }
 
-/// A Markdown table, followed by an empty line.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut builder = tabled::builder::Builder::default();
     builder.push_record(header.iter().copied());
     rows.into_iter().for_each(|row| builder.push_record(row));
@@ -300,7 +291,7 @@ Counting global allocator; server and client in separate processes. *Total* is t
 {sizes}
 ## 10,000 concurrent connections, 10 requests each
 
-{load 10000x10 {r} {c}; ours-serve | ours-task | framed; server | requests ok=requests-ok | failed connections=connections-failed | p50=p50-us | p99=p99-us | max=max-us | wall time=seconds}
+{load 10000x10 {r} {c}; ours-serve | ours-task=ours | framed; server | requests ok=requests-ok | failed connections=connections-failed | p50=p50-us | p99=p99-us | max=max-us | wall time=seconds}
 All connections are opened first; then all 10,000 start their 10 requests at once, so the latencies are queueing under a thundering herd, not per-request cost.
 
 ## Two processes (server in a child process)
