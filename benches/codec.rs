@@ -16,16 +16,12 @@ use std::hint::black_box;
 use tokio_util::codec::{Decoder, Encoder};
 
 type Group<'a> = BenchmarkGroup<'a, WallTime>;
+type Buf = BytesMut;
 
 /// `op` on a buffer cleared before each run, and with `DECODE` refilled with `frame`.
-fn bench<const DECODE: bool>(
-    g: &mut Group,
-    imp: &str,
-    frame: &[u8],
-    mut op: impl FnMut(&mut BytesMut),
-) {
+fn bench<const DECODE: bool>(g: &mut Group, id: &str, frame: &[u8], mut op: impl FnMut(&mut Buf)) {
     let mut buf = BytesMut::with_capacity(frame.len());
-    g.bench_function(imp, |b| {
+    g.bench_function(id, |b| {
         b.iter(|| {
             buf.clear();
             if DECODE {

@@ -23,7 +23,7 @@ fn main() {}
 mod imp {
     use crate::alloc::heap;
     use crate::common::baseline::{self, Interprocess, Tokio, Transport};
-    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours, runtime, say};
+    use crate::common::{Client, Peer, Res, Sides, emit, histogram, msgs, ours, runtime};
     use bunctl_ipc::{Connection, EventBus, IpcClient, IpcConnection, IpcMessage, IpcServer};
     use futures::{SinkExt, StreamExt};
     use std::future::Future;
@@ -35,7 +35,6 @@ mod imp {
     use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
     pub fn main() {
-        let nofile = crate::common::raise_nofile();
         let (args, benchmarking) = crate::common::args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match args[..] {
@@ -45,9 +44,6 @@ mod imp {
             _ if !benchmarking => {}
             _ => {
                 let all = !args.contains(&"memory") && !args.contains(&"load");
-                if nofile < 10_100 {
-                    eprintln!("RLIMIT_NOFILE is {nofile}: 10,000 connections need more");
-                }
                 if all || args.contains(&"memory") {
                     breakdown();
                     for n in [1_000, 10_000] {
@@ -230,13 +226,13 @@ mod imp {
                 clients.push(C::connect(path.into()).await.expect("connect"));
             }
         });
-        say("connected", "");
+        println!("connected");
         let request = msgs::echo(1 << 20);
         for line in std::io::stdin().lines() {
             match line.expect("stdin").as_str() {
                 "measure" => {
                     std::thread::sleep(Duration::from_millis(100));
-                    say("heap", per_conn(before, n));
+                    println!("heap {}", per_conn(before, n));
                 }
                 "exchange" => {
                     let one = |mut c: C| async {
@@ -244,7 +240,7 @@ mod imp {
                     };
                     clients =
                         rt.block_on(futures::stream::iter(clients).map(one).buffered(32).collect());
-                    say("exchanged", "");
+                    println!("exchanged");
                 }
                 _ => break,
             }

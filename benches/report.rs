@@ -34,6 +34,9 @@ mod imp {
     }
 
     type Imp = &'static str;
+    type Make<'a> = &'a dyn Fn(Imp) -> Run;
+    /// An implementation's latencies (ns) and rate (per second).
+    type Measured = (Imp, Histogram<u64>, f64);
     const MIB: f64 = (1 << 20) as f64;
 
     pub fn main() {
@@ -74,13 +77,7 @@ mod imp {
         /// `n[i]` operations of `imps[i]` (after a tenth of them to warm up) on a fresh setup
         /// (server, connection, runtime). Per implementation: the latencies recorded (ns) and
         /// the median of the repetitions' rates (per second).
-        fn measure(
-            self,
-            imps: &[Imp],
-            n: &[u64],
-            rec: bool,
-            make: impl Fn(Imp) -> Run,
-        ) -> Vec<(Imp, Histogram<u64>, f64)> {
+        fn measure(self, imps: &[Imp], n: &[u64], rec: bool, make: Make) -> Vec<Measured> {
             let mut out: Vec<_> = imps.iter().map(|&imp| (imp, histogram([]), vec![])).collect();
             for _ in 0..self.reps {
                 for ((&imp, &n), (_, h, rates)) in imps.iter().zip(n).zip(&mut out) {
@@ -96,7 +93,7 @@ mod imp {
             out.into_iter().map(|(imp, h, rates)| (imp, h, median(rates))).collect()
         }
         /// [`Budget::measure`]'s rates, `n` sized to take about a slice.
-        fn throughput(self, imps: &[Imp], make: impl Fn(Imp) -> Run) -> Vec<(Imp, f64)> {
+        fn throughput(self, imps: &[Imp], make: Make) -> Vec<(Imp, f64)> {
             let calibrate = |imp| {
                 let (mut run, mut n) = (make(imp), 1);
                 loop {
@@ -125,7 +122,7 @@ mod imp {
             let n = if flavor == "ct" { budget.round_trips / 4 } else { budget.round_trips };
             let imps = ["floor", "framed", "interprocess", "ours", "ours-serve"];
             let make = |imp| setup(imp, imp, flavor, Work::RoundTrip);
-            for (imp, h, _) in budget.measure(&imps, &[n; 5], true, make) {
+            for (imp, h, _) in budget.measure(&imps, &[n; 5], true, &make) {
                 for (metric, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)] {
                     emit("round-trip", flavor, imp, metric, us(&h, p));
                 }
@@ -138,7 +135,7 @@ mod imp {
     fn one_way(budget: Budget, group: &str, case: &str, imps: &[Imp], request: IpcMessage) {
         let (budget, size) = budget.mib(&request);
         let make = |imp| setup(imp, imp, "mt2", Work::Pipelined(request.clone()));
-        for (imp, rate) in budget.throughput(imps, make) {
+        for (imp, rate) in budget.throughput(imps, &make) {
             let label = [("ours", "ours-loop"), ("ours-sink", "ours")].iter().find(|r| r.0 == imp);
             let (metric, v) =
                 if group == "large" { ("MiB/s", rate * size) } else { ("msg/s", rate) };
@@ -166,7 +163,7 @@ mod imp {
     fn fanout(budget: Budget) {
         for k in [1usize, 10, 100] {
             let imps = ["floor", "framed", "interprocess", "ours"];
-            for (imp, rate) in budget.throughput(&imps, |imp| crate::common::fanout(imp, k)) {
+            for (imp, rate) in budget.throughput(&imps, &|imp| crate::common::fanout(imp, k)) {
                 emit("fanout", &k.to_string(), imp, "deliveries/s", rate * k as f64);
             }
         }
@@ -177,21 +174,22 @@ mod imp {
         let make = |work: Work| move |imp| setup(imp, imp, "procs", work.clone());
         let put = |case: &str, imp, metric: &str, v| emit("two-process", case, imp, metric, v);
         let n = [budget.round_trips; 5];
-        for (imp, h, _) in budget.measure(&imps, &n, true, make(Work::RoundTrip)) {
+        for (imp, h, _) in budget.measure(&imps, &n, true, &make(Work::RoundTrip)) {
             put("round-trip", imp, "p50", us(&h, 0.5));
             put("round-trip", imp, "p99", us(&h, 0.99));
         }
-        for (imp, h, rate) in budget.measure(&imps, &n.map(|n| n / 4), true, make(Work::Connects)) {
+        for (imp, h, rate) in budget.measure(&imps, &n.map(|n| n / 4), true, &make(Work::Connects))
+        {
             put("connects", imp, "per-s", rate);
             put("connects", imp, "p50", us(&h, 0.5));
             put("connects", imp, "p99", us(&h, 0.99));
         }
-        for (imp, rate) in budget.throughput(&imps, make(Work::Pipelined(msgs::small_request()))) {
+        for (imp, rate) in budget.throughput(&imps, &make(Work::Pipelined(msgs::small_request()))) {
             put("pipelined", imp, "msg/s", rate);
         }
         let request = msgs::start(1 << 20);
         let (budget, size) = budget.mib(&request);
-        for (imp, rate) in budget.throughput(&imps, make(Work::Pipelined(request))) {
+        for (imp, rate) in budget.throughput(&imps, &make(Work::Pipelined(request))) {
             put("1MiB", imp, "MiB/s", rate * size);
         }
     }

@@ -1,9 +1,6 @@
-//! The hand-written alternatives: tokio-util `LengthDelimitedCodec` (u32, little-endian) with
-//! serde_json, as a user would write it, over tokio's `UnixStream` ("framed") or over the
-//! `interprocess` crate's tokio local socket ("interprocess"): `serde_json::to_vec`, frames
-//! parsed with `serde_json::from_slice`, the connection split into a `FramedRead` and a
-//! `FramedWrite`, the server answering with `stream.map(..).forward(sink)`, which flushes only
-//! when no further request is ready (so replies to pipelined requests share writes).
+//! The hand-written alternatives, as a user would write them: `LengthDelimitedCodec` and
+//! serde_json over tokio's `UnixStream` (`framed`) or `interprocess`' local socket, split into
+//! `FramedRead`/`FramedWrite`; the server answers with `stream.map(..).forward(sink)`.
 
 use super::msgs::{self, codec, to_bytes};
 use super::{Ready, Res};

@@ -1,6 +1,5 @@
-//! The floor: the same bytes through `socketpair(2)`s on one thread, no runtime, no parsing —
-//! what the kernel alone costs. And the blocking reference for large messages: two threads,
-//! `serde_json::to_writer` / `serde_json::from_slice`, `write_all` / `read_exact`.
+//! The floor, the same bytes through `socketpair(2)`s on one thread (what the kernel alone
+//! costs), and the blocking reference for large messages (serde_json on two threads).
 
 use super::{Run, Work, msgs};
 use bunctl_ipc::IpcMessage;

@@ -1,14 +1,5 @@
-//! Workloads, implementations and process plumbing shared by the benchmark binaries in `benches/`.
-//!
-//! | label          | what                                                                      |
-//! |----------------|---------------------------------------------------------------------------|
-//! | `floor`        | the same bytes through `socketpair(2)` on one thread: no runtime, no JSON |
-//! | `framed`       | hand-written tokio `Framed` + `LengthDelimitedCodec` (u32 LE) + serde_json  |
-//! | `interprocess` | the same framing over the `interprocess` crate's tokio local socket       |
-//! | `ours`         | bunctl-ipc: `IpcClient` + a `recv`/`send` loop per connection              |
-//! | `ours-serve`   | bunctl-ipc: `IpcClient` + `serve()` (the reference daemon's path)          |
-//! | `ours-sink`    | bunctl-ipc: server on the split connection's `Stream`/`Sink`, like the baselines |
-//! | `blocking`     | large messages only: serde_json over blocking sockets, two threads         |
+//! Workloads, implementations (`floor`, `framed`, `interprocess`, `ours`, `ours-serve`,
+//! `ours-sink`, `blocking`: see `BENCHMARKS.md`) and process plumbing of the benchmarks.
 #![allow(dead_code)]
 
 /// `$op` `$n` times: the total time and, if `$record`, each one's in ns.
@@ -294,7 +285,7 @@ impl Peer {
         v.to_string()
     }
     pub fn tell(&mut self, command: &str) {
-        writeln!(self.1, "{command}").and_then(|()| self.1.flush()).expect("tell the child");
+        writeln!(self.1, "{command}").expect("tell the child");
     }
 }
 
@@ -305,23 +296,15 @@ impl Drop for Peer {
     }
 }
 
-/// Tells the parent process `key value`.
-pub fn say(key: &str, value: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{key} {value}").and_then(|()| out.flush()).expect("stdout");
-}
-
-/// Raises the soft descriptor limit to the hard one, and returns it.
-pub fn raise_nofile() -> u64 {
+/// Raises the soft descriptor limit to the hard one (10,000 connections need more than 1,024).
+fn raise_nofile() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain libc calls with a valid pointer.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
-    lim.rlim_cur
 }
 
 /// The command line without cargo's `--bench`, and whether it was there (`cargo test` runs bench
@@ -329,14 +312,14 @@ pub fn raise_nofile() -> u64 {
 /// says `ready` once bound and serves until its stdin closes.
 pub fn args() -> (Vec<String>, bool) {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    raise_nofile();
     if let [serve, imp, path] = &args[..]
         && serve == "serve"
     {
-        raise_nofile();
         let (rt, (tx, rx)) = (runtime(true, true), mpsc::sync_channel(1));
         rt.spawn(server(imp.clone().leak(), path.into(), tx));
         rx.recv().expect("bound");
-        say("ready", "");
+        println!("ready");
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
     }

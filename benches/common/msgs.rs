@@ -1,5 +1,5 @@
-//! The messages every workload sends, identical for every implementation, the replies, and
-//! the framing of the hand-written baselines. Platform-independent (the codec bench uses it).
+//! The messages of every workload, the replies, and the baselines' framing (portable: the codec
+//! bench uses it alone).
 #![allow(dead_code)]
 
 use bunctl_ipc::{IpcMessage, IpcResponse, MAX_MESSAGE_SIZE};
@@ -56,21 +56,19 @@ fn repeat_to(unit: &str, size: usize) -> String {
     text
 }
 
-/// `Start` whose `config` is `size` bytes of text that JSON carries without escapes
-/// (`key=value;` pairs), so that the figures measure the transport rather than the escaping.
+/// `Start` with `size` bytes of text that JSON carries without escapes (`key=value;` pairs).
 pub fn start(size: usize) -> IpcMessage {
     const UNIT: &str = "name=web;script=dist/server.js;cwd=/srv/web;instances=4;env.NODE_ENV=production;env.PORT=3000;max_memory=512M;autorestart=true;";
     IpcMessage::Start { name: "web".into(), config: repeat_to(UNIT, size) }
 }
 
-/// `Start` whose `config` is `size` bytes of JSON text (an app configuration per line): quotes
-/// and newlines that serde_json must escape on the way out and unescape on the way in.
+/// `Start` with `size` bytes of JSON text, whose quotes serde_json escapes and unescapes.
 pub fn start_json(size: usize) -> IpcMessage {
     const UNIT: &str = r#"{"name":"web","script":"dist/server.js","cwd":"/srv/web","instances":4,"env":{"NODE_ENV":"production","PORT":"3000"},"max_memory":"512M","autorestart":true}"#;
     IpcMessage::Start { name: "web".into(), config: repeat_to(&format!("{UNIT}\n"), size) }
 }
 
-/// A [`start`] of `size` bytes that is answered with its `config`: `size` bytes each way.
+/// A [`start`] answered with its `config`: `size` bytes each way.
 pub fn echo(size: usize) -> IpcMessage {
     let IpcMessage::Start { config, .. } = start(size) else { unreachable!() };
     IpcMessage::Start { name: "echo".into(), config }

@@ -14,10 +14,9 @@ pub fn options() -> ServerOptions {
     ServerOptions::new().max_connections(20_000).timeout(Duration::from_secs(3600))
 }
 
-/// Serves every connection as `mode` does: `ours`, a task per connection looping on `recv` and
-/// `send` (with their timeouts), as in the crate's README; `ours-serve`, `serve()` with a
-/// handler (the reference daemon's path, events of `bus` interleaved with replies);
-/// `ours-sink`, the split connection's `Stream`/`Sink` written like the baselines' `forward`.
+/// Serves every connection: `ours`, a task looping on `recv`/`send` as in the README;
+/// `ours-serve`, `serve()` (the daemon's path, with `bus`'s events); `ours-sink`, the split
+/// connection's `Stream`/`Sink` like the baselines' `forward`.
 pub async fn server(path: PathBuf, mode: &'static str, bus: EventBus, ready: Ready) {
     let mut server = IpcServer::bind_with(&path, options()).await.expect("bind");
     ready.send(()).expect("ready");

@@ -14,7 +14,7 @@ use std::{env, fs};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The figures, keyed `group case implementation metric` (space-separated), in order.
+/// The figures, keyed `group<TAB>case<TAB>implementation<TAB>metric`, in order.
 struct Figures(Vec<(String, f64)>);
 
 impl Figures {
@@ -22,45 +22,41 @@ impl Figures {
         let row = |line: &str| {
             let (key, value) =
                 line.rsplit_once('\t').filter(|(k, _)| k.matches('\t').count() == 3)?;
-            Some((key.replace('\t', " "), value.trim().parse().ok()?))
+            Some((key.to_string(), value.trim().parse().ok()?))
         };
         Figures(text.lines().filter_map(row).collect())
     }
+    /// The figure at `key`, its fields separated by spaces.
     fn at(&self, key: &str) -> Option<f64> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|r| r.1)
+        self.0.iter().rev().find(|(k, _)| *k == key.replace(' ', "\t")).map(|r| r.1)
     }
     fn get(&self, group: &str, case: &str, imp: &str, metric: &str) -> Option<f64> {
         self.at(&format!("{group} {case} {imp} {metric}"))
     }
     /// `[case, implementation, metric]` and the value of each figure of `group`, in order.
-    fn rows<'a>(&'a self, group: &'a str) -> impl Iterator<Item = ([&'a str; 3], f64)> {
+    fn rows<'a>(&'a self, group: &'a str) -> impl Iterator<Item = (Vec<&'a str>, f64)> {
         let rows = self.0.iter().filter_map(move |(k, v)| Some((k.strip_prefix(group)?, *v)));
-        rows.filter_map(|(k, v)| Some((fields(k)?, v)))
+        rows.map(|(k, v)| (k.split('\t').skip(1).collect(), v))
     }
 }
 
-/// The `[case, implementation, metric]` of ` case implementation metric` (the implementation
-/// may hold spaces).
-fn fields(key: &str) -> Option<[&str; 3]> {
-    let (case, rest) = key.strip_prefix(' ')?.split_once(' ')?;
-    let (imp, metric) = rest.rsplit_once(' ')?;
-    Some([case, imp, metric])
-}
-
-/// Adds the codec figures (ns): criterion's estimate (the slope, else the mean).
+/// Adds the codec figures (ns): criterion's estimate (the slope, else the mean) of each
+/// `<group>_<case>/<implementation>` benchmark in `dir`.
 fn add_criterion(f: &mut Figures, dir: &Path) {
-    for op in ["encode", "decode"] {
-        for case in ["small", "data-4KiB", "start-1MiB"] {
-            for imp in ["floor", "framed", "ours"] {
-                let file = dir.join(format!("codec-{op}_{case}/{imp}/new/estimates.json"));
-                let json = fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-                let estimate = |json: serde_json::Value| {
-                    ["slope", "mean"].iter().find_map(|k| json[k]["point_estimate"].as_f64())
-                };
-                match json.and_then(estimate) {
-                    Some(v) => f.0.push((format!("codec-{op} {case} {imp} ns"), v)),
-                    None => eprintln!("no criterion estimates in {}", file.display()),
-                }
+    let entries = |dir: &Path| fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+    let name = |path: &Path| {
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    };
+    for group in entries(dir) {
+        for imp in entries(&group) {
+            let json = fs::read(imp.join("new/estimates.json")).ok();
+            let json: Option<serde_json::Value> =
+                json.and_then(|b| serde_json::from_slice(&b).ok());
+            let v = json.and_then(|j| {
+                ["slope", "mean"].iter().find_map(|k| j[k]["point_estimate"].as_f64())
+            });
+            if let (Some(v), Some((group, case))) = (v, name(&group).split_once('_')) {
+                f.0.push((format!("{group}\t{case}\t{}\tns", name(&imp)), v));
             }
         }
     }
@@ -160,7 +156,7 @@ fn inline(f: &Figures, imp: &str) -> Option<f64> {
 /// inline size known also shows what is allocated besides it.
 fn shown(f: &Figures, key: &str) -> String {
     let Some(v) = f.at(key) else { return "–".into() };
-    let [_, imp, metric] = fields(&key[key.find(' ').unwrap_or(0)..]).unwrap_or_default();
+    let [.., imp, metric] = key.split(' ').collect::<Vec<_>>()[..] else { return "?".into() };
     let unit = match metric {
         "msg/s" | "deliveries/s" | "per-s" => "/s",
         "MiB/s" => " MiB/s",
@@ -182,7 +178,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut builder = tabled::builder::Builder::default();
     builder.push_record(header.iter().copied());
     rows.into_iter().for_each(|row| builder.push_record(row));
-    builder.build().with(tabled::settings::Style::markdown()).to_string() + "\n"
+    builder.build().with(tabled::settings::Style::markdown()).to_string()
 }
 
 /// The `(label, key)` pairs of `label=key | key | ...` (a key alone is its own label).
@@ -229,19 +225,15 @@ fn grid(f: &Figures, spec: &str) -> String {
 /// Implementations of the round-trip tables and chart.
 const RT_IMPS: [&str; 5] = ["floor", "framed", "interprocess", "ours", "ours-serve"];
 
-/// `BENCHMARKS.md`. A line `{pattern; rows; columns}` is a [`grid`]; `{machine}`, `{targets}`,
+/// `BENCHMARKS.md`, one block (paragraph, heading, table, list item) per line. A line
+/// `{pattern; rows; columns}` is a [`grid`]; `{machine}`, `{targets}`,
 /// `{syscalls}` and `{sizes}` are tables of their own; `{command}` is the command that ran.
 const TEMPLATE: &str = "# Benchmarks
-
 Generated by `{command}` (do not edit by hand; the analysis at the end comes from `benches/NOTES.md`). Every figure of a table was measured in the same process run, implementations interleaved, so ratios compare like with like (the codec figures are criterion's estimates, one implementation after the other); absolute numbers move with the machine's load.
-
 ![benchmark chart](BENCHMARKS.svg)
-
 ## Machine
-
 {machine}
-Implementations (details in `benches/common/mod.rs`):
-
+Implementations (code in `benches/common/`):
 * **floor** — the same bytes through `socketpair(2)` on one thread, no runtime, no JSON;
 * **framed** — hand-written tokio `Framed` + `LengthDelimitedCodec` (u32 LE) + serde_json, split into `FramedRead`/`FramedWrite`, server answering with `stream.map(..).forward(sink)`;
 * **interprocess** — the same framing over the `interprocess` crate's tokio local socket;
@@ -249,57 +241,37 @@ Implementations (details in `benches/common/mod.rs`):
 * **ours-serve** — bunctl-ipc's daemon path: `serve()` (`serve_connection` per connection) with a handler;
 * **ours-sink** — (two processes) the split connection's `Sink`/`Stream` on the server too, like **ours** in the pipelined and large-message tables;
 * **blocking** — serde_json over blocking sockets, a writer and a reader thread.
-
 Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, the one judged), and a current-thread runtime per side on its own thread (**ct**: every message crosses threads, ~40 µs wake-ups on this VM). Each runtime has one unrelated timer pending, as any daemon does; **mt2-bare** shows the round trip without it (tokio's time driver then skips its work on every park, which favours baselines that have no timeouts). **Two processes** puts the server in a child process.
-
 ## Targets (issue 7)
-
 {targets}
 ## Round trip (small request, small reply)
-
 **mt2** — multi-thread runtime, 2 workers, one unrelated timer pending:
-
 {round-trip mt2 {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
 **mt2-bare** — the same runtime without any timer:
-
 {round-trip mt2-bare {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
 **ct** — current-thread runtime per side:
-
 {round-trip ct {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
 System calls per round trip (`strace -c -f`, both sides, mt2):
-
 {syscalls}
 ## Pipelined small requests (one connection, mt2)
-
 {pipelined mt2 {r} {c}; floor | framed | interprocess | ours (Sink/Stream both sides)=ours | ours, server: recv/send loop=ours-loop | ours, server: serve_connection=ours-serve; implementation | requests/s=msg/s | vs framed=msg/s / msg/s@framed}
 ## Large `Start` messages, one way (mt2)
-
 {large {r} {c} MiB/s; 64KiB | 1MiB | 8MiB | 1MiB-json; size | floor | blocking | framed | interprocess | ours | ours / framed | ours / blocking}
 The `config` text is escape-free (`key=value;` pairs); `1MiB-json` carries JSON text, whose quotes serde_json must escape and unescape.
-
 ## Codec alone (one frame, no I/O; criterion)
-
 {codec-{r} {c} ns; encode small | encode data-4KiB | encode start-1MiB | decode small | decode data-4KiB | decode start-1MiB; operation | floor (memcpy)=floor | framed | ours | speed-up=framed / ours}
 ## Event fan-out (deliveries per second, each parsed by its subscriber)
-
 {fanout {r} {c} deliveries/s; 1 | 10 | 100; subscribers | floor | framed | interprocess | ours | ours / framed}
 ## Heap per connection
-
 Counting global allocator; server and client in separate processes. *Total* is the heap growth divided by the number of connections, including the connection objects themselves (held in a `Vec`) and, for the task variants, each connection's task. *Allocated* leaves out the inline object (what the issue's 16,640 B / 256 B figures count).
-
 {memory {c}; ours: `IpcConnection` (server)=ours/server | ours: connection in a `recv`/`send` task (server)=ours-task/server | ours: `serve()` (server, reference daemon)=ours-serve/server | ours: `IpcClient` (client)=ours/client | framed (server)=framed/server | framed (client)=framed/client | interprocess (server)=interprocess/server | interprocess (client)=interprocess/client; total (allocated) | 1,000 idle=1000 {r} idle | 1,000 after 1 MiB each way=1000 {r} after-1MiB | 10,000 idle=10000 {r} idle | 10,000 after 1 MiB each way=10000 {r} after-1MiB}
 {sizes}
 ## 10,000 concurrent connections, 10 requests each
-
 {load 10000x10 {r} {c}; ours-serve | ours-task=ours | framed; server | requests ok=requests-ok | failed connections=connections-failed | p50=p50-us | p99=p99-us | max=max-us | wall time=seconds}
 All connections are opened first; then all 10,000 start their 10 requests at once, so the latencies are queueing under a thundering herd, not per-request cost.
-
 ## Two processes (server in a child process)
-
 The CLI and the daemon are two processes: here the server runs in a child process (the benchmark re-executed as `serve <implementation>`) and each implementation's client in the benchmark process, each process with a multi-thread runtime of 2 workers and one pending timer. *connect + request + close* is the CLI's pattern, per command: connect, one request and its reply, close (for bunctl-ipc `IpcClient::connect`, which also checks the server's identity).
-
-{two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}
-";
+{two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}";
 
 fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &str) -> String {
     let syscalls = RT_IMPS.map(|imp| {
@@ -314,7 +286,7 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
     let sizes: Vec<String> =
         f.rows("sizes").map(|(k, v)| format!("{} {}: {v:.0} B", k[0], k[1])).collect();
     let command = if full { "cargo xtask bench --full" } else { "cargo xtask bench" };
-    let md: String = (TEMPLATE.lines())
+    let blocks: Vec<String> = (TEMPLATE.lines())
         .map(|line| match line.strip_prefix('{').and_then(|l| l.strip_suffix('}')) {
             Some("machine") => table(
                 &["", ""],
@@ -324,23 +296,23 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
             Some("syscalls") => {
                 table(&["implementation", "per round trip", "of which"], syscalls.to_vec())
             }
-            Some("sizes") => format!("Where it goes: {}.\n", sizes.join("; ")),
+            Some("sizes") => format!("Where it goes: {}.", sizes.join("; ")),
             Some(spec) => grid(f, spec),
             None => line.replace("{command}", command),
-        } + "\n")
+        })
+        .chain([notes.trim_end().to_string()])
         .collect();
-    if notes.trim().is_empty() { md } else { md + notes.trim_end() + "\n" }
-}
-
-fn verdict(ok: Option<bool>) -> &'static str {
-    match ok {
-        Some(true) => "**met**",
-        Some(false) => "**not met**",
-        None => "not measured",
-    }
+    // Blocks apart, but list items together.
+    let list = |i: usize| blocks.get(i).is_some_and(|b| b.starts_with("* "));
+    let apart = |i| if list(i) && list(i + 1) { "\n" } else { "\n\n" };
+    let md: String = blocks.iter().enumerate().map(|(i, b)| b.clone() + apart(i)).collect();
+    md.trim_end().to_string() + "\n"
 }
 
 fn targets(f: &Figures) -> String {
+    let verdict = |ok: Option<bool>| {
+        ["not measured", "**not met**", "**met**"][ok.map_or(0, |ok| 1 + ok as usize)]
+    };
     let mut rows = Vec::new();
     let mut row = |target: &str, measured: String, verdict: &str| {
         rows.push(vec![target.to_string(), measured, verdict.to_string()]);
@@ -407,18 +379,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn figures_parse_and_render_from_partial_figures() {
-        let text = "round-trip\tmt2\tours\tp50\t4.0\nBenchmarking\na\tb\tc\td\tx\nround-trip\tmt2\tframed\tp50\t5";
-        let f = Figures::parse(text);
-        assert_eq!(f.0.len(), 2);
-        assert_eq!([fmt(" B", 1_057_240.0), fmt(" B", 512.0)], ["1,057,240 B", "512 B"]);
-        assert_eq!([fmt("/s", 2_790_000.0), fmt("/s", 861_000.0)], ["2.79 M/s", "861 k/s"]);
-        let machine = machine("0");
-        let md = render_markdown(&f, &machine, false, "");
+    fn markdown_and_svg_render_from_partial_figures() {
+        let f = Figures::parse("round-trip\tmt2\tours\tp50\t4\nx\nround-trip\tmt2\tframed\tp50\t5");
+        assert_eq!([fmt(" B", 1_057_240.0), fmt("/s", 2_790_000.0)], ["1,057,240 B", "2.79 M/s"]);
+        let (machine, md) = (machine("0"), render_markdown(&f, &machine("0"), false, ""));
         let line = md.lines().find(|l| l.contains("1. round trip p50")).expect("target row");
         assert!(line.contains("4.00 µs vs 5.00 µs = 0.80× (runtime without any timer: –)"));
-        assert!(line.contains("**met**") && !md.contains("{"));
-        let svg = chart::render(&f, &machine).expect("svg");
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(line.contains("**met**"));
+        assert!(chart::render(&f, &machine).expect("svg").trim_end().ends_with("</svg>"));
     }
 }

@@ -47,7 +47,7 @@ fn number(value: &Value, path: &[&str]) -> Result<f64> {
 }
 
 /// Round trip p50 and p99 in µs, requests/s.
-type Figures = (f64, f64, f64);
+type Row = (f64, f64, f64);
 
 pub fn bench(bun: &Path, bin: &Path) -> Result {
     let version = Command::new(bun).arg("--version").output()?.stdout;
@@ -95,8 +95,8 @@ pub fn bench(bun: &Path, bin: &Path) -> Result {
     Ok(())
 }
 
-fn render(rust: Figures, ts: Figures, bun: &str, when: &str) -> String {
-    let row = |name: String, (p50, p99, rps): Figures| {
+fn render(rust: Row, ts: Row, bun: &str, when: &str) -> String {
+    let row = |name: String, (p50, p99, rps): Row| {
         vec![name, format!("{p50:.1} µs"), format!("{p99:.1} µs"), format!("{:.0} k/s", rps / 1e3)]
     };
     let in_flight = format!("requests/s, {IN_FLIGHT} in flight");
