@@ -32,8 +32,7 @@ fn bench<const DECODE: bool>(g: &mut Group, id: &str, frame: &[u8], mut op: impl
     });
 }
 
-/// The encode and decode groups of one message; `ours` makes the codec that encodes it
-/// (`decoder` the one that decodes it), afresh for every operation.
+/// The encode and decode groups of `msg`, with our codecs made afresh for every operation.
 fn case<T, E, D>(c: &mut Criterion, name: &str, msg: T, ours: fn() -> E, decoder: fn() -> D)
 where
     T: Serialize + DeserializeOwned,
@@ -47,15 +46,11 @@ where
     bench::<false>(&mut g, "framed", &frame, |buf| {
         framed.encode(msgs::to_bytes(black_box(&msg)), buf).expect("encode")
     });
-    bench::<false>(&mut g, "ours", &frame, |buf| {
-        ours().encode(black_box(&msg), buf).expect("encode")
-    });
+    bench::<false>(&mut g, "ours", &frame, |b| ours().encode(black_box(&msg), b).expect("encode"));
     g.finish();
     let mut g = c.benchmark_group(format!("codec-decode/{name}"));
     g.throughput(Throughput::Bytes(frame.len() as u64));
-    bench::<true>(&mut g, "floor", &frame, |buf| {
-        black_box(buf);
-    });
+    bench::<true>(&mut g, "floor", &frame, |buf| _ = black_box(buf));
     bench::<true>(&mut g, "framed", &frame, |buf| {
         let payload = framed.decode(buf).expect("decode").expect("frame");
         black_box(serde_json::from_slice::<T>(&payload).expect("json"));

@@ -1,8 +1,5 @@
-//! Many connections, each side in its own process: `memory`, heap per connection (counting
-//! global allocator) at 1,000 and 10,000 connections, idle and after 1 MiB each way, and what a
-//! connection is made of; `load`, 10,000 connections doing 10 requests each at once.
-//!
-//! `cargo bench -p bunctl-ipc --bench connections [-- memory|load] [-- --quick]`
+//! Many connections, each side in its own process: `memory` (heap per connection, and what a
+//! connection is made of) and `load` (10,000 connections, 10 requests each, at once).
 
 #[cfg(unix)]
 mod common;
@@ -41,16 +38,14 @@ mod imp {
             ["client", "ours", path, n] => client::<IpcClient>(path, n.parse().expect("n")),
             ["client", "framed", path, n] => client::<Whole<Tokio>>(path, n.parse().expect("n")),
             ["client", _, path, n] => client::<Whole<Interprocess>>(path, n.parse().expect("n")),
-            _ if !benchmarking => {}
             _ => {
                 let all = !args.contains(&"memory") && !args.contains(&"load");
-                if all || args.contains(&"memory") {
+                let wanted = |group| benchmarking && (all || args.contains(&group));
+                if wanted("memory") {
                     breakdown();
-                    for n in [1_000, 10_000] {
-                        memory(n, args.contains(&"--quick"));
-                    }
+                    [1_000, 10_000].into_iter().for_each(|n| memory(n, args.contains(&"--quick")));
                 }
-                if all || args.contains(&"load") {
+                if wanted("load") {
                     load(10_000, 10);
                 }
             }
@@ -87,7 +82,7 @@ mod imp {
         }
     }
 
-    /// The server side of a heap measurement: what it holds per connection.
+    /// What the server of a heap measurement holds per connection.
     trait Held: Sized + Send + 'static {
         type Listener;
         /// For connections held by a server's tasks, starts `imp`'s server.
@@ -110,7 +105,7 @@ mod imp {
         }
     }
 
-    /// A baseline connection as one `Framed` with the length-delimited codec (not split).
+    /// A baseline connection as one (not split) `Framed`.
     struct Whole<T: Transport>(Framed<T::Stream, LengthDelimitedCodec>);
 
     impl<T: Transport> Held for Whole<T> {
@@ -185,8 +180,8 @@ mod imp {
         let mut listener = rt.block_on(H::bind(path.clone(), imp));
         let before = heap();
         let client = if imp.starts_with("ours") { "ours" } else { imp };
-        let mut peer =
-            Peer::spawn(&["client", client, path.to_str().expect("utf-8"), &n.to_string()]);
+        let socket = path.to_str().expect("utf-8");
+        let mut peer = Peer::spawn(&["client", client, socket, &n.to_string()]);
         let mut held = Vec::with_capacity(n);
         rt.block_on(async {
             for _ in 0..n {
@@ -208,7 +203,15 @@ mod imp {
         // Keeping 1 MiB in every connection's buffers would need n GiB; the baselines do, so
         // their exchange is measured at 1,000 connections only.
         if n <= 1_000 || client == "ours" {
-            let answered = rt.spawn(futures::future::join_all(held.into_iter().map(H::answer)));
+            // Answered each by a task, back into a `Vec` of the same capacity.
+            let answered = rt.spawn(async move {
+                let tasks: Vec<_> = held.into_iter().map(|h| tokio::spawn(h.answer())).collect();
+                let mut held = Vec::with_capacity(n);
+                for task in tasks {
+                    held.push(task.await.expect("answer"));
+                }
+                held
+            });
             peer.tell("exchange");
             peer.expect("exchanged");
             let held = rt.block_on(answered).expect("answers");
@@ -217,7 +220,6 @@ mod imp {
         }
     }
 
-    /// The client process of [`held`].
     fn client<C: Client>(path: &str, n: usize) {
         let (rt, before) = (runtime(true, false), heap());
         let mut clients = Vec::with_capacity(n);
@@ -227,7 +229,6 @@ mod imp {
             }
         });
         println!("connected");
-        let request = msgs::echo(1 << 20);
         for line in std::io::stdin().lines() {
             match line.expect("stdin").as_str() {
                 "measure" => {
@@ -235,11 +236,17 @@ mod imp {
                     println!("heap {}", per_conn(before, n));
                 }
                 "exchange" => {
+                    // 32 connections at a time, back into a `Vec` of the same capacity.
+                    let request = msgs::echo(1 << 20);
                     let one = |mut c: C| async {
                         c.request(&request).await.map(|()| c).expect("request")
                     };
-                    clients =
-                        rt.block_on(futures::stream::iter(clients).map(one).buffered(32).collect());
+                    let exchanged = futures::stream::iter(clients).map(one).buffered(32);
+                    let keep = |mut v: Vec<C>, c| async move {
+                        v.push(c);
+                        v
+                    };
+                    clients = rt.block_on(exchanged.fold(Vec::with_capacity(n), keep));
                     println!("exchanged");
                 }
                 _ => break,
@@ -247,8 +254,7 @@ mod imp {
         }
     }
 
-    /// `n` connections to a server in a child process; once all are open, each does `requests`
-    /// requests in a row.
+    /// `n` connections to a server in a child process, then `requests` requests on each.
     fn load(n: usize, requests: usize) {
         for imp in ["ours-serve", "ours", "framed"] {
             let sides = Sides::serving("procs", imp);
@@ -271,7 +277,7 @@ mod imp {
         }
     }
 
-    /// The connections that failed, and the latencies (µs) of the requests that succeeded.
+    /// The failed connections, and the latencies (µs) of the requests that succeeded.
     async fn load_clients<C: Client>(path: PathBuf, n: usize, k: usize) -> (usize, Vec<u64>) {
         let barrier = Arc::new(tokio::sync::Barrier::new(n));
         let tasks: Vec<_> = (0..n)

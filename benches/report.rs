@@ -1,8 +1,5 @@
-//! Transport figures: round trip (and its system calls), pipelined, large messages, fan-out, and
-//! the same with the server in a child process (`two-process`), as tab-separated lines `group
-//! case implementation metric value`.
-//!
-//! `cargo bench -p bunctl-ipc --bench report [-- --quick] [-- only <group>...]`
+//! Round trip (and its system calls), pipelined, large messages, fan-out, and the same with the
+//! server in a child process, as lines `group case implementation metric value`.
 
 #[cfg(unix)]
 mod common;
@@ -24,8 +21,7 @@ mod imp {
     use std::process::Command;
     use std::time::Duration;
 
-    /// Interleaved repetitions per figure (the median is reported), round trips per repetition,
-    /// time aimed at per throughput repetition.
+    /// Repetitions (the median is reported), round trips each, time aimed at for throughput.
     #[derive(Clone, Copy)]
     struct Budget {
         reps: usize,
@@ -35,7 +31,6 @@ mod imp {
 
     type Imp = &'static str;
     type Make<'a> = &'a dyn Fn(Imp) -> Run;
-    /// An implementation's latencies (ns) and rate (per second).
     type Measured = (Imp, Histogram<u64>, f64);
     const MIB: f64 = (1 << 20) as f64;
 
@@ -44,7 +39,7 @@ mod imp {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if let ["syscalls", imp, n] = args[..] {
             let imp = imp.to_string().leak();
-            return drop(setup(imp, imp, "mt2", Work::RoundTrip)(n.parse().expect("n"), false));
+            return drop(setup(imp, "mt2", Work::RoundTrip)(n.parse().expect("n"), false));
         }
         let budget = match args.contains(&"--quick") {
             true => Budget { reps: 7, round_trips: 4_000, slice: Duration::from_millis(120) },
@@ -66,7 +61,6 @@ mod imp {
         }
     }
 
-    /// The `p` quantile of latencies in ns, in µs.
     fn us(h: &Histogram<u64>, p: f64) -> f64 {
         h.value_at_quantile(p) as f64 / 1000.0
     }
@@ -92,7 +86,6 @@ mod imp {
             let median = |v: Vec<u64>| histogram(v).value_at_quantile(0.5) as f64 / 1e3;
             out.into_iter().map(|(imp, h, rates)| (imp, h, median(rates))).collect()
         }
-        /// [`Budget::measure`]'s rates, `n` sized to take about a slice.
         fn throughput(self, imps: &[Imp], make: Make) -> Vec<(Imp, f64)> {
             let calibrate = |imp| {
                 let (mut run, mut n) = (make(imp), 1);
@@ -108,8 +101,7 @@ mod imp {
             let n: Vec<u64> = imps.iter().map(|&imp| calibrate(imp)).collect();
             self.measure(imps, &n, false, make).into_iter().map(|(i, _, rate)| (i, rate)).collect()
         }
-        /// The MiB of one `request`, and a longer slice for those over 1 MB (a few messages per
-        /// repetition would leave the figure to one scheduling accident).
+        /// The MiB of one `request`, and a longer slice over 1 MB (not one scheduling accident).
         fn mib(self, request: &IpcMessage) -> (Budget, f64) {
             let bytes = msgs::frame(request).len() as f64;
             let slice = if bytes > 1e6 { self.slice * 3 } else { self.slice };
@@ -121,7 +113,7 @@ mod imp {
         for flavor in ["mt2", "mt2-bare", "ct"] {
             let n = if flavor == "ct" { budget.round_trips / 4 } else { budget.round_trips };
             let imps = ["floor", "framed", "interprocess", "ours", "ours-serve"];
-            let make = |imp| setup(imp, imp, flavor, Work::RoundTrip);
+            let make = |imp| setup(imp, flavor, Work::RoundTrip);
             for (imp, h, _) in budget.measure(&imps, &[n; 5], true, &make) {
                 for (metric, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)] {
                     emit("round-trip", flavor, imp, metric, us(&h, p));
@@ -134,12 +126,11 @@ mod imp {
     /// on both sides like the baselines (`ours-loop`: its `recv`/`send` loop server).
     fn one_way(budget: Budget, group: &str, case: &str, imps: &[Imp], request: IpcMessage) {
         let (budget, size) = budget.mib(&request);
-        let make = |imp| setup(imp, imp, "mt2", Work::Pipelined(request.clone()));
+        let make = |imp| setup(imp, "mt2", Work::Pipelined(request.clone()));
         for (imp, rate) in budget.throughput(imps, &make) {
             let label = [("ours", "ours-loop"), ("ours-sink", "ours")].iter().find(|r| r.0 == imp);
-            let (metric, v) =
-                if group == "large" { ("MiB/s", rate * size) } else { ("msg/s", rate) };
-            emit(group, case, label.map_or(imp, |r| r.1), metric, v);
+            let (m, v) = if group == "large" { ("MiB/s", rate * size) } else { ("msg/s", rate) };
+            emit(group, case, label.map_or(imp, |r| r.1), m, v);
         }
     }
 
@@ -171,7 +162,7 @@ mod imp {
 
     fn two_process(budget: Budget) {
         let imps = ["framed", "interprocess", "ours", "ours-serve", "ours-sink"];
-        let make = |work: Work| move |imp| setup(imp, imp, "procs", work.clone());
+        let make = |work: Work| move |imp| setup(imp, "procs", work.clone());
         let put = |case: &str, imp, metric: &str, v| emit("two-process", case, imp, metric, v);
         let n = [budget.round_trips; 5];
         for (imp, h, _) in budget.measure(&imps, &n, true, &make(Work::RoundTrip)) {
@@ -198,16 +189,11 @@ mod imp {
     fn syscalls(_: Budget) {
         const N: u64 = 20_000;
         let count = |imp: &str, n: u64| -> Option<BTreeMap<String, f64>> {
-            let out = std::env::temp_dir().join(format!("bunctl-strace-{}", std::process::id()));
-            let status = Command::new("strace")
-                .args(["-c", "-f", "-U", "calls,name", "-o"])
-                .arg(&out)
-                .arg(std::env::current_exe().ok()?)
-                .args(["syscalls", imp, &n.to_string()])
-                .status()
-                .ok()?;
-            let text = std::fs::read_to_string(&out).ok().filter(|_| status.success())?;
-            let _ = std::fs::remove_file(&out);
+            let mut strace = Command::new("strace");
+            strace.args(["-c", "-f", "-U", "calls,name", "-o", "/dev/stdout"]);
+            strace.arg(std::env::current_exe().ok()?).args(["syscalls", imp, &n.to_string()]);
+            let out = strace.output().ok().filter(|out| out.status.success())?;
+            let text = String::from_utf8(out.stdout).ok()?;
             let row = |line: &str| {
                 let (calls, name) = line.trim().split_once(' ')?;
                 Some((name.trim().to_string(), calls.parse().ok()?))

@@ -68,7 +68,6 @@ impl Transport for Tokio {
     }
 }
 
-/// `interprocess`' tokio local socket, on a filesystem path.
 pub struct Interprocess;
 
 type IpStream = interprocess::local_socket::tokio::Stream;
@@ -118,11 +117,9 @@ impl Transport for Interprocess {
     }
 }
 
-/// Event frames, serialized once by the publisher.
 pub type Events = broadcast::Sender<Bytes>;
 
-/// Serves every connection: answers requests or, given `events`, sends each event frame
-/// published there (whatever is queued, flushed once per batch).
+/// Serves every connection: answers requests or, given `events`, sends what is published there.
 pub async fn server<T: Transport>(path: PathBuf, events: Option<Events>, ready: Ready) {
     let listener = T::bind(&path);
     ready.send(()).expect("ready");

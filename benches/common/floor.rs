@@ -26,7 +26,6 @@ fn pair() -> [UnixStream; 2] {
     [a, b]
 }
 
-/// `n` round trips of `request` one way and `reply` back: 2 writes, 2 reads each.
 pub fn round_trip(request: &[u8], reply: &[u8], n: u64, record: bool) -> (Duration, Vec<u32>) {
     let ([mut a, mut b], mut buf) = (pair(), vec![0; request.len().max(reply.len())]);
     timed_loop!(n, record, {
@@ -39,8 +38,8 @@ pub fn round_trip(request: &[u8], reply: &[u8], n: u64, record: bool) -> (Durati
 
 const BATCH: u64 = 64;
 
-/// `n` copies of each leg's frame through `pairs` socket pairs, `BATCH` frames per write: legs
-/// alternate direction (a request, then its reply), each written to every pair, then drained.
+/// `n` copies of each leg's frame (a request, then its reply) through `pairs` socket pairs, in
+/// batches: written to every pair, then drained.
 pub fn batched(pairs: usize, legs: &[&[u8]], n: u64) -> Duration {
     let mut pairs: Vec<_> = (0..pairs).map(|_| pair()).collect();
     let batches: Vec<Vec<u8>> = legs.iter().map(|f| f.repeat(BATCH as usize)).collect();
@@ -64,8 +63,7 @@ pub fn batched(pairs: usize, legs: &[&[u8]], n: u64) -> Duration {
     start.elapsed()
 }
 
-/// `n` copies of a large frame one way through a non-blocking pair, alternating writes and
-/// reads on one thread.
+/// `n` copies of a large frame through a non-blocking pair, writes and reads taking turns.
 pub fn bulk(frame: &[u8], n: u64) -> Duration {
     let ([mut a, mut b], mut buf) = (pair(), vec![0; 256 << 10]);
     a.set_nonblocking(true).and_then(|()| b.set_nonblocking(true)).expect("nonblocking");
@@ -91,8 +89,7 @@ pub fn bulk(frame: &[u8], n: u64) -> Duration {
     start.elapsed()
 }
 
-/// Blocking serde_json over a blocking pair: a writer thread serializes `n` copies of `msg`
-/// (one `write_all` per frame), this thread reads each frame with `read_exact` and parses it.
+/// Blocking serde_json: a writer thread serializes `n` copies of `msg`, this one parses them.
 pub fn blocking(msg: &IpcMessage, n: u64) -> Duration {
     let ([mut a, mut b], msg) = (pair(), msg.clone());
     let start = Instant::now();

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{broadcast, oneshot};
 
-/// Tells the client side that the server is bound.
 pub type Ready = mpsc::SyncSender<()>;
 pub type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -57,13 +56,11 @@ pub async fn server(imp: &'static str, path: PathBuf, ready: Ready) {
     }
 }
 
-/// The client runtime of one benchmark setup, its server, and a private socket directory.
-/// Flavors: `mt2`, one multi-thread runtime with 2 workers for both sides (the figure judged);
-/// `ct`, a current-thread runtime per side, each on its own thread; `procs`, the server in a
-/// child process, each process with an `mt2` runtime. Every runtime has one unrelated timer
-/// pending, as any real program has (a runtime without timers skips the time driver's work on
-/// every park, which only the baselines, without timeouts, would gain from); `mt2-bare` is
-/// `mt2` without it.
+/// The client runtime of one setup, its server, and a private socket directory. Flavors: `mt2`,
+/// one 2-worker runtime for both sides; `ct`, a current-thread runtime per side and thread;
+/// `procs`, the server in a child process. Runtimes have one unrelated timer pending, as real
+/// programs do (without, tokio skips its timer work, which only favours the baselines);
+/// `mt2-bare` has not.
 pub struct Sides {
     flavor: &'static str,
     rt: Runtime,
@@ -143,17 +140,17 @@ pub enum Work {
     Connects,
 }
 
-/// A measurement set up: `run(n, record)` does `n` operations and returns the total time and,
-/// if `record`, each one's in ns.
+/// `run(n, record)`: `n` operations, their total time and, if `record`, each one's in ns.
 pub type Run = Box<dyn FnMut(u64, bool) -> (Duration, Vec<u32>)>;
 
-pub fn setup(client: &str, server: &'static str, flavor: &'static str, work: Work) -> Run {
-    match (client, work) {
-        ("floor" | "blocking", work) => floor::setup(client == "blocking", work),
-        ("framed", w) => driven::<baseline::Client<Tokio>>(server, flavor, w),
-        ("interprocess", w) => driven::<baseline::Client<Interprocess>>(server, flavor, w),
-        (_, w @ Work::Pipelined(_)) => driven::<ours::Halves>(server, flavor, w),
-        (_, w) => driven::<IpcClient>(server, flavor, w),
+/// `imp`'s client and server on `flavor`, doing `work`.
+pub fn setup(imp: &'static str, flavor: &'static str, work: Work) -> Run {
+    match (imp, work) {
+        ("floor" | "blocking", work) => floor::setup(imp == "blocking", work),
+        ("framed", w) => driven::<baseline::Client<Tokio>>(imp, flavor, w),
+        ("interprocess", w) => driven::<baseline::Client<Interprocess>>(imp, flavor, w),
+        (_, w @ Work::Pipelined(_)) => driven::<ours::Halves>(imp, flavor, w),
+        (_, w) => driven::<IpcClient>(imp, flavor, w),
     }
 }
 
@@ -278,9 +275,8 @@ impl Peer {
     }
     /// The value of the next line, which must be `key value`.
     pub fn expect(&mut self, key: &str) -> String {
-        let mut line = String::new();
-        self.2.read_line(&mut line).expect("read from the child process");
-        let (k, v) = line.trim_end().split_once(' ').unwrap_or((line.trim_end(), ""));
+        let line = (&mut self.2).lines().next().expect("the child process ended").expect("read");
+        let (k, v) = line.split_once(' ').unwrap_or((&line, ""));
         assert_eq!(k, key, "the child process said {line:?}");
         v.to_string()
     }
@@ -330,7 +326,6 @@ pub fn emit(group: &str, case: &str, imp: &str, metric: &str, value: f64) {
     println!("{group}\t{case}\t{imp}\t{metric}\t{value:.4}");
 }
 
-/// Values with 3 significant digits, growing as needed.
 pub fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
     let mut h = Histogram::new(3).expect("3 significant digits");
     values.into_iter().for_each(|v| h.record(v).expect("auto-resizing"));

@@ -14,7 +14,6 @@ pub fn codec() -> LengthDelimitedCodec {
     codec.little_endian().length_field_length(4).max_frame_length(MAX_MESSAGE_SIZE).new_codec()
 }
 
-/// `serde_json::to_vec`, as the baselines do.
 pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(msg).expect("json"))
 }
@@ -29,7 +28,6 @@ pub fn small_reply() -> IpcResponse {
     IpcResponse::Data { data: json!({"name": "web", "status": "running", "pid": 1234}) }
 }
 
-/// What every server answers.
 pub fn reply_to(request: &IpcMessage) -> IpcResponse {
     match request {
         IpcMessage::Start { name, config } if name == "echo" => {
@@ -51,9 +49,7 @@ pub fn data_4k() -> IpcResponse {
 }
 
 fn repeat_to(unit: &str, size: usize) -> String {
-    let mut text = unit.repeat(size / unit.len() + 1);
-    text.truncate(size);
-    text
+    unit.repeat(size / unit.len() + 1)[..size].to_string()
 }
 
 /// `Start` with `size` bytes of text that JSON carries without escapes (`key=value;` pairs).

@@ -36,11 +36,9 @@ pub async fn server(path: PathBuf, mode: &'static str, bus: EventBus, ready: Rea
 #[allow(clippy::manual_async_fn, reason = "an `async fn` would hold the connection twice")]
 pub fn recv_send(mut conn: IpcConnection) -> impl Future<Output = ()> {
     async move {
-        while let Ok(request) = conn.recv().await {
-            if conn.send(&msgs::reply_to(&request)).await.is_err() {
-                break;
-            }
-        }
+        while let Ok(request) = conn.recv().await
+            && conn.send(&msgs::reply_to(&request)).await.is_ok()
+        {}
     }
 }
 

@@ -6,6 +6,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::vec::IntoIter;
 
 /// The panels: title; y axis; the figure key pattern (as in [`crate::grid`]); the groups (rows)
 /// and the series (columns, the implementations named by their labels).
@@ -39,10 +40,7 @@ fn short(v: f64) -> String {
     }
 }
 
-fn dashed<C: Clone>(
-    points: Vec<C>,
-    color: &RGBColor,
-) -> DashedPathElement<std::vec::IntoIter<C>, i32> {
+fn dashed<C: Clone>(points: Vec<C>, color: &RGBColor) -> DashedPathElement<IntoIter<C>, i32> {
     DashedPathElement::new(points, 4, 3, color.stroke_width(2))
 }
 
@@ -56,17 +54,15 @@ fn draw(area: &DrawingArea<SVGBackend, Shift>, f: &Figures, spec: &str, marks: &
         return Err(format!("bad panel {spec}").into());
     };
     let (groups, series): (Vec<_>, Vec<_>) = (pairs(groups).collect(), pairs(series).collect());
-    let values: Vec<Vec<Option<f64>>> = groups
-        .iter()
-        .map(|g| series.iter().map(|s| cell(f, pattern, g.1, s.1)).collect())
-        .collect();
+    let row = |g: &(&str, &str)| series.iter().map(|s| cell(f, pattern, g.1, s.1)).collect();
+    let values: Vec<Vec<Option<f64>>> = groups.iter().map(row).collect();
     let log = title.contains("log scale");
     let y = |v: f64| if log { v.log10() } else { v };
     let bars = values.iter().flatten().flatten().copied().filter(|v| *v > 0.0);
     let max = bars.clone().chain(marks.iter().flat_map(|m| m.2.iter().flatten().copied()));
     let max = max.map(y).fold(f64::MIN, f64::max);
-    let (lo, hi) =
-        if log { (bars.map(y).fold(max, f64::min).floor(), max.ceil()) } else { (0.0, max * 1.12) };
+    let min = bars.map(y).fold(max, f64::min);
+    let (lo, hi) = if log { (min.floor(), max.ceil()) } else { (0.0, max * 1.12) };
     let n = groups.len();
     let mut cc = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 15))
@@ -93,43 +89,34 @@ fn draw(area: &DrawingArea<SVGBackend, Shift>, f: &Figures, spec: &str, marks: &
             .filter_map(|(gi, v)| Some((gi as f64 - 0.4 + si as f64 * width, v[si]?)))
             .filter(|(_, v)| *v > 0.0);
         for (x, v) in bars {
-            cc.draw_series([Rectangle::new(
-                [(x, lo), (x + width * 0.9, y(v))],
-                color(name).filled(),
-            )])?;
+            let bar = [(x, lo), (x + width * 0.9, y(v))];
+            cc.draw_series([Rectangle::new(bar, color(name).filled())])?;
             cc.draw_series([Text::new(short(v), (x + width * 0.45, y(v)), &text)])?;
         }
     }
     for (_, color, values) in marks {
         for (gi, v) in values.iter().enumerate() {
-            let (x, w) = if values.len() == 1 {
-                (n as f64 / 2.0 - 0.5, n as f64 / 2.0)
-            } else {
-                (gi as f64, 0.45)
-            };
+            let half = n as f64 / 2.0;
+            let (x, w) = if values.len() == 1 { (half - 0.5, half) } else { (gi as f64, 0.45) };
             cc.draw_series(v.map(|v| dashed(vec![(x - w, y(v)), (x + w, y(v))], color)))?;
         }
     }
     // The legend, right of the plot: the series, then the marks.
-    let (right, style) = (area.dim_in_pixel().0 as i32 - 150, ("sans-serif", 12).into_font());
-    let legend = series
-        .iter()
-        .map(|s| (s.0, color(s.0), false))
-        .chain(marks.iter().map(|m| (m.0, m.1, true)));
-    for (i, (label, color, dash)) in legend.enumerate() {
+    let (x, style) = (area.dim_in_pixel().0 as i32 - 150, ("sans-serif", 12).into_font());
+    let legend = series.iter().map(|s| (s.0, color(s.0), false));
+    for (i, (label, color, dash)) in
+        legend.chain(marks.iter().map(|m| (m.0, m.1, true))).enumerate()
+    {
         let y = 40 + 18 * i as i32;
         match dash {
-            true => area.draw(&dashed(vec![(right + 4, y + 6), (right + 22, y + 6)], &color))?,
-            false => {
-                area.draw(&Rectangle::new([(right + 8, y), (right + 20, y + 12)], color.filled()))?
-            }
+            true => area.draw(&dashed(vec![(x + 4, y + 6), (x + 22, y + 6)], &color))?,
+            false => area.draw(&Rectangle::new([(x + 8, y), (x + 20, y + 12)], color.filled()))?,
         }
-        area.draw_text(label, &style.clone().into_text_style(area), (right + 26, y))?;
+        area.draw_text(label, &style.clone().into_text_style(area), (x + 26, y))?;
     }
     Ok(())
 }
 
-/// The whole chart as an SVG document.
 pub fn render(f: &Figures, machine: &[(&str, String)]) -> Result<String> {
     let framed_p50 = vec![f.get("round-trip", "mt2", "framed", "p50"), None, None];
     let marks = [

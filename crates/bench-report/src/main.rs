@@ -21,7 +21,7 @@ impl Figures {
     fn parse(text: &str) -> Figures {
         let row = |line: &str| {
             let (key, value) =
-                line.rsplit_once('\t').filter(|(k, _)| k.matches('\t').count() == 3)?;
+                line.rsplit_once('\t').filter(|kv| kv.0.matches('\t').count() == 3)?;
             Some((key.to_string(), value.trim().parse().ok()?))
         };
         Figures(text.lines().filter_map(row).collect())
@@ -50,8 +50,7 @@ fn add_criterion(f: &mut Figures, dir: &Path) {
     for group in entries(dir) {
         for imp in entries(&group) {
             let json = fs::read(imp.join("new/estimates.json")).ok();
-            let json: Option<serde_json::Value> =
-                json.and_then(|b| serde_json::from_slice(&b).ok());
+            let json = json.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
             let v = json.and_then(|j| {
                 ["slope", "mean"].iter().find_map(|k| j[k]["point_estimate"].as_f64())
             });
@@ -96,7 +95,6 @@ fn utc_now() -> String {
     time::OffsetDateTime::now_utc().format(format).unwrap_or_else(|_| "?".into())
 }
 
-/// What the figures were measured on: date, CPU, memory, kernel, rustc, load.
 fn machine(load_before: &str) -> [(&'static str, String); 6] {
     let read = |path: &str| fs::read_to_string(path).unwrap_or_default().trim().to_string();
     let field = |path: &str, key: &str| {
@@ -186,9 +184,8 @@ fn pairs(spec: &str) -> impl Iterator<Item = (&str, &str)> {
     spec.split(" | ").map(|s| s.split_once('=').unwrap_or((s, s)))
 }
 
-/// The key of the figure at row `r` and column `c` of a table whose keys follow `pattern`:
-/// `{r}` and `{c}` replaced (either may hold the other's placeholder; `c@row` takes `r` from
-/// there).
+/// `pattern` with `{r}` and `{c}` replaced (either may hold the other's placeholder); a column
+/// `c@row` takes the row from there.
 fn key(pattern: &str, r: &str, c: &str) -> String {
     let (c, r) = c.split_once('@').unwrap_or((c, r));
     pattern.replace("{r}", r).replace("{c}", c).replace("{r}", r)
@@ -222,7 +219,6 @@ fn grid(f: &Figures, spec: &str) -> String {
     table(&header, rows)
 }
 
-/// Implementations of the round-trip tables and chart.
 const RT_IMPS: [&str; 5] = ["floor", "framed", "interprocess", "ours", "ours-serve"];
 
 /// `BENCHMARKS.md`, one block (paragraph, heading, table, list item) per line. A line
@@ -336,8 +332,8 @@ fn targets(f: &Figures) -> String {
     row("2. pipelined ≥ 1.2× framed", measured, verdict(r.map(|r| r >= 1.2)));
     for case in ["1MiB", "8MiB"] {
         let large = |imp: &str| f.get("large", case, imp, "MiB/s");
-        let (rf, rb) =
-            (ratio(large("ours"), large("framed")), ratio(large("ours"), large("blocking")));
+        let vs = |imp| ratio(large("ours"), large(imp));
+        let (rf, rb) = (vs("framed"), vs("blocking"));
         let ours = show(" MiB/s", large("ours"));
         let measured = format!("{ours}: {} framed, {} blocking", show("×", rf), show("×", rb));
         let ok = verdict(rf.zip(rb).map(|(a, b)| a >= 1.3 && b >= 0.85));

@@ -16,8 +16,7 @@ const ROUND_TRIPS: u32 = 20_000;
 const PIPELINED: u32 = 200_000;
 const IN_FLIGHT: u32 = 16;
 
-/// A `bunctl-ipc serve` on a temporary socket, stopped on drop (SIGTERM first, so that it
-/// removes its socket; SIGKILL if that fails).
+/// A `bunctl-ipc serve`, stopped on drop: SIGTERM (it removes its socket), else SIGKILL.
 struct Daemon(Child, PathBuf);
 
 impl Drop for Daemon {
@@ -40,7 +39,6 @@ fn json_of(cmd: &mut Command) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// `value[path...]` as a number.
 fn number(value: &Value, path: &[&str]) -> Result<f64> {
     let found = path.iter().try_fold(value, |v, key| v.get(key));
     found.and_then(Value::as_f64).ok_or_else(|| format!("no {path:?} in {value}").into())
@@ -81,13 +79,13 @@ pub fn bench(bun: &Path, bin: &Path) -> Result {
     let rust_pipe = rust(&["--requests", &m, "--pipeline", &k])?;
     drop(daemon);
     let p = |v: &Value, p: &str| number(v, &["latency_us", p]);
-    let rust =
-        (p(&rust_rt, "p50")?, p(&rust_rt, "p99")?, number(&rust_pipe, &["requests_per_second"])?);
+    let rps = number(&rust_pipe, &["requests_per_second"])?;
+    let rust = (p(&rust_rt, "p50")?, p(&rust_rt, "p99")?, rps);
     let rps = format!("rps_{IN_FLIGHT}_in_flight");
     let ts = (number(&ts, &["p50_us"])?, number(&ts, &["p99_us"])?, number(&ts, &[&rps])?);
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let section =
-        render(rust, ts, &version, &format!("{}, load average {}", utc_now(), load.trim()));
+    let when = format!("{}, load average {}", utc_now(), load.trim());
+    let section = render(rust, ts, &version, &when);
     print!("\n{section}");
     let path = workspace_root().join("BENCHMARKS.md");
     fs::write(&path, splice(&fs::read_to_string(&path).unwrap_or_default(), &section))?;
@@ -115,8 +113,7 @@ pub fn section(doc: &str) -> Option<&str> {
     section_range(doc).map(|r| &doc[r.start..(r.end + 1).min(doc.len())])
 }
 
-/// `doc` with `section` replacing the one between the markers, or inserted before the
-/// analysis (at the end when there is none).
+/// `doc` with `section` replacing the one between the markers, else before the analysis.
 pub fn splice(doc: &str, section: &str) -> String {
     if let Some(old) = section_range(doc) {
         let after = doc[old.end..].strip_prefix('\n').unwrap_or(&doc[old.end..]);
