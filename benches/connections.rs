@@ -43,7 +43,7 @@ mod imp {
                 let wanted = |group| benchmarking && (all || args.contains(&group));
                 if wanted("memory") {
                     breakdown();
-                    [1_000, 10_000].into_iter().for_each(|n| memory(n, args.contains(&"--quick")));
+                    [1_000, 10_000].into_iter().for_each(memory);
                 }
                 if wanted("load") {
                     load(10_000, 10);
@@ -54,7 +54,7 @@ mod imp {
 
     /// Inline sizes, and the heap tokio allocates per socket and per timer (bytes).
     fn breakdown() {
-        let rt = runtime(true, false);
+        let rt = runtime(false, false);
         let _context = rt.enter();
         // Warm up the runtime's lazily allocated parts first.
         drop((UnixStream::pair(), Box::pin(tokio::time::sleep(Duration::from_secs(1)))));
@@ -157,10 +157,9 @@ mod imp {
         (heap() as f64 - before as f64) / n as f64
     }
 
-    fn memory(n: usize, quick: bool) {
+    fn memory(n: usize) {
         for label in ["ours", "ours-task", "ours-serve", "framed", "interprocess"] {
             match label {
-                _ if quick && n > 1_000 && !matches!(label, "ours-serve" | "framed") => {}
                 "ours" => held::<IpcConnection>(label, label, n),
                 "ours-task" => held::<Tasks>(label, "ours", n),
                 "ours-serve" => held::<Tasks>(label, label, n),

@@ -104,7 +104,7 @@ fn render(rust: Row, ts: Row, bun: &str, when: &str) -> String {
     ];
     let table = table(&["client", "round trip p50", "round trip p99", &in_flight], rows);
     format!(
-        "{START}\n## TypeScript client (Bun) against the reference daemon\n\nOne release-built `bunctl-ipc serve` on a Unix socket, both clients measured in the same run on one connection each, sending `List`: the round trip over {ROUND_TRIPS} sequential requests, throughput over {PIPELINED} requests with {IN_FLIGHT} in flight. Rust: `bunctl-ipc bench --clients 1` (`IpcClient`; `--pipeline {IN_FLIGHT}` for throughput). TypeScript: `clients/typescript/bench/roundtrip.ts` under Bun {bun}. Measured {when}; `cargo xtask bench-ts` regenerates this section.\n\n{table}{END}\n"
+        "{START}\n## TypeScript client (Bun) against the reference daemon\n\nOne release-built `bunctl-ipc serve` on a Unix socket, both clients measured in the same run on one connection each, sending `List`: the round trip over {ROUND_TRIPS} sequential requests, throughput over {PIPELINED} requests with {IN_FLIGHT} in flight. Rust: `bunctl-ipc bench --clients 1` (`IpcClient`; `--pipeline {IN_FLIGHT}` for throughput). TypeScript: `clients/typescript/bench/roundtrip.ts` under Bun {bun}. Measured {when}; `cargo xtask bench-ts` regenerates this section.\n\n{table}\n\n{END}\n"
     )
 }
 
@@ -149,7 +149,7 @@ mod tests {
         let twice = splice(&once, &render(g, g, "1.4.5", "later"));
         assert_eq!(twice.matches(START).count(), 1);
         assert!(twice.contains("| 5.0 µs ") && !twice.contains("| 1.0 µs "));
-        assert!(twice.ends_with("<!-- bench-ts: end -->\n\n## Analysis\n\ny\n"));
+        assert!(twice.ends_with("|\n\n<!-- bench-ts: end -->\n\n## Analysis\n\ny\n"));
         assert_eq!(section(&twice).map(|s| s.ends_with(&format!("{END}\n"))), Some(true));
     }
 }
