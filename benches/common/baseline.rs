@@ -1,12 +1,14 @@
-//! The hand-written alternatives: tokio-util `LengthDelimitedCodec` (u32, little-endian) with
-//! serde_json, as a user would write it, over tokio's `UnixStream` ("framed") or over the
-//! `interprocess` crate's tokio local socket ("interprocess").
-//!
-//! Both sides are written the idiomatic way: requests serialized with `serde_json::to_vec`,
-//! frames parsed with `serde_json::from_slice`, the connection split into a `FramedRead` and a
-//! `FramedWrite`, and the server answering with `stream.map(..).forward(sink)`, which flushes
-//! only when no further request is ready (so replies to pipelined requests share writes).
+//! The hand-written alternatives, as a user would write them: `LengthDelimitedCodec` and
+//! serde_json over tokio's `UnixStream` (`framed`) or `interprocess`' local socket, split into
+//! `FramedRead`/`FramedWrite`; the server answers with `stream.map(..).forward(sink)`.
 
+use super::msgs::{self, codec, to_bytes};
+use super::{Ready, Res};
+use bunctl_ipc::{IpcMessage, IpcResponse};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::{Listener, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,93 +16,58 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use bunctl_ipc::{IpcMessage, IpcResponse, MAX_MESSAGE_SIZE};
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use interprocess::local_socket::tokio::prelude::*;
-use interprocess::local_socket::{GenericFilePath, ListenerOptions};
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{UnixListener, UnixStream, unix};
 use tokio::sync::broadcast;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::msgs;
-use super::sides::Ready;
+type Rx<R> = FramedRead<R, LengthDelimitedCodec>;
+type Tx<W> = FramedWrite<W, LengthDelimitedCodec>;
 
-/// The framing a user would configure: `[u32 LE length][payload]`, 10 MiB limit.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .little_endian()
-        .length_field_length(4)
-        .max_frame_length(MAX_MESSAGE_SIZE)
-        .new_codec()
+async fn parse<R: AsyncRead + Unpin>(rx: &mut Rx<R>) -> Res<IpcResponse> {
+    Ok(serde_json::from_slice(&rx.next().await.ok_or("closed")??)?)
 }
 
-/// `serde_json::to_vec`, as a `Bytes` for the codec.
-pub fn to_bytes<T: Serialize>(msg: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(msg).expect("json"))
-}
-
-/// A byte stream to run the framing over.
 pub trait Transport: Send + Sync + 'static {
-    /// Label in reports.
-    const NAME: &'static str;
-    /// A connected stream.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
-    /// Its reading half.
     type Read: AsyncRead + Send + Unpin + 'static;
-    /// Its writing half.
     type Write: AsyncWrite + Send + Unpin + 'static;
-    /// A listener.
     type Listener: Send + Sync + 'static;
-    /// Binds `path` (inside a runtime).
     fn bind(path: &Path) -> Self::Listener;
-    /// Accepts one connection.
     fn accept(l: &Self::Listener) -> impl Future<Output = Self::Stream> + Send;
-    /// Connects to `path`.
-    fn connect(path: PathBuf) -> impl Future<Output = Self::Stream> + Send;
-    /// Splits a stream into owned halves.
+    fn connect(path: PathBuf) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     fn split(s: Self::Stream) -> (Self::Read, Self::Write);
 }
 
-/// tokio's `UnixStream`.
 pub struct Tokio;
 
 impl Transport for Tokio {
-    const NAME: &'static str = "framed";
-    type Stream = tokio::net::UnixStream;
-    type Read = tokio::net::unix::OwnedReadHalf;
-    type Write = tokio::net::unix::OwnedWriteHalf;
-    type Listener = tokio::net::UnixListener;
-
-    fn bind(path: &Path) -> Self::Listener {
-        tokio::net::UnixListener::bind(path).expect("bind")
+    type Stream = UnixStream;
+    type Read = unix::OwnedReadHalf;
+    type Write = unix::OwnedWriteHalf;
+    type Listener = UnixListener;
+    fn bind(path: &Path) -> UnixListener {
+        UnixListener::bind(path).expect("bind")
     }
-
-    async fn accept(l: &Self::Listener) -> Self::Stream {
+    async fn accept(l: &UnixListener) -> UnixStream {
         l.accept().await.expect("accept").0
     }
-
-    async fn connect(path: PathBuf) -> Self::Stream {
-        // A full accept backlog is `EAGAIN` for Unix sockets: retry, as any client must.
+    fn split(s: UnixStream) -> (Self::Read, Self::Write) {
+        s.into_split()
+    }
+    async fn connect(path: PathBuf) -> io::Result<UnixStream> {
         loop {
-            match tokio::net::UnixStream::connect(&path).await {
-                Ok(s) => return s,
+            match UnixStream::connect(&path).await {
+                // A full accept backlog is `EAGAIN` for Unix sockets: retry, as any client must.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     tokio::time::sleep(Duration::from_millis(1)).await
                 }
-                Err(e) => panic!("connect: {e}"),
+                result => return result,
             }
         }
     }
-
-    fn split(s: Self::Stream) -> (Self::Read, Self::Write) {
-        s.into_split()
-    }
 }
 
-/// `interprocess::local_socket::tokio::Stream`, a filesystem-path local socket.
 pub struct Interprocess;
 
 type IpStream = interprocess::local_socket::tokio::Stream;
@@ -109,121 +76,91 @@ type IpStream = interprocess::local_socket::tokio::Stream;
 /// the crate recommends instead of its deprecated `split`).
 pub struct Shared(Arc<IpStream>);
 
+type Polled<T> = Poll<io::Result<T>>;
+
 impl AsyncRead for Shared {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_read(cx, buf)
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context, buf: &mut ReadBuf) -> Polled<()> {
+        Pin::new(&mut &*self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Shared {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context, buf: &[u8]) -> Polled<usize> {
+        Pin::new(&mut &*self.0).poll_write(cx, buf)
     }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context) -> Polled<()> {
+        Pin::new(&mut &*self.0).poll_flush(cx)
     }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s: &IpStream = &self.0;
-        Pin::new(&mut s).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context) -> Polled<()> {
+        Pin::new(&mut &*self.0).poll_shutdown(cx)
     }
 }
 
 impl Transport for Interprocess {
-    const NAME: &'static str = "interprocess";
     type Stream = IpStream;
     type Read = Shared;
     type Write = Shared;
-    type Listener = interprocess::local_socket::tokio::Listener;
-
-    fn bind(path: &Path) -> Self::Listener {
+    type Listener = Listener;
+    fn bind(path: &Path) -> Listener {
         let name = path.to_fs_name::<GenericFilePath>().expect("name");
         ListenerOptions::new().name(name).create_tokio().expect("bind")
     }
-
-    async fn accept(l: &Self::Listener) -> Self::Stream {
+    async fn accept(l: &Listener) -> IpStream {
         l.accept().await.expect("accept")
     }
-
-    async fn connect(path: PathBuf) -> Self::Stream {
-        let name = path.as_path().to_fs_name::<GenericFilePath>().expect("name");
-        IpStream::connect(name).await.expect("connect")
+    async fn connect(path: PathBuf) -> io::Result<IpStream> {
+        IpStream::connect(path.as_path().to_fs_name::<GenericFilePath>()?).await
     }
-
-    fn split(s: Self::Stream) -> (Self::Read, Self::Write) {
+    fn split(s: IpStream) -> (Shared, Shared) {
         let s = Arc::new(s);
         (Shared(Arc::clone(&s)), Shared(s))
     }
 }
 
-/// Serves `conns` connections, each answering every request with [`msgs::small_reply`].
-pub async fn server<T: Transport>(path: PathBuf, conns: usize, ready: Ready) {
+pub type Events = broadcast::Sender<Bytes>;
+
+/// Serves every connection: answers requests or, given `events`, sends what is published there.
+pub async fn server<T: Transport>(path: PathBuf, events: Option<Events>, ready: Ready) {
     let listener = T::bind(&path);
     ready.send(()).expect("ready");
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
-        let stream = T::accept(&listener).await;
-        tasks.spawn(serve_connection::<T>(stream));
+    loop {
+        let (r, w) = T::split(T::accept(&listener).await);
+        let (requests, mut tx) = (FramedRead::new(r, codec()), FramedWrite::new(w, codec()));
+        let Some(mut events) = events.as_ref().map(broadcast::Sender::subscribe) else {
+            let replies = requests.map(|frame| {
+                let request = serde_json::from_slice(&frame?).map_err(io::Error::other)?;
+                io::Result::Ok(to_bytes(&msgs::reply_to(&request)))
+            });
+            tokio::spawn(replies.forward(tx));
+            continue;
+        };
+        tokio::spawn(async move {
+            let _requests = requests;
+            while let Ok(first) = events.recv().await {
+                tx.feed(first).await?;
+                while let Ok(frame) = events.try_recv() {
+                    tx.feed(frame).await?;
+                }
+                SinkExt::<Bytes>::flush(&mut tx).await?;
+            }
+            io::Result::Ok(())
+        });
     }
-    while tasks.join_next().await.is_some() {}
 }
 
-async fn serve_connection<T: Transport>(stream: T::Stream) {
-    let (r, w) = T::split(stream);
-    let requests = FramedRead::new(r, codec());
-    let replies = FramedWrite::new(w, codec());
-    let _ = requests
-        .map(|frame| {
-            let request: IpcMessage = serde_json::from_slice(&frame?).map_err(io::Error::other)?;
-            let reply = match request {
-                IpcMessage::Unsubscribe => IpcResponse::Success { message: "bye".into() },
-                _ => msgs::small_reply(),
-            };
-            Ok(to_bytes(&reply))
-        })
-        .forward(replies)
-        .await;
-}
+pub struct Client<T: Transport>(Rx<T::Read>, Tx<T::Write>);
 
-/// A client connection, split in two halves.
-pub struct Client<T: Transport> {
-    /// Replies in.
-    pub rx: FramedRead<T::Read, LengthDelimitedCodec>,
-    /// Requests out.
-    pub tx: FramedWrite<T::Write, LengthDelimitedCodec>,
-}
-
-impl<T: Transport> Client<T> {
-    /// Connects to `path`.
-    pub async fn connect(path: PathBuf) -> Client<T> {
-        let (r, w) = T::split(T::connect(path).await);
-        Client { rx: FramedRead::new(r, codec()), tx: FramedWrite::new(w, codec()) }
+impl<T: Transport> super::Client for Client<T> {
+    async fn connect(path: PathBuf) -> Res<Self> {
+        let (r, w) = T::split(T::connect(path).await?);
+        Ok(Client(FramedRead::new(r, codec()), FramedWrite::new(w, codec())))
     }
-
-    /// Sends `request` and waits for its reply.
-    pub async fn request(&mut self, request: &IpcMessage) -> IpcResponse {
-        self.tx.send(to_bytes(request)).await.expect("send");
-        let frame = self.rx.next().await.expect("reply").expect("frame");
-        serde_json::from_slice(&frame).expect("json")
+    async fn request(&mut self, request: &IpcMessage) -> Res {
+        self.1.send(to_bytes(request)).await?;
+        parse(&mut self.0).await.map(drop)
     }
-
-    /// Sends `n` copies of `request` from a second task (fed, flushed once at the end) while
-    /// this task reads the `n` replies; returns the time to the last reply.
-    pub async fn pipelined(mut self, request: IpcMessage, n: u64) -> (Self, Duration) {
-        let start = Instant::now();
-        let mut tx = self.tx;
+    async fn pipelined(self, request: IpcMessage, n: u64) -> (Self, Duration) {
+        let (start, Client(mut rx, mut tx)) = (Instant::now(), self);
         let writer = tokio::spawn(async move {
             for _ in 0..n {
                 tx.feed(to_bytes(&request)).await.expect("feed");
@@ -232,76 +169,14 @@ impl<T: Transport> Client<T> {
             tx
         });
         for _ in 0..n {
-            let frame = self.rx.next().await.expect("reply").expect("frame");
-            let _: IpcResponse = serde_json::from_slice(&frame).expect("json");
+            parse(&mut rx).await.expect("reply");
         }
-        self.tx = writer.await.expect("writer");
-        (self, start.elapsed())
+        (Client(rx, writer.await.expect("writer")), start.elapsed())
     }
-}
-
-/// Event fan-out by hand: the publisher serializes each event once and broadcasts the bytes;
-/// each connection's task frames whatever is queued and flushes once per batch.
-pub async fn fanout_server<T: Transport>(
-    path: PathBuf,
-    conns: usize,
-    events: broadcast::Sender<Bytes>,
-    ready: Ready,
-) {
-    let listener = T::bind(&path);
-    ready.send(()).expect("ready");
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..conns {
-        let stream = T::accept(&listener).await;
-        let mut rx = events.subscribe();
-        tasks.spawn(async move {
-            let (_r, w) = T::split(stream);
-            let mut sink = FramedWrite::new(w, codec());
-            loop {
-                let first = match rx.recv().await {
-                    Ok(frame) => frame,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                    Err(broadcast::error::RecvError::Lagged(n)) => panic!("lagged by {n}"),
-                };
-                if sink.feed(first).await.is_err() {
-                    break;
-                }
-                while let Ok(frame) = rx.try_recv() {
-                    if sink.feed(frame).await.is_err() {
-                        return;
-                    }
-                }
-                if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(events);
-    while tasks.join_next().await.is_some() {}
-}
-
-/// The receiving end of a fan-out subscriber.
-pub struct Subscriber<T: Transport> {
-    rx: FramedRead<T::Read, LengthDelimitedCodec>,
-    _tx: T::Write,
-}
-
-impl<T: Transport> Subscriber<T> {
-    /// Connects to `path`.
-    pub async fn connect(path: PathBuf) -> Subscriber<T> {
-        let (r, w) = T::split(T::connect(path).await);
-        Subscriber { rx: FramedRead::new(r, codec()), _tx: w }
-    }
-
-    /// Receives and parses `n` events.
-    pub async fn receive(mut self, n: u64) -> Self {
+    async fn events(mut self, n: u64) -> Self {
         for _ in 0..n {
-            let frame = self.rx.next().await.expect("event").expect("frame");
-            match serde_json::from_slice(&frame).expect("json") {
-                IpcResponse::Event { .. } => {}
-                other => panic!("not an event: {other:?}"),
-            }
+            let event = parse(&mut self.0).await.expect("event");
+            assert!(matches!(event, IpcResponse::Event { .. }), "not an event: {event:?}");
         }
         self
     }

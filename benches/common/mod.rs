@@ -1,19 +1,8 @@
-//! Workloads and baselines shared by the benchmark binaries in `benches/`.
-//!
-//! Every workload runs against these implementations, in the same process and run:
-//!
-//! | label          | what                                                                   |
-//! |----------------|------------------------------------------------------------------------|
-//! | `floor`        | the same bytes through `socketpair(2)` on one thread: no runtime, no JSON |
-//! | `framed`       | hand-written tokio `Framed` + `LengthDelimitedCodec` (u32 LE) + serde_json |
-//! | `interprocess` | the same framing over the `interprocess` crate's tokio local socket     |
-//! | `ours`         | bunctl-ipc: `IpcClient` + a `recv`/`send` loop per connection            |
-//! | `ours-serve`   | bunctl-ipc: `IpcClient` + `serve_connection` (the reference daemon's path) |
-//! | `ours-sink`    | bunctl-ipc: server on the split connection's `Stream`/`Sink`, like the baselines |
-//! | `blocking`     | large messages only: serde_json over blocking sockets, two threads       |
+//! Workloads, implementations (`floor`, `framed`, `interprocess`, `ours`, `ours-serve`,
+//! `ours-sink`, `blocking`: see `BENCHMARKS.md`) and process plumbing of the benchmarks.
 #![allow(dead_code)]
 
-/// Runs `$op` `$n` times; returns the total time and, if `$record`, each one's in ns.
+/// `$op` `$n` times: the total time and, if `$record`, each one's in ns.
 macro_rules! timed_loop {
     ($n:expr, $record:expr, $op:expr) => {{
         let mut lat: Vec<u32> = Vec::with_capacity(if $record { $n as usize } else { 0 });
@@ -33,346 +22,312 @@ pub mod baseline;
 pub mod floor;
 pub mod msgs;
 pub mod ours;
-pub mod sides;
-
-use std::time::{Duration, Instant};
-
-use bunctl_ipc::{EventBus, IpcClient, IpcMessage, IpcResponse};
-use bytes::Bytes;
-use tokio::sync::broadcast;
 
 use baseline::{Interprocess, Tokio};
-use ours::ServerMode;
-use sides::{Driven, Flavor, Sides};
+use bunctl_ipc::{EventBus, IpcClient, IpcMessage};
+use hdrhistogram::Histogram;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::{broadcast, oneshot};
 
-/// An implementation under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Imp {
-    /// Raw bytes, one thread.
-    Floor,
-    /// tokio `Framed` + `LengthDelimitedCodec` + serde_json.
-    Framed,
-    /// `interprocess` + the same framing.
-    Interprocess,
-    /// bunctl-ipc, `recv`/`send` loop on the server.
-    Ours,
-    /// bunctl-ipc, `serve_connection` on the server.
-    OursServe,
-    /// bunctl-ipc, the split connection's `Stream`/`Sink` on the server.
-    OursSink,
-    /// serde_json over blocking sockets (large messages only).
-    Blocking,
+pub type Ready = mpsc::SyncSender<()>;
+pub type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn runtime(multi: bool, timer: bool) -> Runtime {
+    let mut b = if multi { Builder::new_multi_thread() } else { Builder::new_current_thread() };
+    let rt = b.worker_threads(2).enable_all().build().expect("runtime");
+    if timer {
+        rt.spawn(async { tokio::time::sleep(Duration::from_secs(3600)).await });
+    }
+    rt
 }
 
-impl Imp {
-    /// Label in reports.
-    pub fn label(self) -> &'static str {
-        match self {
-            Imp::Floor => "floor",
-            Imp::Framed => "framed",
-            Imp::Interprocess => "interprocess",
-            Imp::Ours => "ours",
-            Imp::OursServe => "ours-serve",
-            Imp::OursSink => "ours-sink",
-            Imp::Blocking => "blocking",
-        }
+/// `imp`'s server, serving every connection until it is dropped.
+pub async fn server(imp: &'static str, path: PathBuf, ready: Ready) {
+    match imp {
+        "framed" => baseline::server::<Tokio>(path, None, ready).await,
+        "interprocess" => baseline::server::<Interprocess>(path, None, ready).await,
+        _ => ours::server(path, imp, EventBus::new(), ready).await,
     }
 }
 
-/// Starts `server`'s side of a request/response workload on `sides` (one connection).
-pub fn spawn_server(sides: &Sides, server: Imp) {
-    let p = sides.path();
-    match server {
-        Imp::Ours => sides.spawn_server(move |ready| ours::server(p, 1, ServerMode::Loop, ready)),
-        Imp::OursServe => {
-            sides.spawn_server(move |ready| ours::server(p, 1, ServerMode::Serve, ready))
-        }
-        Imp::OursSink => {
-            sides.spawn_server(move |ready| ours::server(p, 1, ServerMode::Sink, ready))
-        }
-        Imp::Framed => sides.spawn_server(move |ready| baseline::server::<Tokio>(p, 1, ready)),
-        Imp::Interprocess => {
-            sides.spawn_server(move |ready| baseline::server::<Interprocess>(p, 1, ready))
-        }
-        other => panic!("{other:?} has no server"),
-    }
+/// The client runtime of one setup, its server, and a private socket directory. Flavors: `mt2`,
+/// one 2-worker runtime for both sides; `ct`, a current-thread runtime per side and thread;
+/// `procs`, the server in a child process. Runtimes have one unrelated timer pending, as real
+/// programs do (without, tokio skips its timer work, which only favours the baselines);
+/// `mt2-bare` has not.
+pub struct Sides {
+    flavor: &'static str,
+    rt: Runtime,
+    /// `ct`: dropping it ends the server's thread; `procs`: the server's process.
+    server: (Option<oneshot::Sender<()>>, Option<Peer>),
+    dir: tempfile::TempDir,
 }
 
-/// Small request/response round trips on one connection.
-pub enum RoundTrip {
-    /// See [`floor::RoundTrip`].
-    Floor(floor::RoundTrip),
-    /// bunctl-ipc.
-    Ours(Driven<IpcClient>),
-    /// tokio Framed.
-    Framed(Driven<baseline::Client<Tokio>>),
-    /// interprocess.
-    Interprocess(Driven<baseline::Client<Interprocess>>),
-}
-
-impl RoundTrip {
-    /// Sets up a server and a connected client of the same implementation.
-    pub fn new(imp: Imp, flavor: Flavor) -> RoundTrip {
-        Self::mixed(imp, imp, flavor)
+impl Sides {
+    pub fn new(flavor: &'static str) -> Sides {
+        let rt = runtime(flavor != "ct", flavor != "mt2-bare");
+        let dir = tempfile::Builder::new().prefix("bunctl-bench-").tempdir().expect("tempdir");
+        Sides { flavor, rt, server: (None, None), dir }
     }
-
-    /// Sets up `server`'s server and `client`'s client (the wire is the same for all).
-    pub fn mixed(client: Imp, server: Imp, flavor: Flavor) -> RoundTrip {
-        if client == Imp::Floor {
-            return RoundTrip::Floor(floor::RoundTrip::new(
-                msgs::frame(&msgs::small_request()),
-                msgs::frame(&msgs::small_reply()),
-            ));
-        }
-        let sides = Sides::new(flavor);
+    pub fn serving(flavor: &'static str, imp: &'static str) -> Sides {
+        let mut sides = Sides::new(flavor);
         let path = sides.path();
-        spawn_server(&sides, server);
-        match client {
-            Imp::Ours | Imp::OursServe | Imp::OursSink => {
-                RoundTrip::Ours(Driven::connect(sides, ours::connect(path)))
-            }
-            Imp::Framed => {
-                RoundTrip::Framed(Driven::connect(sides, baseline::Client::connect(path)))
-            }
-            Imp::Interprocess => {
-                RoundTrip::Interprocess(Driven::connect(sides, baseline::Client::connect(path)))
-            }
-            other => panic!("no {other:?} round trip"),
+        if flavor == "procs" {
+            let mut child = Peer::spawn(&["serve", imp, path.to_str().expect("utf-8")]);
+            child.expect("ready");
+            sides.server.1 = Some(child);
+        } else {
+            sides.spawn(move |ready| server(imp, path, ready));
         }
+        sides
     }
-
-    /// `n` round trips; the total time and, if `record`, each one's in ns.
-    pub fn run(&mut self, n: u64, record: bool) -> (Duration, Vec<u32>) {
-        let req = msgs::small_request();
-        match self {
-            RoundTrip::Floor(f) => f.run(n, record),
-            RoundTrip::Ours(d) => d.drive(move |mut c| async move {
-                let out = timed_loop!(n, record, ours::request(&mut c, &req).await);
-                (c, out)
-            }),
-            RoundTrip::Framed(d) => d.drive(move |mut c| async move {
-                let out = timed_loop!(n, record, c.request(&req).await);
-                (c, out)
-            }),
-            RoundTrip::Interprocess(d) => d.drive(move |mut c| async move {
-                let out = timed_loop!(n, record, c.request(&req).await);
-                (c, out)
-            }),
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("bench.sock")
+    }
+    /// Starts a server here (with `ct` on a thread of its own), and waits until it is bound.
+    pub fn spawn<F: Future<Output = ()> + Send + 'static>(
+        &mut self,
+        make: impl FnOnce(Ready) -> F,
+    ) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.flavor == "ct" {
+            let (serve, stop) = (make(tx), oneshot::channel::<()>());
+            self.server.0 = Some(stop.0);
+            std::thread::spawn(move || {
+                let stopped = async { tokio::select!(() = serve => {}, _ = stop.1 => {}) };
+                runtime(false, true).block_on(stopped);
+            });
+        } else {
+            self.rt.spawn(make(tx));
         }
+        rx.recv().expect("server failed to start");
+    }
+    pub fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.rt.block_on(async move { tokio::spawn(fut).await.expect("bench task") })
     }
 }
 
-/// Requests pipelined on one connection: one task writes them, another reads the replies.
-/// With a large request this is the large-message throughput workload.
-pub enum Pipelined {
-    /// See [`floor::Pipelined`] / [`floor::Bulk`].
-    Floor(floor::Pipelined),
-    /// See [`floor::Bulk`].
-    Bulk(floor::Bulk),
-    /// See [`floor::blocking_json`].
-    Blocking(IpcMessage),
-    /// bunctl-ipc.
-    Ours(Driven<ours::Halves>, IpcMessage),
-    /// tokio Framed.
-    Framed(Driven<baseline::Client<Tokio>>, IpcMessage),
-    /// interprocess.
-    Interprocess(Driven<baseline::Client<Interprocess>>, IpcMessage),
+/// A client of one implementation; every server speaks the same wire.
+pub trait Client: Sized + Send + 'static {
+    fn connect(path: PathBuf) -> impl Future<Output = Res<Self>> + Send;
+    fn request(&mut self, request: &IpcMessage) -> impl Future<Output = Res> + Send;
+    /// Sends `n` copies of `request` from a second task (fed, flushed once at the end) while
+    /// this one reads the `n` replies; the time to the last reply.
+    fn pipelined(self, _: IpcMessage, _: u64) -> impl Future<Output = (Self, Duration)> + Send {
+        async { unreachable!("pipelined runs on the split connection") }
+    }
+    /// Subscribes to every event (the baselines' fan-out server sends them unasked).
+    fn subscribe(self) -> impl Future<Output = Self> + Send {
+        async { self }
+    }
+    fn events(self, _: u64) -> impl Future<Output = Self> + Send {
+        async { unreachable!("events go to `IpcClient`") }
+    }
 }
 
-impl Pipelined {
-    /// Sets up a server and a connected client of the same implementation, sending copies of
-    /// `request`.
-    pub fn new(imp: Imp, flavor: Flavor, request: IpcMessage) -> Pipelined {
-        Self::mixed(imp, imp, flavor, request)
-    }
+/// What a client does in one timed run: round trips of [`msgs::small_request`]; copies of a
+/// request pipelined; or the CLI's pattern, connect + one request + close.
+#[derive(Clone)]
+pub enum Work {
+    RoundTrip,
+    Pipelined(IpcMessage),
+    Connects,
+}
 
-    /// Sets up `server`'s server and `client`'s client.
-    pub fn mixed(client: Imp, server: Imp, flavor: Flavor, request: IpcMessage) -> Pipelined {
-        let small = request == msgs::small_request();
-        match client {
-            Imp::Floor if small => {
-                return Pipelined::Floor(floor::Pipelined::new(
-                    &msgs::frame(&request),
-                    &msgs::frame(&msgs::small_reply()),
-                ));
-            }
-            Imp::Floor => return Pipelined::Bulk(floor::Bulk::new(msgs::frame(&request))),
-            Imp::Blocking => return Pipelined::Blocking(request),
-            _ => {}
-        }
-        let sides = Sides::new(flavor);
-        let path = sides.path();
-        spawn_server(&sides, server);
-        match client {
-            Imp::Ours | Imp::OursServe | Imp::OursSink => {
-                Pipelined::Ours(Driven::connect(sides, ours::connect_halves(path)), request)
-            }
-            Imp::Framed => {
-                Pipelined::Framed(Driven::connect(sides, baseline::Client::connect(path)), request)
-            }
-            Imp::Interprocess => {
-                let client = Driven::connect(sides, baseline::Client::connect(path));
-                Pipelined::Interprocess(client, request)
-            }
-            other => panic!("no {other:?} client"),
-        }
-    }
+/// `run(n, record)`: `n` operations, their total time and, if `record`, each one's in ns.
+pub type Run = Box<dyn FnMut(u64, bool) -> (Duration, Vec<u32>)>;
 
-    /// Sends `n` requests and waits for the last reply.
-    pub fn run(&mut self, n: u64) -> Duration {
-        match self {
-            Pipelined::Floor(f) => f.run(n),
-            Pipelined::Bulk(f) => f.run(n),
-            Pipelined::Blocking(msg) => floor::blocking_json(msg, n),
-            Pipelined::Ours(d, req) => {
-                let req = req.clone();
-                d.drive(move |h| ours::pipelined(h, req, n))
-            }
-            Pipelined::Framed(d, req) => {
-                let req = req.clone();
-                d.drive(move |c| c.pipelined(req, n))
-            }
-            Pipelined::Interprocess(d, req) => {
-                let req = req.clone();
-                d.drive(move |c| c.pipelined(req, n))
-            }
-        }
+/// `imp`'s client and server on `flavor`, doing `work`.
+pub fn setup(imp: &'static str, flavor: &'static str, work: Work) -> Run {
+    match (imp, work) {
+        ("floor" | "blocking", work) => floor::setup(imp == "blocking", work),
+        ("framed", w) => driven::<baseline::Client<Tokio>>(imp, flavor, w),
+        ("interprocess", w) => driven::<baseline::Client<Interprocess>>(imp, flavor, w),
+        (_, w @ Work::Pipelined(_)) => driven::<ours::Halves>(imp, flavor, w),
+        (_, w) => driven::<IpcClient>(imp, flavor, w),
     }
+}
+
+/// A [`Run`] of `run(client, n, record)`, the client handed back (and dropped before the sides).
+fn drive<C, R, F>(mut state: (Option<C>, Sides), mut run: R) -> Run
+where
+    C: Send + 'static,
+    R: FnMut(C, u64, bool) -> F + 'static,
+    F: Future<Output = (C, (Duration, Vec<u32>))> + Send + 'static,
+{
+    Box::new(move |n, record| {
+        let (client, sides) = &mut state;
+        let (c, out) = sides.run(run(client.take().expect("client"), n, record));
+        *client = Some(c);
+        out
+    })
+}
+
+fn driven<C: Client>(server: &'static str, flavor: &'static str, work: Work) -> Run {
+    let sides = Sides::serving(flavor, server);
+    let path = sides.path();
+    let client = sides.run(C::connect(path.clone())).expect("connect");
+    drive((Some(client), sides), move |mut c: C, n, record| {
+        let (work, path, req) = (work.clone(), path.clone(), msgs::small_request());
+        async move {
+            let out = match work {
+                Work::RoundTrip => timed_loop!(n, record, c.request(&req).await.expect("request")),
+                Work::Pipelined(r) => {
+                    let (back, t) = c.pipelined(r, n).await;
+                    c = back;
+                    (t, vec![])
+                }
+                Work::Connects => timed_loop!(n, record, {
+                    let mut once = C::connect(path.clone()).await.expect("connect");
+                    once.request(&req).await.expect("request");
+                }),
+            };
+            (c, out)
+        }
+    })
 }
 
 /// Events published per round of a fan-out run; queues hold a whole round, so nothing is lost.
 pub const FANOUT_ROUND: u64 = 4096;
 
 /// One publisher, `subscribers` connections, every event delivered to (and parsed by) each.
-pub enum Fanout {
-    /// See [`floor::Fanout`].
-    Floor(floor::Fanout),
-    /// bunctl-ipc: `EventBus` + `serve_connection`, `IpcClient::next_event`.
-    Ours(Driven<Vec<IpcClient>>, EventBus),
-    /// tokio Framed + a `broadcast` channel of serialized events.
-    Framed(Driven<Vec<baseline::Subscriber<Tokio>>>, broadcast::Sender<Bytes>),
-    /// interprocess, likewise.
-    Interprocess(Driven<Vec<baseline::Subscriber<Interprocess>>>, broadcast::Sender<Bytes>),
-}
-
-fn event(i: u64) -> IpcResponse {
-    IpcResponse::Event { event_type: msgs::EVENT_TYPE.into(), data: msgs::event_data(i) }
-}
-
-fn baseline_fanout<T: baseline::Transport>(
-    subscribers: usize,
-) -> (Driven<Vec<baseline::Subscriber<T>>>, broadcast::Sender<Bytes>) {
-    let sides = Sides::new(Flavor::Mt2);
+pub fn fanout(imp: &str, subscribers: usize) -> Run {
+    let mut sides = Sides::new("mt2");
     let path = sides.path();
-    let (tx, _) = broadcast::channel(FANOUT_ROUND as usize);
-    let (p, events) = (path.clone(), tx.clone());
-    sides.spawn_server(move |ready| baseline::fanout_server::<T>(p, subscribers, events, ready));
-    let driven = Driven::connect(sides, async move {
-        let mut subs = Vec::with_capacity(subscribers);
-        for _ in 0..subscribers {
-            subs.push(baseline::Subscriber::<T>::connect(path.clone()).await);
+    match imp {
+        "floor" => {
+            let frame = msgs::frame(&msgs::event(0));
+            Box::new(move |n, _| (floor::batched(subscribers, &[&frame], n), vec![]))
         }
-        subs
-    });
+        "framed" => baseline_fanout::<Tokio>(sides, subscribers),
+        "interprocess" => baseline_fanout::<Interprocess>(sides, subscribers),
+        _ => {
+            let bus = EventBus::with_capacity(FANOUT_ROUND as usize);
+            let b = bus.clone();
+            sides.spawn(move |ready| ours::server(path, "ours-serve", b, ready));
+            let publish = move |i| {
+                bus.publish(msgs::EVENT_TYPE, Some("web"), msgs::event_data(i));
+            };
+            fan::<IpcClient>(sides, subscribers, publish)
+        }
+    }
+}
+
+fn baseline_fanout<T: baseline::Transport>(mut sides: Sides, subscribers: usize) -> Run {
+    let (tx, _) = broadcast::channel(FANOUT_ROUND as usize);
+    let (path, events, publisher) = (sides.path(), Some(tx.clone()), tx.clone());
+    sides.spawn(move |ready| baseline::server::<T>(path, events, ready));
+    let publish = move |i| {
+        publisher.send(msgs::to_bytes(&msgs::event(i))).expect("subscribers");
+    };
+    let run = fan::<baseline::Client<T>>(sides, subscribers, publish);
     while tx.receiver_count() < subscribers {
         std::thread::sleep(Duration::from_millis(1));
     }
-    (driven, tx)
+    run
 }
 
-impl Fanout {
-    /// Sets up a server with `subscribers` subscribed connections (on `mt2`).
-    pub fn new(imp: Imp, subscribers: usize) -> Fanout {
-        match imp {
-            Imp::Floor => Fanout::Floor(floor::Fanout::new(subscribers, &msgs::frame(&event(0)))),
-            Imp::Ours | Imp::OursServe | Imp::OursSink => {
-                let sides = Sides::new(Flavor::Mt2);
-                let path = sides.path();
-                let bus = EventBus::with_capacity(FANOUT_ROUND as usize);
-                let (p, b) = (path.clone(), bus.clone());
-                sides.spawn_server(move |ready| ours::fanout_server(p, subscribers, b, ready));
-                let driven = Driven::connect(sides, async move {
-                    let mut subs = Vec::with_capacity(subscribers);
-                    for _ in 0..subscribers {
-                        subs.push(ours::subscriber(path.clone()).await);
-                    }
-                    subs
-                });
-                Fanout::Ours(driven, bus)
-            }
-            Imp::Framed => {
-                let (d, tx) = baseline_fanout::<Tokio>(subscribers);
-                Fanout::Framed(d, tx)
-            }
-            Imp::Interprocess => {
-                let (d, tx) = baseline_fanout::<Interprocess>(subscribers);
-                Fanout::Interprocess(d, tx)
-            }
-            Imp::Blocking => panic!("no blocking fan-out"),
+fn fan<C: Client>(sides: Sides, k: usize, publish: impl Fn(u64) + Clone + Send + 'static) -> Run {
+    let path = sides.path();
+    let subs = sides.run(async move {
+        let mut subs = Vec::with_capacity(k);
+        for _ in 0..k {
+            subs.push(C::connect(path.clone()).await.expect("connect").subscribe().await);
         }
-    }
-
-    /// Publishes `n` events and waits until every subscriber has
-    /// parsed all of them.
-    pub fn run(&mut self, n: u64) -> Duration {
-        match self {
-            Fanout::Floor(f) => f.run(n),
-            Fanout::Ours(d, bus) => {
-                let bus = bus.clone();
-                d.drive(move |mut subs| async move {
-                    let start = Instant::now();
-                    let mut left = n;
-                    while left > 0 {
-                        let k = left.min(FANOUT_ROUND);
-                        let tasks: Vec<_> = subs
-                            .into_iter()
-                            .map(|s| tokio::spawn(ours::receive_events(s, k)))
-                            .collect();
-                        for i in 0..k {
-                            bus.publish(msgs::EVENT_TYPE, Some("web"), msgs::event_data(i));
-                            if i % 64 == 63 {
-                                tokio::task::yield_now().await;
-                            }
-                        }
-                        subs = Vec::with_capacity(tasks.len());
-                        for t in tasks {
-                            subs.push(t.await.expect("subscriber"));
-                        }
-                        left -= k;
+        subs
+    });
+    drive((Some(subs), sides), move |mut subs: Vec<C>, n, _| {
+        let publish = publish.clone();
+        async move {
+            let start = Instant::now();
+            for round in (0..n).step_by(FANOUT_ROUND as usize) {
+                let k = (n - round).min(FANOUT_ROUND);
+                let tasks: Vec<_> = subs.into_iter().map(|s| tokio::spawn(s.events(k))).collect();
+                for i in 0..k {
+                    publish(i);
+                    if i % 64 == 63 {
+                        tokio::task::yield_now().await;
                     }
-                    (subs, start.elapsed())
-                })
-            }
-            Fanout::Framed(d, tx) => baseline_fanout_run(d, tx, n),
-            Fanout::Interprocess(d, tx) => baseline_fanout_run(d, tx, n),
-        }
-    }
-}
-
-fn baseline_fanout_run<T: baseline::Transport>(
-    d: &mut Driven<Vec<baseline::Subscriber<T>>>,
-    tx: &broadcast::Sender<Bytes>,
-    n: u64,
-) -> Duration {
-    let tx = tx.clone();
-    d.drive(move |mut subs| async move {
-        let start = Instant::now();
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(FANOUT_ROUND);
-            let tasks: Vec<_> = subs.into_iter().map(|s| tokio::spawn(s.receive(k))).collect();
-            for i in 0..k {
-                tx.send(baseline::to_bytes(&event(i))).expect("subscribers");
-                if i % 64 == 63 {
-                    tokio::task::yield_now().await;
                 }
+                subs = futures::future::try_join_all(tasks).await.expect("subscriber");
             }
-            subs = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                subs.push(t.await.expect("subscriber"));
-            }
-            left -= k;
+            (subs, (start.elapsed(), vec![]))
         }
-        (subs, start.elapsed())
     })
+}
+
+/// This binary as a child process, spoken to line by line; killed when dropped.
+pub struct Peer(Child, ChildStdin, BufReader<ChildStdout>);
+
+impl Peer {
+    pub fn spawn(args: &[&str]) -> Peer {
+        let mut child = Command::new(std::env::current_exe().expect("exe"));
+        let child = child.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        let mut child = child.expect("spawn a child process");
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        Peer(child, stdin.expect("stdin"), BufReader::new(stdout.expect("stdout")))
+    }
+    /// The value of the next line, which must be `key value`.
+    pub fn expect(&mut self, key: &str) -> String {
+        let line = (&mut self.2).lines().next().expect("the child process ended").expect("read");
+        let (k, v) = line.split_once(' ').unwrap_or((&line, ""));
+        assert_eq!(k, key, "the child process said {line:?}");
+        v.to_string()
+    }
+    pub fn tell(&mut self, command: &str) {
+        writeln!(self.1, "{command}").expect("tell the child");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one (10,000 connections need more than 1,024).
+fn raise_nofile() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain libc calls with a valid pointer.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// The command line without cargo's `--bench`, and whether it was there (`cargo test` runs bench
+/// binaries without it). `serve <implementation> <socket>` is the server process of `procs`: it
+/// says `ready` once bound and serves until its stdin closes.
+pub fn args() -> (Vec<String>, bool) {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    raise_nofile();
+    if let [serve, imp, path] = &args[..]
+        && serve == "serve"
+    {
+        let (rt, (tx, rx)) = (runtime(true, true), mpsc::sync_channel(1));
+        rt.spawn(server(imp.clone().leak(), path.into(), tx));
+        rx.recv().expect("bound");
+        println!("ready");
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    }
+    (args, std::env::args().any(|a| a == "--bench"))
+}
+
+pub fn emit(group: &str, case: &str, imp: &str, metric: &str, value: f64) {
+    println!("{group}\t{case}\t{imp}\t{metric}\t{value:.4}");
+}
+
+pub fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+    let mut h = Histogram::new(3).expect("3 significant digits");
+    values.into_iter().for_each(|v| h.record(v).expect("auto-resizing"));
+    h
 }

@@ -8,73 +8,58 @@
 mod chart;
 mod ts;
 
-use std::fmt::Write as _;
+use num_format::{Locale, ToFormattedString};
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-use num_format::{Locale, ToFormattedString};
-
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// One figure: `group case implementation metric value`.
-#[derive(Debug, Clone)]
-struct Row {
-    group: String,
-    case: String,
-    imp: String,
-    metric: String,
-    value: f64,
-}
-
-fn parse_row(line: &str) -> Option<Row> {
-    let [group, case, imp, metric, value] = line.split('\t').collect::<Vec<_>>()[..] else {
-        return None;
-    };
-    let (group, case, imp, metric) = (group.into(), case.into(), imp.into(), metric.into());
-    Some(Row { group, case, imp, metric, value: value.trim().parse().ok()? })
-}
-
-/// All figures, looked up by their four keys.
-struct Figures(Vec<Row>);
+/// The figures, keyed `group<TAB>case<TAB>implementation<TAB>metric`, in order.
+struct Figures(Vec<(String, f64)>);
 
 impl Figures {
+    fn parse(text: &str) -> Figures {
+        let row = |line: &str| {
+            let (key, value) =
+                line.rsplit_once('\t').filter(|kv| kv.0.matches('\t').count() == 3)?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        };
+        Figures(text.lines().filter_map(row).collect())
+    }
+    /// The figure at `key`, its fields separated by spaces.
+    fn at(&self, key: &str) -> Option<f64> {
+        self.0.iter().rev().find(|(k, _)| *k == key.replace(' ', "\t")).map(|r| r.1)
+    }
     fn get(&self, group: &str, case: &str, imp: &str, metric: &str) -> Option<f64> {
-        let hit =
-            |r: &&Row| r.group == group && r.case == case && r.imp == imp && r.metric == metric;
-        self.0.iter().rev().find(hit).map(|r| r.value)
+        self.at(&format!("{group} {case} {imp} {metric}"))
     }
-
-    fn rows(&self, group: &str) -> impl Iterator<Item = &Row> {
-        self.0.iter().filter(move |r| r.group == group)
+    /// `[case, implementation, metric]` and the value of each figure of `group`, in order.
+    fn rows<'a>(&'a self, group: &'a str) -> impl Iterator<Item = (Vec<&'a str>, f64)> {
+        let rows = self.0.iter().filter_map(move |(k, v)| Some((k.strip_prefix(group)?, *v)));
+        rows.map(|(k, v)| (k.split('\t').skip(1).collect(), v))
     }
+}
 
-    /// Adds the codec figures: criterion's estimate (the slope of its linear sampling, else the
-    /// mean) of each `codec-{encode,decode}/<case>/<implementation>` benchmark, in ns.
-    fn add_criterion(&mut self, dir: &Path) {
-        for group in ["codec-encode", "codec-decode"] {
-            for case in CODEC_CASES {
-                for imp in ["floor", "framed", "ours"] {
-                    let file = dir.join(format!("{group}_{case}/{imp}/new/estimates.json"));
-                    let Some(json) = fs::read(&file)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                    else {
-                        eprintln!("no criterion estimates in {}", file.display());
-                        continue;
-                    };
-                    let estimate =
-                        ["slope", "mean"].iter().find_map(|k| json[k]["point_estimate"].as_f64());
-                    if let Some(value) = estimate {
-                        let (group, case, imp) = (group.into(), case.into(), imp.into());
-                        self.0.push(Row { group, case, imp, metric: "ns".into(), value });
-                    }
-                }
+/// Adds the codec figures (ns): criterion's estimate (the slope, else the mean) of each
+/// `<group>_<case>/<implementation>` benchmark in `dir`.
+fn add_criterion(f: &mut Figures, dir: &Path) {
+    let entries = |dir: &Path| fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+    let name = |path: &Path| {
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    };
+    for group in entries(dir) {
+        for imp in entries(&group) {
+            let json = fs::read(imp.join("new/estimates.json")).ok();
+            let json = json.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            let v = json.and_then(|j| {
+                ["slope", "mean"].iter().find_map(|k| j[k]["point_estimate"].as_f64())
+            });
+            if let (Some(v), Some((group, case))) = (v, name(&group).split_once('_')) {
+                f.0.push((format!("{group}\t{case}\t{}\tns", name(&imp)), v));
             }
         }
     }
 }
-
-const CODEC_CASES: [&str; 3] = ["small", "data-4KiB", "start-1MiB"];
 
 fn workspace_root() -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -86,21 +71,15 @@ fn main() -> Result {
     match args.as_slice() {
         [cmd, bun, daemon] if cmd == "ts" => ts::bench(Path::new(bun), Path::new(daemon)),
         [figures, criterion, load_before, rest @ ..] => {
-            let text = fs::read_to_string(figures)?;
-            let mut f = Figures(text.lines().filter_map(parse_row).collect());
-            f.add_criterion(Path::new(criterion));
-            let machine = Machine::probe(load_before.clone());
-            let root = workspace_root();
+            let mut f = Figures::parse(&fs::read_to_string(figures)?);
+            add_criterion(&mut f, Path::new(criterion));
+            let (machine, root) = (machine(load_before), workspace_root());
             let notes = fs::read_to_string(root.join("benches/NOTES.md")).unwrap_or_default();
-            let full = rest.iter().any(|a| a == "--full");
-            let md_path = root.join("BENCHMARKS.md");
+            let md = render_markdown(&f, &machine, rest.iter().any(|a| a == "--full"), &notes);
             // Keep the TypeScript section `bench-ts` wrote, if any.
-            let old = fs::read_to_string(&md_path).unwrap_or_default();
-            let markdown = match ts::section(&old) {
-                Some(section) => ts::splice(&render_markdown(&f, &machine, full, &notes), section),
-                None => render_markdown(&f, &machine, full, &notes),
-            };
-            fs::write(&md_path, markdown)?;
+            let old = fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+            let md = ts::section(&old).map_or(md.clone(), |section| ts::splice(&md, section));
+            fs::write(root.join("BENCHMARKS.md"), md)?;
             fs::write(root.join("BENCHMARKS.svg"), chart::render(&f, &machine)?)?;
             println!("wrote BENCHMARKS.md and BENCHMARKS.svg");
             Ok(())
@@ -111,502 +90,298 @@ fn main() -> Result {
     }
 }
 
-fn read_trimmed(path: &str) -> String {
-    fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
-}
-
-/// The current time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     time::OffsetDateTime::now_utc().format(format).unwrap_or_else(|_| "?".into())
 }
 
-/// What the figures were measured on.
-struct Machine {
-    cpu: String,
-    cores: usize,
-    memory: String,
-    kernel: String,
-    rustc: String,
-    date: String,
-    load_before: String,
-    load_after: String,
+fn machine(load_before: &str) -> [(&'static str, String); 6] {
+    let read = |path: &str| fs::read_to_string(path).unwrap_or_default().trim().to_string();
+    let field = |path: &str, key: &str| {
+        let text = read(path);
+        let line = text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_default();
+        line.trim_start_matches([' ', '\t', ':']).trim_end_matches(" kB").to_string()
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let gib = field("/proc/meminfo", "MemTotal").parse::<f64>().map(|kib| kib / 1024.0 / 1024.0);
+    // The toolchain that built this binary (`cargo run` sets `RUSTC` only sometimes).
+    let rustc = env::var_os("RUSTC").unwrap_or("rustc".into());
+    let rustc = std::process::Command::new(rustc).arg("-V").output();
+    [
+        ("date", utc_now()),
+        ("CPU", format!("{cores} × {}", field("/proc/cpuinfo", "model name"))),
+        ("memory", gib.map_or("?".into(), |g| format!("{g:.1} GiB"))),
+        ("kernel", read("/proc/sys/kernel/osrelease")),
+        ("rustc", rustc.map_or("?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().into())),
+        ("load average before / after", format!("{load_before} / {}", read("/proc/loadavg"))),
+    ]
 }
 
-impl Machine {
-    fn probe(load_before: String) -> Machine {
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']))
-            })
-            .unwrap_or("?")
-            .to_string();
-        let memory = fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                let kb: f64 = m.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-                Some(format!("{:.1} GiB", kb / (1024.0 * 1024.0)))
-            })
-            .unwrap_or_else(|| "?".into());
-        // The toolchain that built this binary (`cargo run` sets `RUSTC` only sometimes).
-        let rustc = std::process::Command::new(env::var_os("RUSTC").unwrap_or("rustc".into()))
-            .arg("-V")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|_| "?".into());
-        Machine {
-            cpu,
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            memory,
-            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-            rustc,
-            date: utc_now(),
-            load_before,
-            load_after: read_trimmed("/proc/loadavg"),
-        }
+/// `v` in `unit`: `µs`; `ms` (of µs); `/s` (M/s or k/s); `×`; `s`; `.2` (2 decimals); ` B`
+/// (with separators from 10,000 on); any other suffix after the rounded number.
+fn fmt(unit: &str, v: f64) -> String {
+    match unit {
+        "µs" => format!("{v:.2} µs"),
+        "ms" => format!("{:.2} ms", v / 1000.0),
+        "/s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        "/s" if v >= 1e5 => format!("{:.0} k/s", v / 1e3),
+        "/s" => format!("{:.1} k/s", v / 1e3),
+        "×" => format!("{v:.2}×"),
+        "s" => format!("{v:.1} s"),
+        ".2" => format!("{v:.2}"),
+        " B" if v >= 1e4 => format!("{} B", (v.round() as u64).to_formatted_string(&Locale::en)),
+        _ => format!("{v:.0}{unit}"),
     }
 }
 
-// ------------------------------------------------------------------------------------------
-// Markdown
-
-fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
-    v.map_or_else(|| "–".into(), f)
-}
-
-fn us(v: f64) -> String {
-    format!("{v:.2} µs")
-}
-
-fn rate(v: f64) -> String {
-    if v >= 1e6 { format!("{:.2} M/s", v / 1e6) } else { format!("{:.0} k/s", v / 1e3) }
-}
-
-fn mib_s(v: f64) -> String {
-    format!("{v:.0} MiB/s")
-}
-
-fn ms(v_us: f64) -> String {
-    format!("{:.2} ms", v_us / 1000.0)
-}
-
-/// `1057240` → `1,057,240 B`; below 10,000 without separator (`4096 B`).
-fn bytes(v: f64) -> String {
-    let v = v.round().max(0.0) as u64;
-    if v >= 10_000 { format!("{} B", v.to_formatted_string(&Locale::en)) } else { format!("{v} B") }
+fn show(unit: &str, v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| fmt(unit, v))
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
 }
 
-fn ratio_text(r: Option<f64>) -> String {
-    fmt_opt(r, |r| format!("{r:.2}×"))
+/// The inline size of the connection object of a heap figure's implementation, if known.
+fn inline(f: &Figures, imp: &str) -> Option<f64> {
+    let framed = "Framed<UnixStream,LengthDelimitedCodec>";
+    let objects = [("ours/server", "IpcConnection"), ("ours/client", "IpcClient")];
+    let objects = [objects[0], objects[1], ("framed/server", framed), ("framed/client", framed)];
+    objects.iter().find(|o| o.0 == imp).and_then(|o| f.get("sizes", "inline", o.1, "bytes"))
 }
 
-fn verdict(ok: Option<bool>) -> &'static str {
-    match ok {
-        Some(true) => "**met**",
-        Some(false) => "**not met**",
-        None => "not measured",
-    }
+/// The figure at `key`, in the unit of its metric; a heap figure with the connection object's
+/// inline size known also shows what is allocated besides it.
+fn shown(f: &Figures, key: &str) -> String {
+    let Some(v) = f.at(key) else { return "–".into() };
+    let [.., imp, metric] = key.split(' ').collect::<Vec<_>>()[..] else { return "?".into() };
+    let unit = match metric {
+        "msg/s" | "deliveries/s" | "per-s" => "/s",
+        "MiB/s" => " MiB/s",
+        "ns" => " ns",
+        "requests-ok" => " / 100000",
+        "connections-failed" => "",
+        "seconds" => "s",
+        "idle" | "after-1MiB" if inline(f, imp).is_some() => {
+            return format!("{} ({})", fmt(" B", v), fmt(" B", v - inline(f, imp).unwrap_or(0.0)));
+        }
+        "idle" | "after-1MiB" => " B",
+        m if m.ends_with("-us") => "ms",
+        _ => "µs",
+    };
+    fmt(unit, v)
 }
 
-/// A Markdown table, followed by an empty line.
-pub fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut builder = tabled::builder::Builder::default();
     builder.push_record(header.iter().copied());
-    for row in rows {
-        builder.push_record(row);
-    }
-    let table = builder.build().with(tabled::settings::Style::markdown()).to_string();
-    let _ = writeln!(out, "{table}\n");
+    rows.into_iter().for_each(|row| builder.push_record(row));
+    builder.build().with(tabled::settings::Style::markdown()).to_string()
 }
 
-/// Implementations of the round-trip tables and chart.
+/// The `(label, key)` pairs of `label=key | key | ...` (a key alone is its own label).
+fn pairs(spec: &str) -> impl Iterator<Item = (&str, &str)> {
+    spec.split(" | ").map(|s| s.split_once('=').unwrap_or((s, s)))
+}
+
+/// `pattern` with `{r}` and `{c}` replaced (either may hold the other's placeholder); a column
+/// `c@row` takes the row from there.
+fn key(pattern: &str, r: &str, c: &str) -> String {
+    let (c, r) = c.split_once('@').unwrap_or((c, r));
+    pattern.replace("{r}", r).replace("{c}", c).replace("{r}", r)
+}
+
+/// The figure at row `r` and column `c`, or for `c` = `a / b` the ratio of columns `a` and `b`.
+fn cell(f: &Figures, pattern: &str, r: &str, c: &str) -> Option<f64> {
+    match c.split_once(" / ") {
+        Some((a, b)) => ratio(cell(f, pattern, r, a), cell(f, pattern, r, b)),
+        None => f.at(&key(pattern, r, c)),
+    }
+}
+
+/// The table of `spec`: `pattern; rows; columns`, rows and columns as [`pairs`], the first
+/// column over the row labels. Rows without any figure are left out.
+fn grid(f: &Figures, spec: &str) -> String {
+    let [pattern, rows, cols] = spec.split("; ").collect::<Vec<_>>()[..] else {
+        return spec.into();
+    };
+    let header: Vec<&str> = pairs(cols).map(|c| c.0).collect();
+    let cols: Vec<&str> = pairs(cols).skip(1).map(|c| c.1).collect();
+    let show_cell = |r: &str, c: &str| match c.contains(" / ") {
+        true => show("×", cell(f, pattern, r, c)),
+        false => shown(f, &key(pattern, r, c)),
+    };
+    let rows = (pairs(rows).filter(|(_, r)| cols.iter().any(|c| cell(f, pattern, r, c).is_some())))
+        .map(|(label, r)| {
+            [label.into()].into_iter().chain(cols.iter().map(|c| show_cell(r, c))).collect()
+        })
+        .collect();
+    table(&header, rows)
+}
+
 const RT_IMPS: [&str; 5] = ["floor", "framed", "interprocess", "ours", "ours-serve"];
 
-const IMPLEMENTATIONS: &str = "Implementations (details in `benches/common/mod.rs`):
-
+/// `BENCHMARKS.md`, one block (paragraph, heading, table, list item) per line. A line
+/// `{pattern; rows; columns}` is a [`grid`]; `{machine}`, `{targets}`,
+/// `{syscalls}` and `{sizes}` are tables of their own; `{command}` is the command that ran.
+const TEMPLATE: &str = "# Benchmarks
+Generated by `{command}` (do not edit by hand; the analysis at the end comes from `benches/NOTES.md`). Every figure of a table was measured in the same process run, implementations interleaved, so ratios compare like with like (the codec figures are criterion's estimates, one implementation after the other); absolute numbers move with the machine's load.
+![benchmark chart](BENCHMARKS.svg)
+## Machine
+{machine}
+Implementations (code in `benches/common/`):
 * **floor** — the same bytes through `socketpair(2)` on one thread, no runtime, no JSON;
 * **framed** — hand-written tokio `Framed` + `LengthDelimitedCodec` (u32 LE) + serde_json, split into `FramedRead`/`FramedWrite`, server answering with `stream.map(..).forward(sink)`;
 * **interprocess** — the same framing over the `interprocess` crate's tokio local socket;
 * **ours** — bunctl-ipc: `IpcClient::request` against a task per connection looping on `recv`/`send` (with their timeouts); for pipelined and large messages, the split connection's `Sink` (fed, flushed at the end) and `Stream` on both sides, like the baselines;
-* **ours-serve** — bunctl-ipc's daemon path: `serve_connection` with a handler;
+* **ours-serve** — bunctl-ipc's daemon path: `serve()` (`serve_connection` per connection) with a handler;
+* **ours-sink** — (two processes) the split connection's `Sink`/`Stream` on the server too, like **ours** in the pipelined and large-message tables;
 * **blocking** — serde_json over blocking sockets, a writer and a reader thread.
+Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, the one judged), and a current-thread runtime per side on its own thread (**ct**: every message crosses threads, ~40 µs wake-ups on this VM). Each runtime has one unrelated timer pending, as any daemon does; **mt2-bare** shows the round trip without it (tokio's time driver then skips its work on every park, which favours baselines that have no timeouts). **Two processes** puts the server in a child process.
+## Targets (issue 7)
+{targets}
+## Round trip (small request, small reply)
+**mt2** — multi-thread runtime, 2 workers, one unrelated timer pending:
+{round-trip mt2 {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
+**mt2-bare** — the same runtime without any timer:
+{round-trip mt2-bare {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
+**ct** — current-thread runtime per side:
+{round-trip ct {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
+System calls per round trip (`strace -c -f`, both sides, mt2):
+{syscalls}
+## Pipelined small requests (one connection, mt2)
+{pipelined mt2 {r} {c}; floor | framed | interprocess | ours (Sink/Stream both sides)=ours | ours, server: recv/send loop=ours-loop | ours, server: serve_connection=ours-serve; implementation | requests/s=msg/s | vs framed=msg/s / msg/s@framed}
+## Large `Start` messages, one way (mt2)
+{large {r} {c} MiB/s; 64KiB | 1MiB | 8MiB | 1MiB-json; size | floor | blocking | framed | interprocess | ours | ours / framed | ours / blocking}
+The `config` text is escape-free (`key=value;` pairs); `1MiB-json` carries JSON text, whose quotes serde_json must escape and unescape.
+## Codec alone (one frame, no I/O; criterion)
+{codec-{r} {c} ns; encode small | encode data-4KiB | encode start-1MiB | decode small | decode data-4KiB | decode start-1MiB; operation | floor (memcpy)=floor | framed | ours | speed-up=framed / ours}
+## Event fan-out (deliveries per second, each parsed by its subscriber)
+{fanout {r} {c} deliveries/s; 1 | 10 | 100; subscribers | floor | framed | interprocess | ours | ours / framed}
+## Heap per connection
+Counting global allocator; server and client in separate processes. *Total* is the heap growth divided by the number of connections, including the connection objects themselves (held in a `Vec`) and, for the task variants, each connection's task. *Allocated* leaves out the inline object (what the issue's 16,640 B / 256 B figures count).
+{memory {c}; ours: `IpcConnection` (server)=ours/server | ours: connection in a `recv`/`send` task (server)=ours-task/server | ours: `serve()` (server, reference daemon)=ours-serve/server | ours: `IpcClient` (client)=ours/client | framed (server)=framed/server | framed (client)=framed/client | interprocess (server)=interprocess/server | interprocess (client)=interprocess/client; total (allocated) | 1,000 idle=1000 {r} idle | 1,000 after 1 MiB each way=1000 {r} after-1MiB | 10,000 idle=10000 {r} idle | 10,000 after 1 MiB each way=10000 {r} after-1MiB}
+{sizes}
+## 10,000 concurrent connections, 10 requests each
+{load 10000x10 {r} {c}; ours-serve | ours-task=ours | framed; server | requests ok=requests-ok | failed connections=connections-failed | p50=p50-us | p99=p99-us | max=max-us | wall time=seconds}
+All connections are opened first; then all 10,000 start their 10 requests at once, so the latencies are queueing under a thundering herd, not per-request cost.
+## Two processes (server in a child process)
+The CLI and the daemon are two processes: here the server runs in a child process (the benchmark re-executed as `serve <implementation>`) and each implementation's client in the benchmark process, each process with a multi-thread runtime of 2 workers and one pending timer. *connect + request + close* is the CLI's pattern, per command: connect, one request and its reply, close (for bunctl-ipc `IpcClient::connect`, which also checks the server's identity).
+{two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}";
 
-Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, the one judged), and a current-thread runtime per side on its own thread (**ct**: every message crosses threads, ~40 µs wake-ups on this VM). Each runtime has one unrelated timer pending, as any daemon does; **mt2-bare** shows the round trip without it (tokio's time driver then skips its work on every park, which favours baselines that have no timeouts).
-";
-
-fn render_markdown(f: &Figures, m: &Machine, full: bool, notes: &str) -> String {
-    let mut o = String::new();
-    let command = if full { "cargo xtask bench --full" } else { "cargo xtask bench" };
-    let _ = writeln!(
-        o,
-        "# Benchmarks\n\nGenerated by `{command}` (do not edit by hand; the analysis at the end \
-         comes from `benches/NOTES.md`). Every figure of a table was measured in the same process \
-         run, implementations interleaved, so ratios compare like with like (the codec figures \
-         are criterion's estimates, one implementation after the other); absolute numbers move \
-         with the machine's load.\n\n![benchmark chart](BENCHMARKS.svg)\n\n## Machine\n"
-    );
-    let machine = [
-        ("date", m.date.clone()),
-        ("CPU", format!("{} × {}", m.cores, m.cpu)),
-        ("memory", m.memory.clone()),
-        ("kernel", m.kernel.clone()),
-        ("rustc", m.rustc.clone()),
-        ("load average before / after", format!("{} / {}", m.load_before, m.load_after)),
-    ];
-    table(&mut o, &["", ""], machine.into_iter().map(|(k, v)| vec![k.into(), v]).collect());
-    let _ = writeln!(o, "{IMPLEMENTATIONS}");
-    targets(&mut o, f);
-
-    let _ = writeln!(o, "## Round trip (small request, small reply)\n");
-    for (flavor, title) in [
-        ("mt2", "multi-thread runtime, 2 workers, one unrelated timer pending"),
-        ("mt2-bare", "the same runtime without any timer"),
-        ("ct", "current-thread runtime per side"),
-    ] {
-        let _ = writeln!(o, "**{flavor}** — {title}:\n");
-        let rt = |imp: &str, p: &str| f.get("round-trip", flavor, imp, p);
-        let rows = ["p50", "p90", "p99", "p99.9"].map(|p| {
-            let mut row = vec![p.to_string()];
-            row.extend(RT_IMPS.map(|imp| fmt_opt(rt(imp, p), us)));
-            row.push(ratio_text(ratio(rt("ours", p), rt("framed", p))));
-            row
-        });
-        let mut header = vec!["percentile"];
-        header.extend(RT_IMPS);
-        header.push("ours / framed");
-        table(&mut o, &header, rows.to_vec());
-    }
-    let _ = writeln!(o, "System calls per round trip (`strace -c -f`, both sides, mt2):\n");
-    let rows = RT_IMPS.map(|imp| {
-        let detail: Vec<String> = f
-            .rows("syscalls")
-            .filter(|r| r.imp == imp && r.metric != "total")
-            .map(|r| format!("{} {:.2}", r.metric, r.value))
-            .collect();
-        let total = f.get("syscalls", "round-trip", imp, "total");
-        vec![imp.to_string(), fmt_opt(total, |v| format!("{v:.2}")), detail.join(", ")]
+fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &str) -> String {
+    let syscalls = RT_IMPS.map(|imp| {
+        let calls = f.rows("syscalls").filter(|(k, _)| k[1] == imp && k[2] != "total");
+        let calls: Vec<String> = calls.map(|(k, v)| format!("{} {v:.2}", k[2])).collect();
+        vec![
+            imp.into(),
+            show(".2", f.get("syscalls", "round-trip", imp, "total")),
+            calls.join(", "),
+        ]
     });
-    table(&mut o, &["implementation", "per round trip", "of which"], rows.to_vec());
-
-    let _ = writeln!(o, "## Pipelined small requests (one connection, mt2)\n");
-    let framed = f.get("pipelined", "mt2", "framed", "msg/s");
-    let rows = [
-        ("floor", "floor"),
-        ("framed", "framed"),
-        ("interprocess", "interprocess"),
-        ("ours-sink", "ours (Sink/Stream both sides)"),
-        ("ours", "ours, server: recv/send loop"),
-        ("ours-serve", "ours, server: serve_connection"),
-    ]
-    .map(|(imp, label)| {
-        let v = f.get("pipelined", "mt2", imp, "msg/s");
-        vec![label.to_string(), fmt_opt(v, rate), ratio_text(ratio(v, framed))]
-    });
-    table(&mut o, &["implementation", "requests/s", "vs framed"], rows.to_vec());
-
-    let _ = writeln!(o, "## Large `Start` messages, one way (mt2)\n");
-    let large_imps = ["floor", "blocking", "framed", "interprocess", "ours"];
-    let mut rows = Vec::new();
-    for case in ["64KiB", "1MiB", "8MiB", "1MiB-json"] {
-        let large = |imp: &str| f.get("large", case, imp, "MiB/s");
-        if large("ours").is_none() {
-            continue;
-        }
-        let mut row = vec![case.to_string()];
-        row.extend(large_imps.map(|imp| fmt_opt(large(imp), mib_s)));
-        row.push(ratio_text(ratio(large("ours"), large("framed"))));
-        row.push(ratio_text(ratio(large("ours"), large("blocking"))));
-        rows.push(row);
-    }
-    let mut header = vec!["size"];
-    header.extend(large_imps);
-    header.extend(["ours / framed", "ours / blocking"]);
-    table(&mut o, &header, rows);
-    let _ = writeln!(
-        o,
-        "The `config` text is escape-free (`key=value;` pairs); `1MiB-json` carries JSON text, \
-         whose quotes serde_json must escape and unescape.\n"
-    );
-
-    let _ = writeln!(o, "## Codec alone (one frame, no I/O; criterion)\n");
-    let mut rows = Vec::new();
-    for group in ["codec-encode", "codec-decode"] {
-        for case in CODEC_CASES {
-            let codec = |imp: &str| f.get(group, case, imp, "ns");
-            let ns = |v| format!("{v:.0} ns");
-            rows.push(vec![
-                format!("{} {case}", group.trim_start_matches("codec-")),
-                fmt_opt(codec("floor"), ns),
-                fmt_opt(codec("framed"), ns),
-                fmt_opt(codec("ours"), ns),
-                ratio_text(ratio(codec("framed"), codec("ours"))),
-            ]);
-        }
-    }
-    table(&mut o, &["operation", "floor (memcpy)", "framed", "ours", "speed-up"], rows);
-
-    let _ =
-        writeln!(o, "## Event fan-out (deliveries per second, each parsed by its subscriber)\n");
-    let fan_imps = ["floor", "framed", "interprocess", "ours"];
-    let rows = ["1", "10", "100"].map(|case| {
-        let fan = |imp: &str| f.get("fanout", case, imp, "deliveries/s");
-        let mut row = vec![case.to_string()];
-        row.extend(fan_imps.map(|imp| fmt_opt(fan(imp), rate)));
-        row.push(ratio_text(ratio(fan("ours"), fan("framed"))));
-        row
-    });
-    let mut header = vec!["subscribers"];
-    header.extend(fan_imps);
-    header.push("ours / framed");
-    table(&mut o, &header, rows.to_vec());
-
-    memory(&mut o, f);
-
-    let _ = writeln!(o, "## 10,000 concurrent connections, 10 requests each\n");
-    let mut rows = Vec::new();
-    for imp in ["ours-serve", "ours-task", "framed"] {
-        let g = |m: &str| f.get("load", "10000x10", imp, m);
-        if g("requests-ok").is_some() {
-            rows.push(vec![
-                imp.to_string(),
-                fmt_opt(g("requests-ok"), |v| format!("{v:.0} / 100000")),
-                fmt_opt(g("connections-failed"), |v| format!("{v:.0}")),
-                fmt_opt(g("p50-us"), ms),
-                fmt_opt(g("p99-us"), ms),
-                fmt_opt(g("max-us"), ms),
-                fmt_opt(g("seconds"), |v| format!("{v:.1} s")),
-            ]);
-        }
-    }
-    let header = ["server", "requests ok", "failed connections", "p50", "p99", "max", "wall time"];
-    table(&mut o, &header, rows);
-    let _ = writeln!(
-        o,
-        "All connections are opened first; then all 10,000 start their 10 requests at once, so \
-         the latencies are queueing under a thundering herd, not per-request cost.\n"
-    );
-    if !notes.trim().is_empty() {
-        let _ = writeln!(o, "{}", notes.trim_end());
-    }
-    o
-}
-
-fn memory(o: &mut String, f: &Figures) {
-    let _ = writeln!(
-        o,
-        "## Heap per connection\n\nCounting global allocator; server and client in separate \
-         processes. *Total* is the heap growth divided by the number of connections, including \
-         the connection objects themselves (held in a `Vec`) and, for the task variants, each \
-         connection's task. *Allocated* leaves out the inline object (what the issue's 16,640 B \
-         / 256 B figures count).\n"
-    );
-    let framed = Some("Framed<UnixStream,LengthDelimitedCodec>");
-    let mem_rows = [
-        ("ours-conn/server", "ours: `IpcConnection` (server)", Some("IpcConnection")),
-        ("ours-task/server", "ours: connection in a `recv`/`send` task (server)", None),
-        ("ours-serve/server", "ours: `serve()` (server, reference daemon)", None),
-        ("ours/client", "ours: `IpcClient` (client)", Some("IpcClient")),
-        ("framed/server", "framed (server)", framed),
-        ("framed/client", "framed (client)", framed),
-        ("interprocess/server", "interprocess (server)", None),
-        ("interprocess/client", "interprocess (client)", None),
-    ];
-    let mut rows = Vec::new();
-    for (key, label, inline) in mem_rows {
-        let inline = inline.and_then(|t| f.get("sizes", "inline", t, "bytes"));
-        let mut row = vec![label.to_string()];
-        for n in ["1000", "10000"] {
-            for metric in ["idle", "after-1MiB"] {
-                row.push(match (f.get("memory", n, key, metric), inline) {
-                    (Some(t), Some(i)) => format!("{} ({})", bytes(t), bytes(t - i)),
-                    (Some(t), None) => bytes(t),
-                    _ => "–".into(),
-                });
-            }
-        }
-        rows.push(row);
-    }
-    let header = [
-        "total (allocated)",
-        "1,000 idle",
-        "1,000 after 1 MiB each way",
-        "10,000 idle",
-        "10,000 after 1 MiB each way",
-    ];
-    table(o, &header, rows);
     let sizes: Vec<String> =
-        f.rows("sizes").map(|r| format!("{} {}: {:.0} B", r.case, r.imp, r.value)).collect();
-    if !sizes.is_empty() {
-        let _ = writeln!(o, "Where it goes: {}.\n", sizes.join("; "));
-    }
+        f.rows("sizes").map(|(k, v)| format!("{} {}: {v:.0} B", k[0], k[1])).collect();
+    let command = if full { "cargo xtask bench --full" } else { "cargo xtask bench" };
+    let blocks: Vec<String> = (TEMPLATE.lines())
+        .map(|line| match line.strip_prefix('{').and_then(|l| l.strip_suffix('}')) {
+            Some("machine") => table(
+                &["", ""],
+                machine.iter().map(|(k, v)| vec![k.to_string(), v.clone()]).collect(),
+            ),
+            Some("targets") => targets(f),
+            Some("syscalls") => {
+                table(&["implementation", "per round trip", "of which"], syscalls.to_vec())
+            }
+            Some("sizes") => format!("Where it goes: {}.", sizes.join("; ")),
+            Some(spec) => grid(f, spec),
+            None => line.replace("{command}", command),
+        })
+        .chain([notes.trim_end().to_string()])
+        .collect();
+    // Blocks apart, but list items together.
+    let list = |i: usize| blocks.get(i).is_some_and(|b| b.starts_with("* "));
+    let apart = |i| if list(i) && list(i + 1) { "\n" } else { "\n\n" };
+    let md: String = blocks.iter().enumerate().map(|(i, b)| b.clone() + apart(i)).collect();
+    md.trim_end().to_string() + "\n"
 }
 
-fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
-    values.reduce(f64::max)
-}
-
-fn targets(o: &mut String, f: &Figures) {
-    let _ = writeln!(o, "## Targets (issue 7)\n");
-    let mut rows = Vec::new();
-    let mut row = |target: &str, measured: String, verdict: String| {
-        rows.push(vec![target.to_string(), measured, verdict]);
+fn targets(f: &Figures) -> String {
+    let verdict = |ok: Option<bool>| {
+        ["not measured", "**not met**", "**met**"][ok.map_or(0, |ok| 1 + ok as usize)]
     };
-
+    let mut rows = Vec::new();
+    let mut row = |target: &str, measured: String, verdict: &str| {
+        rows.push(vec![target.to_string(), measured, verdict.to_string()]);
+    };
+    // `a vs b = a/b`, and the ratio.
+    let vs = |unit, a: Option<f64>, b| {
+        let r = ratio(a, b);
+        (format!("{} vs {} = {}", show(unit, a), show(unit, b), show("×", r)), r)
+    };
     let rt = |flavor: &str, imp: &str| f.get("round-trip", flavor, imp, "p50");
-    let r = ratio(rt("mt2", "ours"), rt("mt2", "framed"));
-    let bare = ratio(rt("mt2-bare", "ours"), rt("mt2-bare", "framed"));
-    row(
-        "1. round trip p50 ≤ 1.0× framed (mt2)",
-        format!(
-            "{} vs {} = {} (runtime without any timer: {})",
-            fmt_opt(rt("mt2", "ours"), us),
-            fmt_opt(rt("mt2", "framed"), us),
-            ratio_text(r),
-            ratio_text(bare)
-        ),
-        verdict(r.map(|r| r <= 1.0)).into(),
-    );
+    let (measured, r) = vs("µs", rt("mt2", "ours"), rt("mt2", "framed"));
+    let bare = show("×", ratio(rt("mt2-bare", "ours"), rt("mt2-bare", "framed")));
+    let measured = format!("{measured} (runtime without any timer: {bare})");
+    row("1. round trip p50 ≤ 1.0× framed (mt2)", measured, verdict(r.map(|r| r <= 1.0)));
     let sys = f.get("syscalls", "round-trip", "ours", "total");
-    row(
-        "1. ≤ 6 syscalls per round trip",
-        fmt_opt(sys, |v| format!("{v:.2}")),
-        verdict(sys.map(|v| v <= 6.05)).into(),
-    );
-
+    row("1. ≤ 6 syscalls per round trip", show(".2", sys), verdict(sys.map(|v| v <= 6.05)));
     let pipe = |imp: &str| f.get("pipelined", "mt2", imp, "msg/s");
-    let r = ratio(pipe("ours-sink"), pipe("framed"));
-    row(
-        "2. pipelined ≥ 1.2× framed",
-        format!(
-            "{} vs {} = {} (daemon path `serve_connection`: {})",
-            fmt_opt(pipe("ours-sink"), rate),
-            fmt_opt(pipe("framed"), rate),
-            ratio_text(r),
-            ratio_text(ratio(pipe("ours-serve"), pipe("framed")))
-        ),
-        verdict(r.map(|r| r >= 1.2)).into(),
-    );
-
+    let (measured, r) = vs("/s", pipe("ours"), pipe("framed"));
+    let serve = show("×", ratio(pipe("ours-serve"), pipe("framed")));
+    let measured = format!("{measured} (daemon path `serve_connection`: {serve})");
+    row("2. pipelined ≥ 1.2× framed", measured, verdict(r.map(|r| r >= 1.2)));
     for case in ["1MiB", "8MiB"] {
         let large = |imp: &str| f.get("large", case, imp, "MiB/s");
-        let rf = ratio(large("ours"), large("framed"));
-        let rb = ratio(large("ours"), large("blocking"));
-        row(
-            &format!("3. {case} one way ≥ 1.3× framed, ≥ 0.85× blocking"),
-            format!(
-                "{}: {} framed, {} blocking",
-                fmt_opt(large("ours"), mib_s),
-                ratio_text(rf),
-                ratio_text(rb)
-            ),
-            verdict(rf.zip(rb).map(|(a, b)| a >= 1.3 && b >= 0.85)).into(),
-        );
+        let vs = |imp| ratio(large("ours"), large(imp));
+        let (rf, rb) = (vs("framed"), vs("blocking"));
+        let ours = show(" MiB/s", large("ours"));
+        let measured = format!("{ours}: {} framed, {} blocking", show("×", rf), show("×", rb));
+        let ok = verdict(rf.zip(rb).map(|(a, b)| a >= 1.3 && b >= 0.85));
+        row(&format!("3. {case} one way ≥ 1.3× framed, ≥ 0.85× blocking"), measured, ok);
     }
-
-    // (total, allocated = total minus the inline object) of every measured IpcConnection and
-    // IpcClient, idle and after 1 MiB, at both connection counts.
-    let mut totals = Vec::new();
-    for (key, inline) in [("ours-conn/server", "IpcConnection"), ("ours/client", "IpcClient")] {
-        let i = f.get("sizes", "inline", inline, "bytes").unwrap_or(0.0);
-        for n in ["1000", "10000"] {
-            for metric in ["idle", "after-1MiB"] {
-                totals.extend(f.get("memory", n, key, metric).map(|t| (t, t - i)));
-            }
+    // Every `IpcConnection` and `IpcClient` measured: the worst total, the worst allocated.
+    let memory = |imp: &str, metric| ["1000", "10000"].map(|n| f.get("memory", n, imp, metric));
+    let (mut total, mut allocated) = (vec![], vec![]);
+    for imp in ["ours/server", "ours/client"] {
+        for t in [memory(imp, "idle"), memory(imp, "after-1MiB")].into_iter().flatten().flatten() {
+            total.push(t);
+            allocated.push(t - inline(f, imp).unwrap_or(0.0));
         }
     }
-    let worst_total = max(totals.iter().map(|t| t.0));
-    let worst_alloc = max(totals.iter().map(|t| t.1));
-    let serve = max(["1000", "10000"]
-        .iter()
-        .filter_map(|n| f.get("memory", n, "ours-serve/server", "idle")));
-    row(
-        "4. ≤ 512 B per idle connection, each side, also after 1 MiB",
-        format!(
-            "worst allocated {}; with the object itself {}; `serve()` daemon incl. its task {}",
-            fmt_opt(worst_alloc, bytes),
-            fmt_opt(worst_total, bytes),
-            fmt_opt(serve, bytes)
-        ),
-        format!(
-            "allocated: {}; total: {}",
-            verdict(worst_alloc.map(|v| v <= 512.0)),
-            verdict(worst_total.map(|v| v <= 512.0))
-        ),
+    let worst = |v: Vec<f64>| v.into_iter().reduce(f64::max);
+    let serve = worst(memory("ours-serve/server", "idle").into_iter().flatten().collect());
+    let (total, allocated) = (worst(total), worst(allocated));
+    let (a, t, s) = (show(" B", allocated), show(" B", total), show(" B", serve));
+    let measured = format!(
+        "worst allocated {a}; with the object itself {t}; `serve()` daemon incl. its task {s}"
     );
-
+    let ok = |v: Option<f64>| verdict(v.map(|v| v <= 512.0));
+    let verdicts = format!("allocated: {}; total: {}", ok(allocated), ok(total));
+    row("4. ≤ 512 B per idle connection, each side, also after 1 MiB", measured, &verdicts);
     let load = |m: &str| f.get("load", "10000x10", "ours-serve", m);
     let (ok, failed) = (load("requests-ok"), load("connections-failed"));
-    row(
-        "5. 10,000 connections × 10 requests all succeed",
-        format!(
-            "{} ok, {} failed, p99 {}",
-            fmt_opt(ok, |v| format!("{v:.0}")),
-            fmt_opt(failed, |v| format!("{v:.0}")),
-            fmt_opt(load("p99-us"), |v| format!("{:.1} ms", v / 1000.0))
-        ),
-        verdict(ok.zip(failed).map(|(ok, failed)| ok >= 100_000.0 && failed == 0.0)).into(),
-    );
-
+    let p99 = load("p99-us").map_or("–".into(), |v| format!("{:.1} ms", v / 1000.0));
+    let measured = format!("{} ok, {} failed, p99 {p99}", show("", ok), show("", failed));
+    let all = verdict(ok.zip(failed).map(|(ok, failed)| ok >= 100_000.0 && failed == 0.0));
+    row("5. 10,000 connections × 10 requests all succeed", measured, all);
     let fan = f.get("fanout", "100", "ours", "deliveries/s");
-    row(
-        "6. fan-out to 100 subscribers ≥ 1M deliveries/s",
-        fmt_opt(fan, rate),
-        verdict(fan.map(|v| v >= 1e6)).into(),
-    );
-    table(o, &["target", "measured", "verdict"], rows);
+    let ok = verdict(fan.map(|v| v >= 1e6));
+    row("6. fan-out to 100 subscribers ≥ 1M deliveries/s", show("/s", fan), ok);
+    table(&["target", "measured", "verdict"], rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn machine() -> Machine {
-        Machine {
-            cpu: "cpu".into(),
-            cores: 2,
-            memory: "1 GiB".into(),
-            kernel: "k".into(),
-            rustc: "rustc".into(),
-            date: utc_now(),
-            load_before: "0".into(),
-            load_after: "0".into(),
-        }
-    }
-
-    #[test]
-    fn rows_parse_and_bad_lines_are_skipped() {
-        let r = parse_row("round-trip\tmt2\tours\tp50\t4.2000").expect("row");
-        assert_eq!((r.group.as_str(), r.value), ("round-trip", 4.2));
-        assert!(parse_row("Benchmarking round-trip").is_none());
-        assert!(parse_row("a\tb\tc\td\tnot-a-number").is_none());
-    }
-
-    #[test]
-    fn numbers_are_formatted_as_before() {
-        assert_eq!(bytes(1_057_240.0), "1,057,240 B");
-        assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(rate(2_790_000.0), "2.79 M/s");
-        assert_eq!(rate(861_000.0), "861 k/s");
-        assert_eq!(utc_now().len(), "2026-01-01 00:00 UTC".len());
-    }
-
     #[test]
     fn markdown_and_svg_render_from_partial_figures() {
-        let f = Figures(vec![
-            parse_row("round-trip\tmt2\tours\tp50\t4.0").expect("row"),
-            parse_row("round-trip\tmt2\tframed\tp50\t5.0").expect("row"),
-        ]);
-        let md = render_markdown(&f, &machine(), false, "");
+        let f = Figures::parse("round-trip\tmt2\tours\tp50\t4\nx\nround-trip\tmt2\tframed\tp50\t5");
+        assert_eq!([fmt(" B", 1_057_240.0), fmt("/s", 2_790_000.0)], ["1,057,240 B", "2.79 M/s"]);
+        let (machine, md) = (machine("0"), render_markdown(&f, &machine("0"), false, ""));
         let line = md.lines().find(|l| l.contains("1. round trip p50")).expect("target row");
         assert!(line.contains("4.00 µs vs 5.00 µs = 0.80× (runtime without any timer: –)"));
         assert!(line.contains("**met**"));
-        let svg = chart::render(&f, &machine()).expect("svg");
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(chart::render(&f, &machine).expect("svg").trim_end().ends_with("</svg>"));
     }
 }
