@@ -240,6 +240,8 @@ Implementations (code in `benches/common/`):
 Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, the one judged), and a current-thread runtime per side on its own thread (**ct**: every message crosses threads, ~40 µs wake-ups on this VM). Each runtime has one unrelated timer pending, as any daemon does; **mt2-bare** shows the round trip without it (tokio's time driver then skips its work on every park, which favours baselines that have no timeouts). **Two processes** puts the server in a child process.
 ## Targets (issue 7)
 {targets}
+## Targets (issue 14: the daemon path, `serve`)
+{targets-serve}
 ## Round trip (small request, small reply)
 **mt2** — multi-thread runtime, 2 workers, one unrelated timer pending:
 {round-trip mt2 {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
@@ -289,6 +291,7 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
                 machine.iter().map(|(k, v)| vec![k.to_string(), v.clone()]).collect(),
             ),
             Some("targets") => targets(f),
+            Some("targets-serve") => targets_serve(f),
             Some("syscalls") => {
                 table(&["implementation", "per round trip", "of which"], syscalls.to_vec())
             }
@@ -305,10 +308,11 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
     md.trim_end().to_string() + "\n"
 }
 
+fn verdict(ok: Option<bool>) -> &'static str {
+    ["not measured", "**not met**", "**met**"][ok.map_or(0, |ok| 1 + ok as usize)]
+}
+
 fn targets(f: &Figures) -> String {
-    let verdict = |ok: Option<bool>| {
-        ["not measured", "**not met**", "**met**"][ok.map_or(0, |ok| 1 + ok as usize)]
-    };
     let mut rows = Vec::new();
     let mut row = |target: &str, measured: String, verdict: &str| {
         rows.push(vec![target.to_string(), measured, verdict.to_string()]);
@@ -368,6 +372,38 @@ fn targets(f: &Figures) -> String {
     let ok = verdict(fan.map(|v| v >= 1e6));
     row("6. fan-out to 100 subscribers ≥ 1M deliveries/s", show("/s", fan), ok);
     table(&["target", "measured", "verdict"], rows)
+}
+
+/// Issue 14's targets: `serve` against the hand-written server, per figure a ratio and a bound.
+fn targets_serve(f: &Figures) -> String {
+    let r = |g, c, imp, m| ratio(f.get(g, c, imp, m), f.get(g, c, "framed", m));
+    let (pipe, rt) =
+        (r("pipelined", "mt2", "ours-serve", "msg/s"), r("round-trip", "mt2", "ours-serve", "p50"));
+    let fan = ["1", "10", "100"].map(|n| r("fanout", n, "ours", "deliveries/s"));
+    let heap = ["1000", "10000"].map(|n| f.get("memory", n, "ours-serve/server", "idle"));
+    let all = |v: &[Option<f64>], ok: fn(f64) -> bool| {
+        v.iter().try_fold(true, |acc, x| x.map(|x| acc && ok(x)))
+    };
+    let list =
+        |v: &[Option<f64>], unit| v.iter().map(|x| show(unit, *x)).collect::<Vec<_>>().join(" / ");
+    let rows = [
+        ("1. pipelined ≥ 1.0× framed (mt2)", show("×", pipe), verdict(pipe.map(|r| r >= 1.0))),
+        ("2. round trip p50 ≤ 1.05× framed (mt2)", show("×", rt), verdict(rt.map(|r| r <= 1.05))),
+        (
+            "3. fan-out ≥ 1.0× framed at 1 / 10 / 100 subscribers",
+            list(&fan, "×"),
+            verdict(all(&fan, |r| r >= 1.0)),
+        ),
+        (
+            "4. `serve()` ≤ 1 KiB per idle connection at 1,000 / 10,000",
+            list(&heap, " B"),
+            verdict(all(&heap, |b| b <= 1024.0)),
+        ),
+    ];
+    table(
+        &["target", "measured", "verdict"],
+        rows.map(|(t, m, v)| vec![t.into(), m, v.into()]).to_vec(),
+    )
 }
 
 #[cfg(test)]
