@@ -177,11 +177,18 @@ async fn clients_breaking_off_mid_frame_in_numbers_do_not_disturb_the_server() {
     assert_eq!(good.request(&IpcMessage::List).await.expect("served"), echoed(&IpcMessage::List));
 }
 
-#[tokio::test(start_paused = true)]
-async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out() {
+/// An echo server with a 1 s timeout, and a raw client connection subscribed to every event
+/// (the bus has seen the subscription). The endpoint and the server task live as long as the
+/// values returned.
+async fn subscribed_with_a_one_second_timeout() -> (
+    Endpoint,
+    bunctl_ipc::EventBus,
+    tokio::task::JoinHandle<bunctl_ipc::Result<()>>,
+    bunctl_ipc::ClientConnection,
+) {
     let ep = fresh_endpoint();
     let options = ServerOptions::new().timeout(Duration::from_secs(1));
-    let (bus, _daemon) = serve_echo(&ep, options).await;
+    let (bus, daemon) = serve_echo(&ep, options).await;
     let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
     let subscribe = IpcMessage::Subscribe {
         subscription: bunctl_ipc::SubscriptionType::AllEvents { app_name: None },
@@ -194,6 +201,12 @@ async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out
         }
     })
     .await;
+    (ep, bus, daemon, conn)
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out() {
+    let (_ep, _bus, _daemon, mut conn) = subscribed_with_a_one_second_timeout().await;
 
     // Listening alone is fine; a frame started and never finished is not.
     let frame = frame(br#"{"Stop":{"name":"never-finished"}}"#);
@@ -216,21 +229,7 @@ async fn subscribed_client_trickling_a_frame_is_closed_when_its_timeout_runs_out
 
 #[tokio::test(start_paused = true)]
 async fn events_written_meanwhile_do_not_extend_the_time_a_started_frame_has() {
-    let ep = fresh_endpoint();
-    let options = ServerOptions::new().timeout(Duration::from_secs(1));
-    let (bus, _daemon) = serve_echo(&ep, options).await;
-    let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
-    let subscribe = IpcMessage::Subscribe {
-        subscription: bunctl_ipc::SubscriptionType::AllEvents { app_name: None },
-    };
-    conn.send(&subscribe).await.expect("subscribe");
-    assert!(matches!(conn.recv().await.expect("reply"), IpcResponse::Success { .. }));
-    within("subscribed", async {
-        while bus.subscriber_count() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let (_ep, bus, _daemon, mut conn) = subscribed_with_a_one_second_timeout().await;
 
     // Every 100 ms an event goes out to this client while it trickles a frame, one byte per
     // 200 ms: the frame still has only the 1 s limit from its first byte.
