@@ -420,14 +420,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.project();
-        let Served { wire, bus, pump, gate, deadlines } = this.served.borrow_mut();
-        let outcome = poll_served(
-            cx,
-            (wire, bus, pump, gate, deadlines),
-            this.shutdown,
-            this.handling,
-            this.start,
-        );
+        let outcome = this.served.borrow_mut().poll(cx, this.shutdown, this.handling, this.start);
         if let Poll::Ready(Err(e)) = &outcome {
             debug!(error = %e, "connection ends");
         }
@@ -435,123 +428,121 @@ where
     }
 }
 
-/// The parts of a [`Served`], borrowed.
-type PartsMut<'p, S> =
-    (&'p mut Wire<S>, &'p EventBus, &'p mut EventPump, &'p mut ReplyGate, &'p mut Deadlines);
+impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
+    /// One poll of a served connection: the rounds the docs of [`serve_connection_until`] describe.
+    fn poll<F, Fut>(
+        &mut self,
+        cx: &mut Context<'_>,
+        shutdown: Pin<&mut F>,
+        handling: &mut HandlerSlot<Fut>,
+        start: &impl Fn(RequestContext, IpcMessage) -> Fut,
+    ) -> Poll<Result<()>>
+    where
+        F: Future<Output = ()>,
+        Fut: Future<Output = IpcResponse>,
+    {
+        let Served { wire, bus, pump, gate, deadlines } = self;
+        // Once per poll is enough: the shutdown future wakes this task when it completes.
+        if !wire.closing && shutdown.poll(cx).is_ready() {
+            debug!("server shutting down; finishing this connection");
+            wire.closing = true;
+            wire.close_input();
+            pump.unsubscribe();
+        }
 
-/// One poll of a served connection: the rounds the docs of [`serve_connection_until`] describe.
-fn poll_served<S, F, Fut>(
-    cx: &mut Context<'_>,
-    (wire, bus, pump, gate, deadlines): PartsMut<'_, S>,
-    shutdown: Pin<&mut F>,
-    handling: &mut HandlerSlot<Fut>,
-    start: &impl Fn(RequestContext, IpcMessage) -> Fut,
-) -> Poll<Result<()>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    F: Future<Output = ()>,
-    Fut: Future<Output = IpcResponse>,
-{
-    // Once per poll is enough: the shutdown future wakes this task when it completes.
-    if !wire.closing && shutdown.poll(cx).is_ready() {
-        debug!("server shutting down; finishing this connection");
-        wire.closing = true;
-        wire.close_input();
-        pump.unsubscribe();
-    }
+        for _ in 0..ROUNDS_PER_POLL {
+            let mut progressed = false;
 
-    for _ in 0..ROUNDS_PER_POLL {
-        let mut progressed = false;
-
-        // The next request, once the previous one is answered.
-        if !handling.is_running()
-            && gate.is_empty()
-            && wire.has_room()
-            && let Poll::Ready(received) = wire.poll_request(cx)
-        {
-            progressed = true;
-            deadlines.received();
-            match dispatch(received, bus, pump, wire)? {
-                Dispatch::Handler(message) => {
-                    trace!(?message, "request");
-                    let context = RequestContext::new(wire.conn.peer_credentials());
-                    handling.start(start(context, message));
-                }
-                Dispatch::Answered => deadlines.reply_ready(),
-                Dispatch::EndOfInput => {
-                    wire.close_input();
-                    if wire.has_unwritten_reply() {
-                        deadlines.reply_ready();
+            // The next request, once the previous one is answered.
+            if !handling.is_running()
+                && gate.is_empty()
+                && wire.has_room()
+                && let Poll::Ready(received) = wire.poll_request(cx)
+            {
+                progressed = true;
+                deadlines.received();
+                match dispatch(received, bus, pump, wire)? {
+                    Dispatch::Handler(message) => {
+                        trace!(?message, "request");
+                        let context = RequestContext::new(wire.conn.peer_credentials());
+                        handling.start(start(context, message));
+                    }
+                    Dispatch::Answered => deadlines.reply_ready(),
+                    Dispatch::EndOfInput => {
+                        wire.close_input();
+                        if wire.has_unwritten_reply() {
+                            deadlines.reply_ready();
+                        }
                     }
                 }
             }
-        }
 
-        // The handler runs right away, in the round that read its request.
-        if let Some(reply) = handling.poll_done(cx) {
-            // Its write deadline runs from now, even while earlier events go out first.
-            deadlines.reply_ready();
-            progressed = true;
-            if pump.is_subscribed() {
-                gate.hold(reply, pump);
-            } else {
-                // No events to let go first.
+            // The handler runs right away, in the round that read its request.
+            if let Some(reply) = handling.poll_done(cx) {
+                // Its write deadline runs from now, even while earlier events go out first.
+                deadlines.reply_ready();
+                progressed = true;
+                if pump.is_subscribed() {
+                    gate.hold(reply, pump);
+                } else {
+                    // No events to let go first.
+                    wire.queue_reply(&reply)?;
+                }
+            }
+
+            if wire.has_room() {
+                progressed |= pump.poll_into(cx, wire)?;
+            }
+
+            if let Some(reply) = gate.release(pump) {
                 wire.queue_reply(&reply)?;
+                progressed = true;
+            }
+
+            // Write out what is queued once this round found nothing more to add (or a batch is
+            // full), so pipelined requests get their replies in few writes rather than one each.
+            if wire.is_queued()
+                && (!progressed || wire.is_batch_full())
+                && let Poll::Ready(flushed) = wire.poll_flush(cx)
+            {
+                flushed?;
+                deadlines.activity();
+                if !wire.has_unwritten_reply() && gate.is_empty() {
+                    deadlines.replies_written();
+                }
+                progressed = true;
+            }
+
+            let busy = handling.is_running() || !gate.is_empty();
+            if wire.closed && !busy && !wire.is_queued() {
+                return Poll::Ready(Ok(()));
+            }
+            if !progressed {
+                // About to wait: a handler box kept for back-to-back requests is given back.
+                handling.release();
+                let state = Waiting {
+                    reply_unwritten: wire.has_unwritten_reply() || !gate.is_empty(),
+                    frame_in_progress: wire.partial,
+                    idle: !busy
+                        && !wire.closed
+                        && !pump.is_subscribed()
+                        && !wire.is_queued()
+                        && !wire.partial,
+                };
+                return deadlines.poll(cx, state, wire.conn.timeout(), wire.conn.idle_timeout());
             }
         }
-
-        if wire.has_room() {
-            progressed |= pump.poll_into(cx, wire)?;
-        }
-
-        if let Some(reply) = gate.release(pump) {
-            wire.queue_reply(&reply)?;
-            progressed = true;
-        }
-
-        // Write out what is queued once this round found nothing more to add (or a batch is
-        // full), so pipelined requests get their replies in few writes rather than one each.
+        // Plenty of work is still coming in: write out what is done, let other tasks run, then
+        // continue.
+        deadlines.stamp(Instant::now(), wire.conn.timeout());
         if wire.is_queued()
-            && (!progressed || wire.is_batch_full())
-            && let Poll::Ready(flushed) = wire.poll_flush(cx)
+            && let Poll::Ready(Err(e)) = wire.poll_flush(cx)
         {
-            flushed?;
-            deadlines.activity();
-            if !wire.has_unwritten_reply() && gate.is_empty() {
-                deadlines.replies_written();
-            }
-            progressed = true;
+            return Poll::Ready(Err(e));
         }
-
-        let busy = handling.is_running() || !gate.is_empty();
-        if wire.closed && !busy && !wire.is_queued() {
-            return Poll::Ready(Ok(()));
-        }
-        if !progressed {
-            // About to wait: a handler box kept for back-to-back requests is given back.
-            handling.release();
-            let state = Waiting {
-                reply_unwritten: wire.has_unwritten_reply() || !gate.is_empty(),
-                frame_in_progress: wire.partial,
-                idle: !busy
-                    && !wire.closed
-                    && !pump.is_subscribed()
-                    && !wire.is_queued()
-                    && !wire.partial,
-            };
-            return deadlines.poll(cx, state, wire.conn.timeout(), wire.conn.idle_timeout());
-        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
-    // Plenty of work is still coming in: write out what is done, let other tasks run, then
-    // continue.
-    deadlines.stamp(Instant::now(), wire.conn.timeout());
-    if wire.is_queued()
-        && let Poll::Ready(Err(e)) = wire.poll_flush(cx)
-    {
-        return Poll::Ready(Err(e));
-    }
-    cx.waker().wake_by_ref();
-    Poll::Pending
 }
 
 /// The handler's future for the request being answered (one at a time), in a box that
