@@ -268,20 +268,26 @@ impl Daemon {
     }
 
     /// Refuses further `Start` and `Restart` requests and stops every running app, waiting
-    /// until each is gone (at most about the stop grace period).
+    /// until each is gone (at most about the stop grace period, after any `Start`, `Stop`,
+    /// `Restart` or `Delete` already under way). Once it returns, no app runs and none starts.
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::SeqCst);
-        let running: Vec<(String, u64)> = self
+        // Every app, not only the running ones: a Start or Restart under way holds its app's
+        // operation lock, and launches nothing once `closing` is set (see `launch`), so after
+        // taking each lock the app's process, if any, is the last it will have.
+        let apps: Vec<(String, u64, Arc<tokio::sync::Mutex<()>>)> = self
             .lock()
             .iter()
-            .filter(|(_, app)| app.run.is_some())
-            .map(|(name, app)| (name.clone(), app.id))
+            .map(|(name, app)| (name.clone(), app.id, Arc::clone(&app.op)))
             .collect();
-        let stops: Vec<_> = running
+        let stops: Vec<_> = apps
             .into_iter()
-            .map(|(name, id)| {
+            .map(|(name, id, op)| {
                 let daemon = self.clone();
-                tokio::spawn(async move { daemon.stop_run(&name, id).await })
+                tokio::spawn(async move {
+                    let _op = op.lock().await;
+                    daemon.stop_run(&name, id).await
+                })
             })
             .collect();
         for stop in stops {
@@ -372,6 +378,9 @@ impl Daemon {
             Ok(pid) => success(format!("Started {name} (pid {pid})")),
             Err(e) => {
                 self.lock().remove(name);
+                if self.inner.closing.load(Ordering::SeqCst) {
+                    return failure("daemon is shutting down");
+                }
                 failure(format!("failed to start {name}: {e}"))
             }
         }
@@ -407,6 +416,9 @@ impl Daemon {
                     app.restarts += 1;
                 }
                 success(format!("Restarted {name} (pid {pid})"))
+            }
+            Err(_) if self.inner.closing.load(Ordering::SeqCst) => {
+                failure("daemon is shutting down")
             }
             Err(e) => {
                 if let Some(app) = entry(&mut self.lock(), name, id) {
@@ -451,8 +463,14 @@ impl Daemon {
         Some(true)
     }
 
-    /// Spawns the app's process and its supervisor. Returns the pid.
+    /// Spawns the app's process and its supervisor. Returns the pid. Once the daemon is
+    /// closing, launches nothing: the check under the apps lock, where the process becomes the
+    /// app's, is what `shutdown` relies on (a process spawned meanwhile is killed here).
     fn launch(&self, name: &str, id: u64) -> io::Result<u32> {
+        let closing = || io::Error::other("daemon is shutting down");
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(closing());
+        }
         let config = entry(&mut self.lock(), name, id)
             .map(|app| app.config.clone())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "app was deleted"))?;
@@ -485,6 +503,10 @@ impl Daemon {
             let Some(app) = entry(&mut apps, name, id) else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "app was deleted"));
             };
+            if self.inner.closing.load(Ordering::SeqCst) {
+                // Dropping the child and its tree ends them.
+                return Err(closing());
+            }
             app.pid = Some(pid);
             app.exit_code = None;
             app.signal = None;

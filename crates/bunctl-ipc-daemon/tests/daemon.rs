@@ -677,3 +677,52 @@ async fn requests_are_answered_while_an_app_floods_its_output() {
     assert_eq!(logs.as_array().map(Vec::len), Some(5), "it was printing all along");
     assert!(daemon.stop().await.is_ok());
 }
+
+/// Waits on `events` for an event of `event_type` whose data has `key` = `value`.
+#[cfg(unix)]
+async fn wait_for(events: &mut bunctl_ipc::Subscription, event_type: &str, key: &str, value: &str) {
+    within(value, async {
+        loop {
+            let event = events.recv().await.expect("bus alive");
+            if event.event_type() == event_type && event.data()[key] == value {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_shutdown_returns_no_app_runs_and_none_starts_even_mid_restart() {
+    let bus = EventBus::new();
+    let options = DaemonOptions::new().stop_grace(Duration::from_millis(300));
+    let daemon = Daemon::with_options(bus.clone(), options);
+    let mut events = bus.subscribe(SubscriptionType::AllEvents { app_name: Some("t".into()) });
+    // Ignores SIGTERM, so a stop takes the whole grace period.
+    let stubborn = start("t", "sh", &["-c", "trap '' TERM; echo ready; exec sleep 30"]);
+    assert_success(daemon.handle(stubborn).await);
+    wait_for(&mut events, LOG_LINE, "line", "ready").await;
+
+    let restarting = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.handle(IpcMessage::Restart { name: "t".into() }).await }
+    });
+    wait_for(&mut events, STATUS_CHANGE, "state", "stopping").await;
+    within("shutdown", daemon.shutdown()).await;
+    let status = || IpcMessage::Status { name: Some("t".into()) };
+    let after_shutdown = data(daemon.handle(status()).await);
+    assert_eq!(after_shutdown["pid"], Value::Null, "{after_shutdown}");
+
+    // The restart that was under way ends without starting anything.
+    let reply = within("restart", restarting).await.expect("task");
+    let after_restart = data(daemon.handle(status()).await);
+    assert_eq!(after_restart["pid"], Value::Null, "restart: {reply:?}, then {after_restart}");
+    assert_ne!(after_restart["state"], "running");
+    while let Some(event) = events.try_recv() {
+        assert_ne!(event.event_type(), PROCESS_STARTED, "started after shutdown: {event:?}");
+    }
+    // And nothing starts from now on.
+    let again = start("u", "sleep", &["30"]);
+    assert_eq!(error_message(daemon.handle(again).await), "daemon is shutting down");
+}

@@ -25,7 +25,7 @@ use ipc_proto::{FrameConfig, IpcCodec, IpcResponse, SubscriptionType};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::codec::Encoder;
-use tracing::{debug, error, trace};
+use tracing::{debug, error, trace, warn};
 
 use crate::Event;
 
@@ -63,6 +63,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// * Events reach every subscription in one global order (publishes are serialized).
 /// * Dropping a [`Subscription`] removes it from the bus at once; dropping every `EventBus`
 ///   handle ends every subscription (receives return `None` once their queues are drained).
+///   [`serve`](crate::serve) and the connections it runs hold a handle each, so the bus of a
+///   daemon stays open while it serves.
 ///
 /// # Design
 ///
@@ -226,7 +228,18 @@ impl EventBus {
     /// [`SubscriptionType::matches`]); `data` is sent as is, so bunctl's events repeat the app
     /// under `"app"`. Never blocks: a full queue drops its oldest event instead of waiting.
     /// The event is allocated once, on the first match; with no match, `data` is just dropped.
+    ///
+    /// `"lagged"` is reserved for the bus's own loss notices, so that a subscriber can trust
+    /// every `lagged` event it gets: an event published under that name is delivered to no one
+    /// (and logged at `warn!`).
     pub fn publish(&self, event_type: &str, app_name: Option<&str>, data: Value) -> usize {
+        if event_type == LAGGED {
+            warn!(
+                app = app_name,
+                "an event named {LAGGED:?} is reserved for loss notices; dropped"
+            );
+            return 0;
+        }
         let category = EventCategory::of(event_type);
         let mut data = Some(data);
         let mut event: Option<BusEvent> = None;
@@ -344,6 +357,25 @@ impl Subscription {
         q.pushed - q.events.len() as u64 - q.missed
     }
 
+    /// Ends the subscription and returns how many of its events it never received: those
+    /// still queued and those dropped since its last receive. Exact: no event reaches it
+    /// after it is removed from the bus, which happens first.
+    pub(crate) fn close(mut self) -> u64 {
+        self.remove_from_bus();
+        let q = lock(&self.slot.queue);
+        q.events.len() as u64 + q.missed
+    }
+
+    fn remove_from_bus(&mut self) {
+        let Some(bus) = std::mem::take(&mut self.bus).upgrade() else { return };
+        let remaining = {
+            let mut subscribers = lock(&bus.subscribers);
+            subscribers.retain(|s| s.id != self.slot.id);
+            subscribers.len()
+        };
+        debug!(id = self.slot.id, subscribers = remaining, "unsubscribed");
+    }
+
     /// True once every [`EventBus`] handle is gone: nothing more will arrive after the queue.
     pub fn is_closed(&self) -> bool {
         lock(&self.slot.queue).closed
@@ -440,13 +472,7 @@ fn register(q: &mut Queue, cx: &mut Context<'_>) {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let Some(bus) = self.bus.upgrade() else { return };
-        let remaining = {
-            let mut subscribers = lock(&bus.subscribers);
-            subscribers.retain(|s| s.id != self.slot.id);
-            subscribers.len()
-        };
-        debug!(id = self.slot.id, subscribers = remaining, "unsubscribed");
+        self.remove_from_bus();
     }
 }
 

@@ -290,9 +290,11 @@ impl IpcClient {
     }
 
     fn hold_event(&mut self, event: Event) {
-        if self.pending_events.len() == MAX_PENDING_EVENTS {
-            self.pending_events.pop_front();
-            self.missed_events += 1;
+        if self.pending_events.len() == MAX_PENDING_EVENTS
+            && let Some(dropped) = self.pending_events.pop_front()
+        {
+            // A dropped notice stood for the events it announced.
+            self.missed_events += dropped.missed().unwrap_or(1);
         }
         self.pending_events.push_back(event);
     }

@@ -894,6 +894,11 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
         self.writer.queue_encoded(frame)
     }
 
+    /// The largest message this connection sends.
+    pub(crate) fn max_send_size(&self) -> usize {
+        self.writer.config.max_message_size()
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn queued_len(&self) -> usize {
         self.writer.buf.len()

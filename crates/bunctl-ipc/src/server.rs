@@ -44,8 +44,9 @@ pub struct ServerOptions {
 ///
 /// Every connection holds a descriptor, and a daemon needs more for the apps it runs (pipes for
 /// their output, log files). So the default is half the process's soft descriptor limit
-/// (`RLIMIT_NOFILE`) — 512 with the common limit of 1024 — but at least 64 and at most 4096, the
-/// ceiling systemd uses for its own varlink servers. Raising the limit (`ulimit -n`,
+/// (`RLIMIT_NOFILE`) — 512 with the common limit of 1024 — and at most 4096, the ceiling
+/// systemd uses for its own varlink servers. However low the limit, the cap stays below it, so
+/// that a client past the cap can still be accepted and told the server is busy. Raising the limit (`ulimit -n`,
 /// systemd's `LimitNOFILE=`) raises the cap with it. On Windows, where handles have no such
 /// per-process limit, it is 1024.
 pub fn default_max_connections() -> usize {
@@ -54,7 +55,7 @@ pub fn default_max_connections() -> usize {
 
 fn connection_cap_for(descriptor_limit: Option<usize>) -> usize {
     match descriptor_limit {
-        Some(limit) => (limit / 2).clamp(64, 4096),
+        Some(limit) => (limit / 2).clamp(1, 4096),
         None => 1024,
     }
 }
@@ -313,9 +314,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_connection_cap_leaves_descriptors_to_refuse_clients_past_it() {
+        for limit in [2, 3, 20, 64, 100, 127, 128, 1024, 1 << 20] {
+            let cap = connection_cap_for(Some(limit));
+            assert!(cap >= 1 && cap <= limit / 2, "limit {limit}: cap {cap}");
+        }
+    }
+
+    #[test]
     fn the_default_connection_cap_follows_the_descriptor_limit_within_bounds() {
         assert_eq!(connection_cap_for(Some(1024)), 512);
-        assert_eq!(connection_cap_for(Some(100)), 64);
+        assert_eq!(connection_cap_for(Some(100)), 50);
         assert_eq!(connection_cap_for(Some(65536)), 4096);
         assert_eq!(connection_cap_for(Some(1 << 40)), 4096);
         assert_eq!(connection_cap_for(None), 1024);

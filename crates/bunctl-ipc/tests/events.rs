@@ -649,3 +649,45 @@ async fn dropping_serve_removes_the_socket_and_ends_connections() {
     assert!(err.is_disconnect(), "{err:?}");
     assert_eq!(bus.subscriber_count(), 0);
 }
+
+#[tokio::test]
+async fn a_dropped_lagged_notice_counts_every_event_it_announced() {
+    // A server that, while the client waits for a reply, sends a notice of 100 lost events and
+    // then more events than the client holds back: the notice itself is what the client drops.
+    let (_dir, path) = endpoint();
+    let mut server = IpcServer::bind(&path).await.expect("bind");
+    let mut client = connect(&path).await;
+    let mut conn = within("accept", server.accept()).await.expect("accept");
+    const HELD: u64 = 4096;
+    let serving = tokio::spawn(async move {
+        let request = conn.recv().await.expect("request");
+        conn.send(&Event::lagged(100).into()).await.expect("notice");
+        for n in 0..HELD {
+            conn.send(&Event::new(LOG_LINE, json!({ "n": n })).into()).await.expect("event");
+        }
+        conn.send(&IpcResponse::Success { message: format!("{request:?}") }).await.expect("reply");
+        conn
+    });
+    within("reply", client.request(&IpcMessage::List)).await.expect("reply");
+    let mut missed = 0;
+    let mut delivered = 0;
+    while delivered < HELD {
+        let event = next_event(&mut client).await;
+        match event.missed() {
+            Some(n) => missed += n,
+            None => delivered += 1,
+        }
+    }
+    assert_eq!((delivered, missed), (HELD, 100), "every event delivered or counted, once");
+    drop(within("server", serving).await.expect("task"));
+}
+
+#[test]
+fn publishing_under_the_loss_notice_name_delivers_nothing() {
+    // A `lagged` event on the wire is always the server's own notice, so a client can trust it.
+    let bus = EventBus::new();
+    let mut all = bus.subscribe(SubscriptionType::AllEvents { app_name: None });
+    assert_eq!(bus.publish(LAGGED, None, json!({ "missed": 5 })), 0);
+    assert_eq!(bus.publish(LAGGED, Some("web"), json!("anything")), 0);
+    assert!(all.try_recv().is_none());
+}

@@ -1,0 +1,130 @@
+//! One timer per connection, for whichever limit comes first: the first reply (or wind-down
+//! output) owed, the request frame in progress, the idle limit of a silent client.
+//!
+//! The clock is read once when the connection is about to wait (or yields), not per request:
+//! what happened in between is stamped with that time, which is later than the truth by at
+//! most one poll's work, so a limit may fire that much late, never early. The times live in
+//! the timer's allocation, which every connection has anyway, so that the connection's task
+//! stays small.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use ipc_proto::{IpcError, Operation, Result};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tracing::debug;
+
+/// `now + limit`, or far in the future if that overflows (`Duration::MAX` = no limit).
+pub(super) fn deadline_after(now: Instant, limit: Duration) -> Instant {
+    now.checked_add(limit).unwrap_or_else(far_future)
+}
+
+fn far_future() -> Instant {
+    // What tokio itself uses for "never": about 30 years.
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// What the keeper needs to know when the connection has nothing to do.
+pub(super) struct Waiting {
+    /// When the first reply or wind-down output owed must be written by.
+    pub(super) output_due: Option<Instant>,
+    /// Part of a request frame is in.
+    pub(super) frame_in_progress: bool,
+    /// Nothing in progress, nothing to write, not subscribed: the idle limit applies.
+    pub(super) idle: bool,
+}
+
+pub(super) struct Deadlines {
+    timer: Pin<Box<Timer>>,
+}
+
+pin_project! {
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        last_activity: Instant,
+        // When the request frame in progress must be complete by.
+        frame_due: Option<Instant>,
+        // Activity since the clock was last read.
+        active: bool,
+    }
+}
+
+impl Deadlines {
+    pub(super) fn new() -> Self {
+        Deadlines {
+            timer: Box::pin(Timer {
+                sleep: tokio::time::sleep_until(far_future()),
+                last_activity: Instant::now(),
+                frame_due: None,
+                active: false,
+            }),
+        }
+    }
+
+    /// Something was written: the idle clock restarts.
+    pub(super) fn activity(&mut self) {
+        *self.timer.as_mut().project().active = true;
+    }
+
+    /// A request (or the end of input) arrived whole: the idle clock restarts, and the frame
+    /// in progress, if any, is complete.
+    pub(super) fn received(&mut self) {
+        let timer = self.timer.as_mut().project();
+        *timer.active = true;
+        *timer.frame_due = None;
+    }
+
+    /// Whether the clock must be read before waiting: activity to stamp, or a frame that
+    /// started since.
+    pub(super) fn needs_clock(&self, frame_in_progress: bool) -> bool {
+        self.timer.active || (frame_in_progress && self.timer.frame_due.is_none())
+    }
+
+    /// Gives what happened since the clock was last read the time `now`.
+    pub(super) fn stamp(&mut self, now: Instant, limit: Duration, frame_in_progress: bool) {
+        let timer = self.timer.as_mut().project();
+        if std::mem::take(timer.active) {
+            *timer.last_activity = now;
+        }
+        if !frame_in_progress {
+            *timer.frame_due = None;
+        } else if timer.frame_due.is_none() {
+            *timer.frame_due = Some(deadline_after(now, limit));
+        }
+    }
+
+    /// Arms the timer for the limit that applies first, or fails if it has passed. The clock
+    /// must have been read for what `state` says (see [`stamp`](Self::stamp)).
+    pub(super) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: Waiting,
+        limit: Duration,
+        idle_limit: Duration,
+    ) -> Poll<Result<()>> {
+        let timer = self.timer.as_mut().project();
+        if !state.frame_in_progress {
+            *timer.frame_due = None;
+        }
+        let output = state.output_due.map(|due| (due, Operation::Send, limit));
+        let frame = timer.frame_due.map(|due| (due, Operation::Receive, limit));
+        let silent = state.idle.then(|| {
+            (deadline_after(*timer.last_activity, idle_limit), Operation::Receive, idle_limit)
+        });
+        let Some((due, operation, after)) =
+            [output, frame, silent].into_iter().flatten().min_by_key(|d| d.0)
+        else {
+            return Poll::Pending;
+        };
+        let mut sleep = timer.sleep;
+        if sleep.deadline() != due {
+            sleep.as_mut().reset(due);
+        }
+        ready!(sleep.poll(cx));
+        debug!(%operation, ?after, "connection timed out");
+        Poll::Ready(Err(IpcError::Timeout { operation, after, torn: false }))
+    }
+}
