@@ -18,9 +18,10 @@ use crate::{Connection, Event, PeerCredentials, sys};
 /// The client's connection type: receives [`IpcResponse`], sends [`IpcMessage`].
 pub type ClientConnection = Connection<sys::ClientStream, IpcResponse, IpcMessage>;
 
-/// Events kept for [`IpcClient::next_event`] while a request waits for its reply. Past this,
-/// the oldest are dropped and a `lagged` event reports how many.
-const MAX_PENDING_EVENTS: usize = 4096;
+/// Events kept for [`IpcClient::next_event`] while a request waits for its reply, unless
+/// [`ClientOptions::max_held_events`] says otherwise. Past this, the oldest are dropped and a
+/// `lagged` event reports how many.
+pub const DEFAULT_HELD_EVENTS: usize = 4096;
 
 /// How an [`IpcClient`] connects and what its connection starts with.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,7 @@ pub struct ClientOptions {
     connection: ConnectionOptions,
     wait_for_server: Duration,
     verify_server: bool,
+    held_events: usize,
 }
 
 impl ClientOptions {
@@ -39,7 +41,17 @@ impl ClientOptions {
             connection: ConnectionOptions::new(),
             wait_for_server: Duration::ZERO,
             verify_server: true,
+            held_events: DEFAULT_HELD_EVENTS,
         }
+    }
+
+    /// How many events a subscribed client keeps while a request waits for its reply (at
+    /// least 1; by default [`DEFAULT_HELD_EVENTS`]). When more arrive, the oldest are dropped,
+    /// and [`IpcClient::next_event`] first yields one `lagged` event counting them, as the
+    /// server does for a subscriber that falls behind.
+    pub fn max_held_events(mut self, events: usize) -> Self {
+        self.held_events = events.max(1);
+        self
     }
 
     /// Whether connecting checks who the server runs as (default: yes). With the check, a
@@ -106,6 +118,7 @@ pub struct IpcClient {
     conn: ClientConnection,
     endpoint: PathBuf,
     pending_events: VecDeque<Event>,
+    held_limit: usize,
     missed_events: u64,
     /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
     /// their future dropped). Replies come in request order, so the next this many replies
@@ -139,6 +152,7 @@ impl IpcClient {
             conn: options.connection.connection(stream).with_peer(Some(peer)),
             endpoint: path.to_owned(),
             pending_events: VecDeque::new(),
+            held_limit: options.held_events,
             missed_events: 0,
             owed_replies: 0,
             events_ended: false,
@@ -290,7 +304,7 @@ impl IpcClient {
     }
 
     fn hold_event(&mut self, event: Event) {
-        if self.pending_events.len() == MAX_PENDING_EVENTS
+        if self.pending_events.len() >= self.held_limit
             && let Some(dropped) = self.pending_events.pop_front()
         {
             // A dropped notice stood for the events it announced.

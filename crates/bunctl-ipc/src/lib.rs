@@ -85,7 +85,7 @@ mod sys;
 mod sys;
 
 pub use bus::{BusEvent, DEFAULT_QUEUE_CAPACITY, EventBus, Subscription};
-pub use client::{ClientConnection, ClientOptions, EventStream, IpcClient};
+pub use client::{ClientConnection, ClientOptions, DEFAULT_HELD_EVENTS, EventStream, IpcClient};
 pub use conn::{Connection, FramedIo, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;
 pub use peer::{PeerCredentials, PeerPolicy};

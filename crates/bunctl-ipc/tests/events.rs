@@ -658,7 +658,7 @@ async fn a_dropped_lagged_notice_counts_every_event_it_announced() {
     let mut server = IpcServer::bind(&path).await.expect("bind");
     let mut client = connect(&path).await;
     let mut conn = within("accept", server.accept()).await.expect("accept");
-    const HELD: u64 = 4096;
+    const HELD: u64 = bunctl_ipc::DEFAULT_HELD_EVENTS as u64;
     let serving = tokio::spawn(async move {
         let request = conn.recv().await.expect("request");
         conn.send(&Event::lagged(100).into()).await.expect("notice");

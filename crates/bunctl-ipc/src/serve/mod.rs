@@ -323,6 +323,8 @@ where
 /// no further request is read (a partly received one is abandoned), the request being handled
 /// finishes and its reply is written, the subscription ends, and once everything queued is
 /// written the function returns `Ok(())`, closing the connection with a clean end of stream.
+/// Requests the client had sent that were not read by then are not answered; with those left
+/// unread, the OS may report the close to the client as a reset (Unix does).
 /// [`serve_until`] uses it for every connection.
 pub fn serve_connection_until<'a, S, H, F>(
     conn: Connection<S, IpcMessage, IpcResponse>,
