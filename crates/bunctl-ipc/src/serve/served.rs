@@ -435,6 +435,12 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_millis(10), run).await;
     }
 
+    #[test]
+    fn the_longest_loss_notice_is_the_size_the_docs_give() {
+        // serve_connection's docs and WIRE.md say 72 bytes.
+        assert_eq!(*LONGEST_NOTICE, 72 + ipc_proto::HEADER_LEN);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_output_a_subscriber_does_not_read_is_bounded_in_bytes_not_events() {
         let (mut client, server) = tokio::io::duplex(1024);
