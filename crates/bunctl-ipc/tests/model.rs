@@ -602,6 +602,8 @@ async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
             Ok(())
         }
         Op::DisconnectMidFrame(i) => disconnect_mid_frame(world, i).await,
+        // A named pipe has no half-close: its client can only close both ways.
+        Op::HalfClose { .. } | Op::TruncatedAfterRequest { .. } if cfg!(windows) => Ok(()),
         Op::HalfClose { client, read, pad, flood } => {
             publish(world, true, true, flood, 0, pad > 0);
             // The server forwards them before it sees the end of the input.
