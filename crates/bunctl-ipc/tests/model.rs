@@ -1138,6 +1138,15 @@ async fn quiesce(world: &mut World) -> Result<(), TestCaseError> {
     let zombies_done =
         if world.zombies.is_empty() { Instant::now() } else { Instant::now() + world.timeout };
     settle(world.busy_until().max(zombies_done + MARGIN)).await;
+    // A client that left a reply unread too long has been cut off, whether it noticed or not.
+    for i in 0..CLIENTS {
+        let ended = world.clients[i].as_ref().is_some_and(|c| {
+            world.outcomes.lock().expect("lock").get(c.conn).is_some_and(Option::is_some)
+        });
+        if ended {
+            cut_off(world, i).await?;
+        }
+    }
     // Still connected, never reading: the server has ended them by itself.
     eventually(|| world.gauge.open() == world.connected()).await;
     prop_assert_eq!(world.gauge.open(), world.connected(), "open connections vs clients");
@@ -1286,4 +1295,23 @@ fn random_operation_sequences_keep_every_contract_of_the_daemon_path() {
         runtime.block_on(run_case(setup, ops))?;
     });
     eprintln!("model: {}", reached::report());
+}
+
+#[test]
+fn a_subscriber_whose_owed_reply_waits_behind_unread_events_is_cut_off_and_the_model_knows() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let ops = vec![
+        Op::Connect(2),
+        Op::Subscribe { client: 2, filter: 0, drain_first: false },
+        Op::Request { client: 2, delay_ms: 100, timeout_ms: 50 },
+        Op::SteadyRead { client: 2, ticks: 4, per_tick: 6, reads: 0, tick_ms: 50, pad: PAD },
+        Op::Quiesce,
+    ];
+    runtime
+        .block_on(run_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops))
+        .expect("case");
 }
