@@ -1281,8 +1281,13 @@ fn cases() -> u32 {
     std::env::var("BUNCTL_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
 }
 
+/// The tests here take turns: each checks that the process's descriptors are back where
+/// they were.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn random_operation_sequences_keep_every_contract_of_the_daemon_path() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let config =
         ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     let cases = setup().prop_flat_map(|s| (Just(s), prop::collection::vec(op(s), 1..40)));
@@ -1299,6 +1304,7 @@ fn random_operation_sequences_keep_every_contract_of_the_daemon_path() {
 
 #[test]
 fn a_subscriber_whose_owed_reply_waits_behind_unread_events_is_cut_off_and_the_model_knows() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
