@@ -1134,10 +1134,12 @@ async fn truncated_after_request(
 }
 
 async fn quiesce(world: &mut World) -> Result<(), TestCaseError> {
-    // Connections that never read again are given their send timeout to end.
+    // Connections that never read again are given their send timeout to end, from when the
+    // server sees their end of input: after the handler it may still be running.
+    let busy_until = world.busy_until().max(Instant::now());
     let zombies_done =
-        if world.zombies.is_empty() { Instant::now() } else { Instant::now() + world.timeout };
-    settle(world.busy_until().max(zombies_done + MARGIN)).await;
+        if world.zombies.is_empty() { busy_until } else { busy_until + world.timeout };
+    settle(zombies_done + MARGIN).await;
     // A client that left a reply unread too long has been cut off, whether it noticed or not.
     for i in 0..CLIENTS {
         let ended = world.clients[i].as_ref().is_some_and(|c| {
@@ -1300,6 +1302,26 @@ fn random_operation_sequences_keep_every_contract_of_the_daemon_path() {
         runtime.block_on(run_case(setup, ops))?;
     });
     eprintln!("model: {}", reached::report());
+}
+
+#[test]
+fn a_half_closed_client_that_never_reads_is_ended_a_timeout_after_its_handler_finishes() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    // Found by the 100,000-case run: the end of input is read only once the handler is done.
+    let ops = vec![
+        Op::Connect(0),
+        Op::Subscribe { client: 0, filter: 0, drain_first: false },
+        Op::Request { client: 0, delay_ms: 400, timeout_ms: 50 },
+        Op::HalfClose { client: 0, read: false, pad: PAD, flood: 4 },
+        Op::Quiesce,
+    ];
+    let setup = Setup { serving: Serving::Each, timeout_ms: 150 };
+    runtime.block_on(run_case(setup, ops)).expect("case");
 }
 
 #[test]
