@@ -1294,24 +1294,27 @@ fn random_operation_sequences_keep_every_contract_of_the_daemon_path() {
         ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     let cases = setup().prop_flat_map(|s| (Just(s), prop::collection::vec(op(s), 1..40)));
     proptest!(config, |((setup, ops) in cases)| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        runtime.block_on(run_case(setup, ops))?;
+        paused_runtime().block_on(run_case(setup, ops))?;
     });
     eprintln!("model: {}", reached::report());
 }
 
-#[test]
-fn a_half_closed_client_that_never_reads_is_ended_a_timeout_after_its_handler_finishes() {
+/// Runs one case on a paused current-thread runtime, taking its turn.
+fn run_known_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    paused_runtime().block_on(run_case(setup, ops))
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+#[test]
+fn a_half_closed_client_that_never_reads_is_ended_a_timeout_after_its_handler_finishes() {
     // Found by the 100,000-case run: the end of input is read only once the handler is done.
     let ops = vec![
         Op::Connect(0),
@@ -1320,18 +1323,12 @@ fn a_half_closed_client_that_never_reads_is_ended_a_timeout_after_its_handler_fi
         Op::HalfClose { client: 0, read: false, pad: PAD, flood: 4 },
         Op::Quiesce,
     ];
-    let setup = Setup { serving: Serving::Each, timeout_ms: 150 };
-    runtime.block_on(run_case(setup, ops)).expect("case");
+    run_known_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops).expect("case");
 }
 
 #[test]
 fn a_subscriber_whose_owed_reply_waits_behind_unread_events_is_cut_off_and_the_model_knows() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
+    // Found by the 100,000-case run: the server rightly ends it; the model must know.
     let ops = vec![
         Op::Connect(2),
         Op::Subscribe { client: 2, filter: 0, drain_first: false },
@@ -1339,7 +1336,5 @@ fn a_subscriber_whose_owed_reply_waits_behind_unread_events_is_cut_off_and_the_m
         Op::SteadyRead { client: 2, ticks: 4, per_tick: 6, reads: 0, tick_ms: 50, pad: PAD },
         Op::Quiesce,
     ];
-    runtime
-        .block_on(run_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops))
-        .expect("case");
+    run_known_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops).expect("case");
 }
