@@ -18,7 +18,7 @@ cargo xtask <COMMAND> [ARGS...]
 ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
     In order, stopping at the first failure, then a summary with each step's time: cargo fmt
     --check; cargo clippy --workspace --all-targets -D warnings; cargo test --workspace;
-    typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings); windows;
+    proto-minimal; typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings); windows;
     windows-clippy; check-targets; fuzz (30 s per target). Steps the machine cannot run are
     skipped with the reason; under CI=true (or CI=1) that fails, and --skip-* flags are
     refused.
@@ -39,6 +39,8 @@ bench [--full]
     The benchmarks (--quick unless --full); bench-report writes BENCHMARKS.md and .svg; bench-ts.
 bench-ts
     The TypeScript client beside the Rust client; rewrites that section of BENCHMARKS.md.
+proto-minimal
+    ipc-proto with --no-default-features (no codec): cargo tree shows no tokio, clippy, tests.
 help, -h, --help
 ";
 
@@ -59,6 +61,7 @@ fn dispatch(args: &[String]) -> Result {
         ("windows-clippy", _) => step("windows-clippy", || windows::clippy(rest)),
         ("check-targets", _) => step("check-targets", || windows::check_targets(rest)),
         ("typescript", _) => no_args(|| step("typescript", typescript)),
+        ("proto-minimal", _) => no_args(|| step("proto-minimal", proto_minimal)),
         ("bench-ts", _) => no_args(|| step("bench-ts", bench_ts)),
         ("bench", []) => bench(false),
         ("bench", [full]) if full == "--full" => bench(true),
@@ -87,10 +90,11 @@ fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
 
 /// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
 type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
-const CI_STEPS: [Step; 9] = [
+const CI_STEPS: [Step; 10] = [
     ("fmt", || None, || run(&mut cargo("fmt --all -- --check"))),
     ("clippy", || None, || run(&mut cargo("clippy --workspace --all-targets -- -D warnings"))),
     ("test", || None, || run(&mut cargo("test --workspace"))),
+    ("proto-minimal", || None, proto_minimal),
     ("typescript", unavailable, typescript),
     ("doc", || None, || run(cargo("doc --no-deps --workspace").env("RUSTDOCFLAGS", "-D warnings"))),
     ("windows", windows::wine_missing, windows::test_in_ci),
@@ -115,6 +119,20 @@ fn ci(skips: &[&str]) -> Result {
     });
     println!("\n==> summary\n    {}", s.0.join("\n    "));
     result
+}
+
+/// `ipc-proto` without default features: no tokio in its normal dependencies, then clippy and
+/// the tests of what is left (messages, errors, limits, blocking helpers).
+fn proto_minimal() -> Result {
+    let tree = "tree -p ipc-proto -e normal --no-default-features --prefix none";
+    let tree = run::output(&mut cargo(tree))?;
+    if let Some(line) = tree.lines().find(|line| line.starts_with("tokio")) {
+        return err(format!("ipc-proto without default features depends on {line}"));
+    }
+    println!("    no tokio in: {}", tree.lines().collect::<Vec<_>>().join(", "));
+    let clippy = "clippy -p ipc-proto --no-default-features --all-targets -- -D warnings";
+    run(&mut cargo(clippy))?;
+    run(&mut cargo("test -p ipc-proto --no-default-features"))
 }
 
 fn fuzz_step(seconds: u32) -> Result {
