@@ -89,6 +89,11 @@
 // Without `codec`, the items the docs link to for it do not exist.
 #![cfg_attr(not(feature = "codec"), allow(rustdoc::broken_intra_doc_links))]
 
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod blocking;
 #[cfg(feature = "codec")]
 mod codec;
