@@ -1,6 +1,7 @@
 //! Project automation for bunctl-ipc: `cargo xtask <command>` (an alias in `.cargo/config.toml`);
 //! `.ci/run` calls `cargo xtask ci`. Dependency-free on purpose: CI builds it every run.
 
+mod release;
 mod run;
 mod windows;
 
@@ -18,10 +19,24 @@ cargo xtask <COMMAND> [ARGS...]
 ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
     In order, stopping at the first failure, then a summary with each step's time: cargo fmt
     --check; cargo clippy --workspace --all-targets -D warnings; cargo test --workspace;
-    proto-minimal; typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings); windows;
-    windows-clippy; check-targets; fuzz (30 s per target). Steps the machine cannot run are
-    skipped with the reason; under CI=true (or CI=1) that fails, and --skip-* flags are
-    refused.
+    proto-minimal; typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings);
+    package; msrv; deny; windows; windows-clippy; check-targets; fuzz (30 s per target). Steps
+    the machine cannot run are skipped with the reason; under CI=true (or CI=1) that fails,
+    and --skip-* flags are refused. --skip-windows covers windows-clippy.
+proto-minimal
+    ipc-proto with --no-default-features (no codec): cargo tree shows no tokio, clippy, tests.
+typescript
+    clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
+    test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
+package
+    cargo package --workspace (the crates cargo publish would upload, each built from its
+    .crate file), then their own tests from the .crate files unpacked into target/package-test
+    (siblings patched to each other's packaged copies).
+msrv
+    No package in the dependency graph declares a rust-version above the workspace's.
+deny
+    cargo deny check licenses bans sources (deny.toml), with the pinned cargo-deny from PATH or
+    installed into target/tools.
 windows [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
     cargo test --target x86_64-pc-windows-gnu -Zbuild-std under Wine, with Debian's rustc-web
     (installs missing apt packages, creates the wine prefix). Target dir target/windows
@@ -30,17 +45,12 @@ windows-clippy [CARGO CLIPPY ARGS...] [-- CLIPPY ARGS...]
     The same with cargo clippy --all-targets -- -D warnings (Debian's rust-web-clippy).
 check-targets [CARGO CHECK ARGS...]
     cargo check -Zbuild-std for aarch64-apple-darwin, x86_64-unknown-freebsd (Debian toolchain).
-typescript
-    clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
-    test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
 fuzz [--seconds N]
     Each cargo +nightly fuzz target for N seconds (default 30).
 bench [--full]
     The benchmarks (--quick unless --full); bench-report writes BENCHMARKS.md and .svg; bench-ts.
 bench-ts
     The TypeScript client beside the Rust client; rewrites that section of BENCHMARKS.md.
-proto-minimal
-    ipc-proto with --no-default-features (no codec): cargo tree shows no tokio, clippy, tests.
 help, -h, --help
 ";
 
@@ -62,6 +72,9 @@ fn dispatch(args: &[String]) -> Result {
         ("check-targets", _) => step("check-targets", || windows::check_targets(rest)),
         ("typescript", _) => no_args(|| step("typescript", typescript)),
         ("proto-minimal", _) => no_args(|| step("proto-minimal", proto_minimal)),
+        ("package", _) => no_args(|| step("package", release::package)),
+        ("msrv", _) => no_args(|| step("msrv", release::msrv)),
+        ("deny", _) => no_args(|| step("deny", release::deny)),
         ("bench-ts", _) => no_args(|| step("bench-ts", bench_ts)),
         ("bench", []) => bench(false),
         ("bench", [full]) if full == "--full" => bench(true),
@@ -90,13 +103,16 @@ fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
 
 /// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
 type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
-const CI_STEPS: [Step; 10] = [
+const CI_STEPS: [Step; 13] = [
     ("fmt", || None, || run(&mut cargo("fmt --all -- --check"))),
     ("clippy", || None, || run(&mut cargo("clippy --workspace --all-targets -- -D warnings"))),
     ("test", || None, || run(&mut cargo("test --workspace"))),
     ("proto-minimal", || None, proto_minimal),
     ("typescript", unavailable, typescript),
     ("doc", || None, || run(cargo("doc --no-deps --workspace").env("RUSTDOCFLAGS", "-D warnings"))),
+    ("package", || None, release::package),
+    ("msrv", || None, release::msrv),
+    ("deny", || None, release::deny),
     ("windows", windows::wine_missing, windows::test_in_ci),
     ("windows-clippy", windows::apt_missing, || windows::clippy(&[])),
     ("check-targets", windows::apt_missing, || windows::check_targets(&[])),
