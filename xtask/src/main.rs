@@ -20,14 +20,17 @@ ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
     In order, stopping at the first failure, then a summary with each step's time: cargo fmt
     --check; cargo clippy --workspace --all-targets -D warnings; cargo test --workspace;
     proto-minimal; typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings);
-    package; msrv; deny; windows; windows-clippy; check-targets; fuzz (30 s per target). Steps
-    the machine cannot run are skipped with the reason; under CI=true (or CI=1) that fails,
-    and --skip-* flags are refused. --skip-windows covers windows-clippy.
+    docsrs; package; msrv; deny; windows; windows-clippy; windows-doc; check-targets; fuzz
+    (30 s per target). Steps the machine cannot run are skipped with the reason; under CI=true
+    (or CI=1) that fails, and --skip-* flags are refused. --skip-windows covers windows-clippy
+    and windows-doc.
 proto-minimal
     ipc-proto with --no-default-features (no codec): cargo tree shows no tokio, clippy, tests.
 typescript
     clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
     test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
+docsrs
+    cargo +nightly doc with --cfg docsrs (as docs.rs builds, badges included), -D warnings.
 package
     cargo package --workspace (the crates cargo publish would upload, each built from its
     .crate file), then their own tests from the .crate files unpacked into target/package-test
@@ -43,6 +46,8 @@ windows [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
     ($WINDOWS_TEST_TARGET_DIR), prefix <target dir>/wineprefix ($WINEPREFIX).
 windows-clippy [CARGO CLIPPY ARGS...] [-- CLIPPY ARGS...]
     The same with cargo clippy --all-targets -- -D warnings (Debian's rust-web-clippy).
+windows-doc [CARGO DOC ARGS...]
+    The same with cargo doc --no-deps --all-features, --cfg docsrs -D warnings.
 check-targets [CARGO CHECK ARGS...]
     cargo check -Zbuild-std for aarch64-apple-darwin, x86_64-unknown-freebsd (Debian toolchain).
 fuzz [--seconds N]
@@ -72,6 +77,8 @@ fn dispatch(args: &[String]) -> Result {
         ("check-targets", _) => step("check-targets", || windows::check_targets(rest)),
         ("typescript", _) => no_args(|| step("typescript", typescript)),
         ("proto-minimal", _) => no_args(|| step("proto-minimal", proto_minimal)),
+        ("docsrs", _) => no_args(|| step("docsrs", docsrs)),
+        ("windows-doc", _) => step("windows-doc", || windows::doc(rest)),
         ("package", _) => no_args(|| step("package", release::package)),
         ("msrv", _) => no_args(|| step("msrv", release::msrv)),
         ("deny", _) => no_args(|| step("deny", release::deny)),
@@ -103,18 +110,20 @@ fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
 
 /// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
 type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
-const CI_STEPS: [Step; 13] = [
+const CI_STEPS: [Step; 15] = [
     ("fmt", || None, || run(&mut cargo("fmt --all -- --check"))),
     ("clippy", || None, || run(&mut cargo("clippy --workspace --all-targets -- -D warnings"))),
     ("test", || None, || run(&mut cargo("test --workspace"))),
     ("proto-minimal", || None, proto_minimal),
     ("typescript", unavailable, typescript),
     ("doc", || None, || run(cargo("doc --no-deps --workspace").env("RUSTDOCFLAGS", "-D warnings"))),
+    ("docsrs", nightly_missing, docsrs),
     ("package", || None, release::package),
     ("msrv", || None, release::msrv),
     ("deny", || None, release::deny),
     ("windows", windows::wine_missing, windows::test_in_ci),
     ("windows-clippy", windows::apt_missing, || windows::clippy(&[])),
+    ("windows-doc", windows::apt_missing, || windows::doc(&[])),
     ("check-targets", windows::apt_missing, || windows::check_targets(&[])),
     ("fuzz", fuzz_idle, || fuzz(30)),
 ];
@@ -164,8 +173,21 @@ fn fuzz_idle() -> Option<String> {
     if !run::workspace_root().join("fuzz").is_dir() {
         return Some("no fuzz targets yet (no fuzz/ directory)".into());
     }
+    nightly_missing()
+}
+
+/// Why there is no nightly toolchain here, or `None`.
+fn nightly_missing() -> Option<String> {
     let nightly = run::output(&mut nightly_cargo("--version")).is_ok();
     (!nightly).then(|| "no nightly toolchain (`cargo +nightly --version` fails)".into())
+}
+
+/// The docs as docs.rs builds them (Linux): nightly with `--cfg docsrs`, so the
+/// `doc(cfg(...))` platform and feature badges are checked, in `target/docsrs`.
+fn docsrs() -> Result {
+    let mut doc = nightly_cargo("doc --no-deps --workspace --all-features");
+    doc.env("RUSTDOCFLAGS", "--cfg docsrs -D warnings");
+    run(doc.env("CARGO_TARGET_DIR", target_dir().join("docsrs")))
 }
 
 /// Each `cargo fuzz` target for `seconds`, from the committed seeds (`fuzz/seeds/<target>`),
