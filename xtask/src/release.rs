@@ -65,7 +65,13 @@ fn unpublished() -> Result<Vec<String>> {
 /// A workspace of the unpacked `<name>-<version>` directories, each also the patch for its
 /// name on crates.io, so that the packaged crates depend on each other's packaged copies.
 fn scratch_manifest(members: &[String]) -> String {
-    let name = |dir: &str| dir.rsplit_once('-').map_or(dir, |(name, _version)| name).to_owned();
+    // The version starts at the first `-` followed by a digit (`bunctl-ipc-cli-0.2.0-rc.1`).
+    let name = |dir: &str| {
+        let at = dir
+            .char_indices()
+            .find(|&(i, c)| c == '-' && dir[i + 1..].starts_with(|d: char| d.is_ascii_digit()));
+        at.map_or(dir, |(i, _)| &dir[..i]).to_owned()
+    };
     let quoted: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
     let patches: String =
         members.iter().map(|m| format!("{} = {{ path = {m:?} }}\n", name(m))).collect();
@@ -192,10 +198,12 @@ mod tests {
 
     #[test]
     fn scratch_manifest_patches_each_crate_with_its_unpacked_copy() {
-        let members = ["bunctl-ipc-0.1.0".to_string(), "ipc-proto-0.1.0".to_string()];
+        let members = ["bunctl-ipc-cli-0.2.0-rc.1".to_string(), "ipc-proto-0.1.0".to_string()];
         let manifest = scratch_manifest(&members);
-        assert!(manifest.contains("members = [\"bunctl-ipc-0.1.0\", \"ipc-proto-0.1.0\"]"));
-        assert!(manifest.contains("bunctl-ipc = { path = \"bunctl-ipc-0.1.0\" }\n"));
+        assert!(
+            manifest.contains("members = [\"bunctl-ipc-cli-0.2.0-rc.1\", \"ipc-proto-0.1.0\"]")
+        );
+        assert!(manifest.contains("bunctl-ipc-cli = { path = \"bunctl-ipc-cli-0.2.0-rc.1\" }\n"));
         assert!(manifest.contains("ipc-proto = { path = \"ipc-proto-0.1.0\" }\n"));
     }
 
