@@ -1,6 +1,7 @@
 //! Project automation for bunctl-ipc: `cargo xtask <command>` (an alias in `.cargo/config.toml`);
 //! `.ci/run` calls `cargo xtask ci`. Dependency-free on purpose: CI builds it every run.
 
+mod release;
 mod run;
 mod windows;
 
@@ -18,21 +19,41 @@ cargo xtask <COMMAND> [ARGS...]
 ci [--skip-windows] [--skip-check-targets] [--skip-fuzz] [--skip-typescript]
     In order, stopping at the first failure, then a summary with each step's time: cargo fmt
     --check; cargo clippy --workspace --all-targets -D warnings; cargo test --workspace;
-    typescript; cargo doc --no-deps --workspace (RUSTDOCFLAGS=-D warnings); windows;
-    windows-clippy; check-targets; fuzz (30 s per target). Steps the machine cannot run are
+    proto-minimal; typescript; typescript-pack; cargo doc --no-deps --workspace
+    (RUSTDOCFLAGS=-D warnings); docsrs; package; msrv; deny; windows; windows-clippy;
+    windows-doc; check-targets; fuzz (30 s per target). Steps the machine cannot run are
     skipped with the reason; under CI=true (or CI=1) that fails, and --skip-* flags are
-    refused.
+    refused. --skip-windows covers windows-clippy and windows-doc, --skip-typescript
+    typescript-pack.
+proto-minimal
+    ipc-proto with --no-default-features (no codec): cargo tree shows no tokio, clippy, tests.
+typescript
+    clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
+    test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
+typescript-pack
+    npm pack --dry-run lists exactly what users need; the tarball installs into a fresh
+    project (target/npm-pack) and imports under Node and Bun, and tsc checks its types.
+docsrs
+    cargo +nightly doc with --cfg docsrs (as docs.rs builds, badges included), -D warnings.
+package
+    cargo package --workspace (the crates cargo publish would upload, each built from its
+    .crate file), then their own tests from the .crate files unpacked into target/package-test
+    (siblings patched to each other's packaged copies).
+msrv
+    No package in the dependency graph declares a rust-version above the workspace's.
+deny
+    cargo deny check licenses bans sources (deny.toml), with the pinned cargo-deny from PATH or
+    installed into target/tools.
 windows [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
     cargo test --target x86_64-pc-windows-gnu -Zbuild-std under Wine, with Debian's rustc-web
     (installs missing apt packages, creates the wine prefix). Target dir target/windows
     ($WINDOWS_TEST_TARGET_DIR), prefix <target dir>/wineprefix ($WINEPREFIX).
 windows-clippy [CARGO CLIPPY ARGS...] [-- CLIPPY ARGS...]
     The same with cargo clippy --all-targets -- -D warnings (Debian's rust-web-clippy).
+windows-doc [CARGO DOC ARGS...]
+    The same with cargo doc --no-deps --all-features, --cfg docsrs -D warnings.
 check-targets [CARGO CHECK ARGS...]
     cargo check -Zbuild-std for aarch64-apple-darwin, x86_64-unknown-freebsd (Debian toolchain).
-typescript
-    clients/typescript against the Rust daemon: pinned Bun into target/tools, npm ci, tsc, bun
-    test, Node smoke test. Needs Linux x86_64, Node >= 20 with npm.
 fuzz [--seconds N]
     Each cargo +nightly fuzz target for N seconds (default 30).
 bench [--full]
@@ -59,6 +80,13 @@ fn dispatch(args: &[String]) -> Result {
         ("windows-clippy", _) => step("windows-clippy", || windows::clippy(rest)),
         ("check-targets", _) => step("check-targets", || windows::check_targets(rest)),
         ("typescript", _) => no_args(|| step("typescript", typescript)),
+        ("proto-minimal", _) => no_args(|| step("proto-minimal", proto_minimal)),
+        ("typescript-pack", _) => no_args(|| step("typescript-pack", typescript_pack)),
+        ("docsrs", _) => no_args(|| step("docsrs", docsrs)),
+        ("windows-doc", _) => step("windows-doc", || windows::doc(rest)),
+        ("package", _) => no_args(|| step("package", release::package)),
+        ("msrv", _) => no_args(|| step("msrv", release::msrv)),
+        ("deny", _) => no_args(|| step("deny", release::deny)),
         ("bench-ts", _) => no_args(|| step("bench-ts", bench_ts)),
         ("bench", []) => bench(false),
         ("bench", [full]) if full == "--full" => bench(true),
@@ -87,14 +115,21 @@ fn parse_skips(args: &[String]) -> Result<Vec<&str>> {
 
 /// A step of `ci`: name, why this machine cannot run it (or `None`), what it does.
 type Step = (&'static str, fn() -> Option<String>, fn() -> Result);
-const CI_STEPS: [Step; 9] = [
+const CI_STEPS: [Step; 16] = [
     ("fmt", || None, || run(&mut cargo("fmt --all -- --check"))),
     ("clippy", || None, || run(&mut cargo("clippy --workspace --all-targets -- -D warnings"))),
     ("test", || None, || run(&mut cargo("test --workspace"))),
+    ("proto-minimal", || None, proto_minimal),
     ("typescript", unavailable, typescript),
+    ("typescript-pack", unavailable, typescript_pack),
     ("doc", || None, || run(cargo("doc --no-deps --workspace").env("RUSTDOCFLAGS", "-D warnings"))),
+    ("docsrs", nightly_missing, docsrs),
+    ("package", || None, release::package),
+    ("msrv", || None, release::msrv),
+    ("deny", || None, release::deny),
     ("windows", windows::wine_missing, windows::test_in_ci),
     ("windows-clippy", windows::apt_missing, || windows::clippy(&[])),
+    ("windows-doc", windows::apt_missing, || windows::doc(&[])),
     ("check-targets", windows::apt_missing, || windows::check_targets(&[])),
     ("fuzz", fuzz_idle, || fuzz(30)),
 ];
@@ -117,6 +152,20 @@ fn ci(skips: &[&str]) -> Result {
     result
 }
 
+/// `ipc-proto` without default features: no tokio in its normal dependencies, then clippy and
+/// the tests of what is left (messages, errors, limits, blocking helpers).
+fn proto_minimal() -> Result {
+    let tree = "tree -p ipc-proto -e normal --no-default-features --prefix none";
+    let tree = run::output(&mut cargo(tree))?;
+    if let Some(line) = tree.lines().find(|line| line.starts_with("tokio")) {
+        return err(format!("ipc-proto without default features depends on {line}"));
+    }
+    println!("    no tokio in: {}", tree.lines().collect::<Vec<_>>().join(", "));
+    let clippy = "clippy -p ipc-proto --no-default-features --all-targets -- -D warnings";
+    run(&mut cargo(clippy))?;
+    run(&mut cargo("test -p ipc-proto --no-default-features"))
+}
+
 fn fuzz_step(seconds: u32) -> Result {
     let mut summary = Summary::default();
     match fuzz_idle() {
@@ -130,8 +179,21 @@ fn fuzz_idle() -> Option<String> {
     if !run::workspace_root().join("fuzz").is_dir() {
         return Some("no fuzz targets yet (no fuzz/ directory)".into());
     }
+    nightly_missing()
+}
+
+/// Why there is no nightly toolchain here, or `None`.
+fn nightly_missing() -> Option<String> {
     let nightly = run::output(&mut nightly_cargo("--version")).is_ok();
     (!nightly).then(|| "no nightly toolchain (`cargo +nightly --version` fails)".into())
+}
+
+/// The docs as docs.rs builds them (Linux): nightly with `--cfg docsrs`, so the
+/// `doc(cfg(...))` platform and feature badges are checked, in `target/docsrs`.
+fn docsrs() -> Result {
+    let mut doc = nightly_cargo("doc --no-deps --workspace --all-features");
+    doc.env("RUSTDOCFLAGS", "--cfg docsrs -D warnings");
+    run(doc.env("CARGO_TARGET_DIR", target_dir().join("docsrs")))
 }
 
 /// Each `cargo fuzz` target for `seconds`, from the committed seeds (`fuzz/seeds/<target>`),
@@ -221,6 +283,84 @@ fn typescript() -> Result {
     Ok(())
 }
 
+/// The npm package as its users get it. `npm pack --dry-run --json` must list exactly
+/// `package.json`, the README, the license texts, `src/*.ts` and for each of them its
+/// `dist/*.js` and `.d.ts` (and their maps). Then the packed tarball is installed into a fresh
+/// project in `target/npm-pack` and `clients/typescript/pack-check` is run there: the imports
+/// under Node (dist/) and Bun (src/), and tsc against the package's types.
+fn typescript_pack() -> Result {
+    let bun = ensure_bun()?;
+    let dir = run::workspace_root().join("clients/typescript");
+    if !dir.join("node_modules/typescript").is_dir() {
+        run(cmd("npm ci --no-audit --no-fund").current_dir(&dir))?;
+    }
+    let mut dry_run = cmd("npm pack --dry-run --json");
+    run::echo(dry_run.current_dir(&dir));
+    let listing = run::output(&mut dry_run)?;
+    let packs: Vec<&str> = release::json_elements(&listing).collect();
+    let files = packs.first().and_then(|pack| release::json_field(pack, "files"));
+    let paths: Vec<String> = release::json_elements(files.unwrap_or("[]"))
+        .filter_map(|file| release::json_field(file, "path"))
+        .map(|path| path.trim_matches('"').to_owned())
+        .collect();
+    check_npm_files(&paths)?;
+    println!("    npm pack lists {} files: {}", paths.len(), paths.join(" "));
+
+    let out = target_dir().join("npm-pack");
+    let project = out.join("project");
+    if out.exists() {
+        fs::remove_dir_all(&out)?;
+    }
+    fs::create_dir_all(&project)?;
+    let mut pack = cmd("npm pack --pack-destination");
+    run::echo(pack.arg(&out).current_dir(&dir));
+    let packed = run::output(&mut pack)?;
+    let tarball = out.join(packed.lines().last().unwrap_or_default().trim());
+    if !tarball.is_file() {
+        return err(format!("npm pack wrote no tarball into {}", out.display()));
+    }
+    let manifest = r#"{ "name": "pack-check", "private": true, "type": "module" }"#;
+    fs::write(project.join("package.json"), manifest)?;
+    for file in ["imports.mjs", "types.ts"] {
+        fs::copy(dir.join("pack-check").join(file), project.join(file))?;
+    }
+    let install = "npm install --no-audit --no-fund --no-package-lock --ignore-scripts";
+    run(cmd(install).arg(&tarball).current_dir(&project))?;
+    run(cmd("node imports.mjs").current_dir(&project))?;
+    run(scrubbed(bun).arg("imports.mjs").current_dir(&project))?;
+    let mut tsc = cmd("node");
+    tsc.arg(dir.join("node_modules/typescript/bin/tsc"));
+    tsc.args(
+        "--noEmit --strict --target es2022 --module nodenext --types node --typeRoots".split(' '),
+    );
+    run(tsc.arg(dir.join("node_modules/@types")).arg("types.ts").current_dir(&project))
+}
+
+/// Checks the files `npm pack` lists (see [`typescript_pack`]).
+fn check_npm_files(paths: &[String]) -> Result {
+    let fixed = ["package.json", "README.md", "LICENSE-MIT", "LICENSE-APACHE"];
+    let modules: Vec<&str> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix("src/")?.strip_suffix(".ts"))
+        .filter(|m| !m.contains('/') && !m.ends_with(".d"))
+        .collect();
+    let built = |m: &str| ["js", "js.map", "d.ts", "d.ts.map"].map(|ext| format!("dist/{m}.{ext}"));
+    let mut expected: Vec<String> = fixed.iter().map(|f| f.to_string()).collect();
+    for m in &modules {
+        expected.push(format!("src/{m}.ts"));
+        expected.extend(built(m));
+    }
+    let missing: Vec<&String> = expected.iter().filter(|e| !paths.contains(e)).collect();
+    let extra: Vec<&String> = paths.iter().filter(|p| !expected.contains(p)).collect();
+    if !modules.contains(&"index") || !missing.is_empty() || !extra.is_empty() {
+        return err(format!(
+            "npm pack lists the wrong files: missing {missing:?}, not for users {extra:?} (check \
+             `files` in clients/typescript/package.json and its prepack script)"
+        ));
+    }
+    Ok(())
+}
+
 /// The TypeScript client's round trip and requests/s beside the Rust client's, against one
 /// release daemon: `bench-report ts <bun> <daemon>` measures and rewrites that section of
 /// `BENCHMARKS.md`.
@@ -262,6 +402,24 @@ fn bench(full: bool) -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npm_files_are_exactly_what_users_need() {
+        let mut files: Vec<String> = ["package.json", "README.md", "LICENSE-MIT", "LICENSE-APACHE"]
+            .into_iter()
+            .chain(["src/index.ts", "dist/index.js", "dist/index.js.map"])
+            .chain(["dist/index.d.ts", "dist/index.d.ts.map"])
+            .map(String::from)
+            .collect();
+        assert!(check_npm_files(&files).is_ok());
+        files.push("test/golden.test.ts".into());
+        assert!(check_npm_files(&files).is_err());
+        files.pop();
+        files.retain(|f| f != "LICENSE-MIT");
+        assert!(check_npm_files(&files).is_err());
+        files.retain(|f| f != "dist/index.d.ts");
+        assert!(check_npm_files(&files).is_err());
+    }
 
     #[test]
     fn parses_skip_flags() {

@@ -165,6 +165,15 @@ pub fn clippy(args: &[String]) -> Result {
     run(cmd.arg("--all-targets").args(cargo_args).args(["--", "-D", "warnings"]).args(clippy_args))
 }
 
+/// The Windows docs as docs.rs builds them (`--cfg docsrs`, all features, `-D warnings`), in
+/// the target dir `windows-clippy` leaves (its std and dependencies are reused).
+pub fn doc(args: &[String]) -> Result {
+    prepare(CLIPPY_PACKAGES)?;
+    let (mut cmd, ..) = windows_cargo("doc", args);
+    cmd.args(["--no-deps", "--all-features"]).args(args);
+    run(cmd.env("RUSTDOCFLAGS", "--cfg docsrs -D warnings"))
+}
+
 /// `ci`'s step: one apt round for the Windows steps and check-targets, then the tests.
 pub fn test_in_ci() -> Result {
     prepare(&[TEST_PACKAGES, CLIPPY_PACKAGES].concat())?;

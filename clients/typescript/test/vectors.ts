@@ -1,4 +1,4 @@
-// Loads the golden wire vectors shared with the Rust tests (testdata/wire/vectors.json).
+// Loads the golden wire vectors shared with the Rust tests (crates/ipc-proto/testdata/vectors.json).
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -31,7 +31,7 @@ export interface Vectors {
   malformed: MalformedVector[];
 }
 
-export const vectorsPath = fileURLToPath(new URL("../../../testdata/wire/vectors.json", import.meta.url));
+export const vectorsPath = fileURLToPath(new URL("../../../crates/ipc-proto/testdata/vectors.json", import.meta.url));
 export const vectors: Vectors = JSON.parse(readFileSync(vectorsPath, "utf8"));
 
 export function unhex(text: string): Uint8Array {

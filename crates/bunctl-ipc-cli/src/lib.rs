@@ -13,6 +13,7 @@
 //! | `encode`, `decode` | `codec` |
 //! | `bench` | `bench`, with `local` for `--spawn` |
 //! | `demo` | `demo` |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
 mod bench;

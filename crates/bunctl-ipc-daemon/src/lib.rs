@@ -84,6 +84,12 @@
 //! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
 //! Each app's lines have a lock of their own: an app printing a flood of lines does not hold up
 //! requests, nor the capture of other apps' output.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod daemon;
 mod output;

@@ -67,6 +67,12 @@
 //! Through `tracing`: `trace!` for per-frame detail, `debug!` for connection lifecycle,
 //! `warn!` for refused peers, stale-socket trouble and poisoned connections, `error!` for
 //! failures the library cannot report to a caller.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod bus;
 mod client;

@@ -286,6 +286,7 @@ impl IpcServer {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl IpcServer {
     /// Adopts a listening socket bound elsewhere (by a supervisor, a parent, a test). The socket
     /// file is not unlinked or rebound, and is not removed on drop.

@@ -1,6 +1,7 @@
 //! Reading and writing single frames over `std::io`, for tools without an async runtime.
 //!
-//! Same wire, limits and errors as [`IpcCodec`]:
+//! Same wire, limits and errors as the codec (`IpcCodec`, feature `codec`); these need neither
+//! tokio nor tokio-util:
 //!
 //! ```
 //! use ipc_proto::{FrameConfig, IpcMessage, blocking};
@@ -25,9 +26,8 @@ use std::io::{self, Read, Write};
 
 use bytes::BytesMut;
 use serde::{Serialize, de::DeserializeOwned};
-use tokio_util::codec::Encoder;
 
-use crate::{FrameConfig, HEADER_LEN, IpcCodec, IpcError, Operation, Result};
+use crate::{FrameConfig, HEADER_LEN, IpcError, Operation, Result, frame};
 
 /// Writes `msg` as one frame with the default limits, in a single `write_all`.
 pub fn write_message<T: Serialize, W: Write>(w: &mut W, msg: &T) -> Result<()> {
@@ -41,7 +41,7 @@ pub fn write_message_with<T: Serialize, W: Write>(
     config: FrameConfig,
 ) -> Result<()> {
     let mut buf = BytesMut::new();
-    IpcCodec::<(), T>::with_config(config).encode(msg, &mut buf)?;
+    frame::encode(msg, &mut buf, &config)?;
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())

@@ -27,20 +27,38 @@
 //!
 //! # Getting started
 //!
-//! [`IpcCodec`] is a [`tokio_util::codec`] `Decoder` + `Encoder`, so it plugs into `Framed`,
-//! `FramedRead` and `FramedWrite` over any byte stream:
+//! Tools without an async runtime use [`blocking::write_message`] and
+//! [`blocking::read_message`] over any `std::io::Write` / `std::io::Read`:
 //!
 //! ```
+//! use ipc_proto::{IpcMessage, blocking};
+//!
+//! # fn main() -> Result<(), ipc_proto::IpcError> {
+//! let mut wire = Vec::new();
+//! blocking::write_message(&mut wire, &IpcMessage::Stop { name: "web".into() })?;
+//! assert_eq!(&wire[..4], &23u32.to_le_bytes());
+//! assert_eq!(&wire[4..], br#"{"Stop":{"name":"web"}}"#.as_slice());
+//!
+//! let msg: IpcMessage = blocking::read_message(&mut wire.as_slice())?;
+//! assert_eq!(msg, IpcMessage::Stop { name: "web".into() });
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `codec` feature (on by default), `IpcCodec` is a `tokio_util::codec` `Decoder` +
+//! `Encoder` with the same limits and errors, so it plugs into `Framed`, `FramedRead` and
+//! `FramedWrite` over any byte stream:
+//!
+//! ```
+//! # #[cfg(feature = "codec")]
+//! # fn main() -> Result<(), ipc_proto::IpcError> {
 //! use bytes::BytesMut;
 //! use ipc_proto::{ClientCodec, IpcMessage, ServerCodec};
 //! use tokio_util::codec::{Decoder, Encoder};
 //!
-//! # fn main() -> Result<(), ipc_proto::IpcError> {
 //! // The client encodes an IpcMessage ...
 //! let mut wire = BytesMut::new();
 //! ClientCodec::new().encode(&IpcMessage::Stop { name: "web".into() }, &mut wire)?;
-//! assert_eq!(&wire[..4], &23u32.to_le_bytes());
-//! assert_eq!(&wire[4..], br#"{"Stop":{"name":"web"}}"#.as_slice());
 //!
 //! // ... and the server decodes it.
 //! let msg = ServerCodec::new().decode(&mut wire)?;
@@ -48,11 +66,16 @@
 //! assert!(wire.is_empty());
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "codec"))]
+//! # fn main() {}
 //! ```
 //!
-//! Tools without an async runtime use [`blocking::write_message`] and
-//! [`blocking::read_message`] over any `std::io::Write` / `std::io::Read`, with the same limits
-//! and errors.
+//! # Features
+//!
+//! * `codec` (default): [`IpcCodec`], [`ClientCodec`] and [`ServerCodec`], which pull in
+//!   `tokio-util` (and through it `tokio`). Without it (`default-features = false`) the crate
+//!   still has the messages, the errors, the limits, the event filter and the blocking helpers,
+//!   and depends only on `bytes`, `serde`, `serde_json` and `thiserror`.
 //!
 //! # Errors are data
 //!
@@ -62,15 +85,28 @@
 //! frame ([`IpcError::Truncated`]). [`IpcError::is_recoverable`] tells whether the stream is still
 //! in sync afterwards.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Without `codec`, the items the docs link to for it do not exist.
+#![cfg_attr(not(feature = "codec"), allow(rustdoc::broken_intra_doc_links))]
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod blocking;
+#[cfg(feature = "codec")]
 mod codec;
 mod error;
 pub mod event;
+mod frame;
 mod message;
 
-pub use codec::{ClientCodec, FrameConfig, IpcCodec, ServerCodec};
+#[cfg(feature = "codec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
+pub use codec::{ClientCodec, IpcCodec, ServerCodec};
 pub use error::{EndpointStep, IpcError, Operation, Result};
+pub use frame::FrameConfig;
 pub use message::{IpcMessage, IpcResponse, SubscriptionType};
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The golden wire vectors in `testdata/wire/vectors.json`, checked both ways.
+//! The golden wire vectors in `testdata/vectors.json` (of this crate), checked both ways.
 //!
 //! The same file is read by the TypeScript client's tests (`clients/typescript/test/`), so the
 //! two implementations cannot drift apart. Each vector has hand-written sources (`value`,
@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::codec::{Decoder, Encoder};
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wire/vectors.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/vectors.json")
 }
 
 fn hex(bytes: &[u8]) -> String {

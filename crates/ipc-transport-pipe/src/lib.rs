@@ -51,8 +51,10 @@
 //! ```
 // The items the docs link to exist on Windows only; elsewhere the crate is empty.
 #![cfg_attr(not(windows), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(windows)]
 mod imp;
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 pub use imp::*;

@@ -38,7 +38,12 @@
 //! # }
 //! ```
 
+// The items the docs link to exist on Unix only; elsewhere the crate is empty.
+#![cfg_attr(not(unix), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(unix)]
 mod imp;
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use imp::*;

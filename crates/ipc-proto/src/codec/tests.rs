@@ -1,5 +1,5 @@
 use super::*;
-use crate::IpcMessage;
+use crate::{IpcMessage, MAX_MESSAGE_SIZE};
 use serde_json::json;
 
 fn frame(payload: &[u8]) -> Vec<u8> {

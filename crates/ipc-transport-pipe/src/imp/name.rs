@@ -24,7 +24,7 @@ pub fn is_pipe_name(endpoint: &Path) -> bool {
 /// `\\.\pipe\bunctl_app`, so a server and a client given the same path meet whatever their
 /// working directories. Pipes have no directories: two paths with the same file name name the
 /// same pipe. A path without a file name (`""`, `".."`, `"C:\"`) is an
-/// [`InvalidInput`](io::ErrorKind::InvalidInput) error.
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput) error.
 pub fn pipe_name(endpoint: &Path) -> Result<OsString> {
     if is_pipe_name(endpoint) {
         return Ok(endpoint.as_os_str().to_owned());

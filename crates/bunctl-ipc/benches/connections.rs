@@ -5,7 +5,7 @@
 mod common;
 
 #[cfg(unix)]
-#[path = "../crates/bunctl-ipc/tests/common/alloc.rs"]
+#[path = "../tests/common/alloc.rs"]
 mod alloc;
 
 #[cfg(unix)]
