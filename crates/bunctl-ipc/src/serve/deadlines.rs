@@ -1,11 +1,11 @@
 //! One timer per connection, for whichever limit comes first: the first reply (or wind-down
-//! output) owed, the request frame in progress, the idle limit of a silent client.
+//! output) owed (see the ledger in `wire`), the request frame in progress, the idle limit of a silent client.
 //!
 //! The clock is read once when the connection is about to wait (or yields), not per request:
 //! what happened in between is stamped with that time, which is later than the truth by at
 //! most one poll's work, so a limit may fire that much late, never early. The times live in
 //! the timer's allocation, which every connection has anyway, so that the connection's task
-//! stays small.
+//! stays small; so does the ledger of what the output owes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,6 +15,8 @@ use ipc_proto::{IpcError, Operation, Result};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
+
+use super::wire::Ledger;
 
 /// `now + limit`, or far in the future if that overflows (`Duration::MAX` = no limit).
 pub(super) fn deadline_after(now: Instant, limit: Duration) -> Instant {
@@ -28,8 +30,6 @@ fn far_future() -> Instant {
 
 /// What the keeper needs to know when the connection has nothing to do.
 pub(super) struct Waiting {
-    /// When the first reply or wind-down output owed must be written by.
-    pub(super) output_due: Option<Instant>,
     /// Part of a request frame is in.
     pub(super) frame_in_progress: bool,
     /// Nothing in progress, nothing to write, not subscribed: the idle limit applies.
@@ -45,6 +45,8 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         last_activity: Instant,
+        // What the output owes, by when.
+        ledger: Ledger,
         // When the request frame in progress must be complete by.
         frame_due: Option<Instant>,
         // Activity since the clock was last read.
@@ -58,10 +60,16 @@ impl Deadlines {
             timer: Box::pin(Timer {
                 sleep: tokio::time::sleep_until(far_future()),
                 last_activity: Instant::now(),
+                ledger: Ledger::default(),
                 frame_due: None,
                 active: false,
             }),
         }
+    }
+
+    /// The ledger of what the output owes.
+    pub(super) fn ledger(&mut self) -> &mut Ledger {
+        self.timer.as_mut().project().ledger
     }
 
     /// Something was written: the idle clock restarts.
@@ -77,15 +85,18 @@ impl Deadlines {
         *timer.frame_due = None;
     }
 
-    /// Whether the clock must be read before waiting: activity to stamp, or a frame that
-    /// started since.
+    /// Whether the clock must be read before waiting: activity to stamp, a frame that
+    /// started since, or output newly owed.
     pub(super) fn needs_clock(&self, frame_in_progress: bool) -> bool {
-        self.timer.active || (frame_in_progress && self.timer.frame_due.is_none())
+        self.timer.active
+            || (frame_in_progress && self.timer.frame_due.is_none())
+            || self.timer.ledger.needs_clock()
     }
 
     /// Gives what happened since the clock was last read the time `now`.
     pub(super) fn stamp(&mut self, now: Instant, limit: Duration, frame_in_progress: bool) {
         let timer = self.timer.as_mut().project();
+        timer.ledger.stamp(now, limit);
         if std::mem::take(timer.active) {
             *timer.last_activity = now;
         }
@@ -109,7 +120,7 @@ impl Deadlines {
         if !state.frame_in_progress {
             *timer.frame_due = None;
         }
-        let output = state.output_due.map(|due| (due, Operation::Send, limit));
+        let output = timer.ledger.first_due().map(|due| (due, Operation::Send, limit));
         let frame = timer.frame_due.map(|due| (due, Operation::Receive, limit));
         let silent = state.idle.then(|| {
             (deadline_after(*timer.last_activity, idle_limit), Operation::Receive, idle_limit)

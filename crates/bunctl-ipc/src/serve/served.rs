@@ -60,8 +60,6 @@ pub(super) struct Served<S> {
     pump: EventPump,
     gate: ReplyGate,
     deadlines: Deadlines,
-    /// The server is shutting down: no more input, finish what is in progress.
-    closing: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
@@ -72,7 +70,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
             pump: EventPump::new(),
             gate: ReplyGate::new(),
             deadlines: Deadlines::new(),
-            closing: false,
         }
     }
 
@@ -206,11 +203,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         cx: &mut Context<'_>,
         shutdown: Pin<&mut F>,
     ) -> Result<()> {
-        if self.closing || shutdown.poll(cx).is_pending() {
+        if self.wire.closing || shutdown.poll(cx).is_pending() {
             return Ok(());
         }
         debug!("server shutting down; finishing this connection");
-        self.closing = true;
+        self.wire.closing = true;
         self.end_input(None)
     }
 
@@ -219,6 +216,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     fn end_input(&mut self, ending: Option<IpcError>) -> Result<()> {
         self.pump.end(&mut self.wire)?;
         self.wire.close_input(ending);
+        self.deadlines.ledger().input_closed(self.wire.queued_len());
+        Ok(())
+    }
+
+    /// Queues a reply; it is owed from now (or from when the gate took it) until written.
+    fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
+        self.wire.queue_reply(reply)?;
+        self.deadlines.ledger().reply_queued(self.wire.queued_len());
         Ok(())
     }
 
@@ -252,12 +257,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
             }
             Err(e) if e.is_recoverable() => {
                 debug!(error = %e, "undecodable request");
-                self.wire.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+                self.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
             }
             Err(e @ IpcError::FrameTooLarge { .. }) => {
                 // Say why before closing; the stream cannot be read any further.
                 debug!(error = %e, "oversized request; closing after the error reply");
-                self.wire.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
+                self.queue_reply(&IpcResponse::Error { message: e.to_string() })?;
                 self.end_input(None)?;
             }
             Err(e) => {
@@ -281,14 +286,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
                     "events need a frame limit of {} bytes",
                     *LONGEST_NOTICE - ipc_proto::HEADER_LEN
                 );
-                return self.wire.queue_reply(&IpcResponse::Error { message });
+                return self.queue_reply(&IpcResponse::Error { message });
             }
             Some(subscription) => {
                 self.pump.subscribe(self.bus.subscribe(subscription));
                 SUBSCRIBED.to_owned()
             }
         };
-        self.wire.queue_reply(&IpcResponse::Success { message: reply })
+        self.queue_reply(&IpcResponse::Success { message: reply })
     }
 
     /// Runs the handler; its reply goes to the gate when events must go first, else straight
@@ -304,10 +309,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         let Some(reply) = handling.poll_done(cx) else { return Ok(false) };
         if self.pump.is_subscribed() {
             // Owed from now, even while earlier events go out first.
-            self.wire.hold_reply();
+            self.deadlines.ledger().hold_reply();
             self.gate.hold(reply, &self.pump);
         } else {
-            self.wire.queue_reply(&reply)?;
+            self.queue_reply(&reply)?;
         }
         Ok(true)
     }
@@ -321,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
 
     fn poll_gate(&mut self) -> Result<bool> {
         let Some(reply) = self.gate.release(&self.pump) else { return Ok(false) };
-        self.wire.queue_reply(&reply)?;
+        self.queue_reply(&reply)?;
         Ok(true)
     }
 
@@ -330,7 +335,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         if !self.wire.is_queued() || !(now || self.wire.is_batch_full()) {
             return Ok(false);
         }
-        let wrote = self.wire.poll_write(cx)?;
+        let (written, all) = self.wire.poll_write(cx)?;
+        // The one place where what is owed is written off.
+        self.deadlines.ledger().written(written);
+        let wrote = written > 0 || all;
         if wrote {
             self.deadlines.activity();
         }
@@ -347,9 +355,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     /// Reads the clock if anything since the last reading needs a time.
     fn read_clock(&mut self) {
         let frame = self.wire.has_partial_frame();
-        if self.wire.needs_clock() || self.deadlines.needs_clock(frame) {
+        if self.deadlines.needs_clock(frame) {
             let (now, limit) = (Instant::now(), self.wire.conn.timeout());
-            self.wire.stamp(now, limit);
             self.deadlines.stamp(now, limit, frame);
         }
     }
@@ -362,11 +369,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         handling: &mut HandlerSlot<Fut>,
     ) -> Poll<Result<()>> {
         handling.release();
-        self.wire.release();
+        self.deadlines.ledger().release();
         self.read_clock();
         let busy = handling.is_running() || !self.gate.is_empty();
         let state = Waiting {
-            output_due: self.wire.first_due(),
             frame_in_progress: self.wire.has_partial_frame(),
             idle: !busy
                 && !self.wire.is_closed()

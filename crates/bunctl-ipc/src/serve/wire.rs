@@ -1,6 +1,6 @@
 //! The connection as `serve` uses it: requests read one at a time, frames queued and written in
-//! batches, and, for every reply and for the output left when input ends, the time by which it
-//! must be written.
+//! batches; and the ledger of what is owed, for every reply and for the output left when input
+//! ends, by when.
 //!
 //! What is owed is kept as marks over the output's byte stream: "everything up to byte `end`
 //! must be written by `due`". A mark is pushed when a reply is ready (while it waits in the
@@ -8,7 +8,8 @@
 //! the clock, given its time when the clock is read, and dropped as soon as the bytes up to its
 //! end are written — by whichever write that is. Marks are pushed in the order replies become
 //! ready and stamped with a clock that only moves forward, so the first mark is always the
-//! first due.
+//! first due. The ledger lives in the deadline keeper's allocation, which every connection has
+//! anyway, so that the connection's task stays small.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -37,38 +38,48 @@ pub(super) struct Wire<S> {
     closed: bool,
     /// Part of a request frame is in, the rest is not.
     partial: bool,
+    /// The server is shutting down (set by the shutdown watch).
+    pub(super) closing: bool,
+    /// Rare and large next to the rest of an idle connection, so boxed.
+    aside: Option<Box<Aside>>,
+}
+
+enum Aside {
     /// A request read while the output had no room for its reply (see `poll_request`).
-    ahead: Option<Box<Result<IpcMessage>>>,
+    Ahead(Result<IpcMessage>),
     /// The read error that ended the input, returned once what is owed has been written.
-    ending: Option<IpcError>,
-    /// Bytes ever queued and ever written: positions in the output stream.
-    queued: u64,
+    Ending(IpcError),
+}
+
+/// What the output owes, by when: see the module docs.
+#[derive(Default)]
+pub(super) struct Ledger {
+    /// Bytes ever written: the position of the output's first unwritten byte.
     written: u64,
-    /// What must be written by when, first due first.
-    owed: VecDeque<Owed>,
+    owed: OwedList,
 }
 
 /// Everything up to byte `end` of the output must be written by `due`.
 #[derive(Debug, Clone, Copy)]
 struct Owed {
-    /// `None` while the reply waits in the gate, not yet queued.
-    end: Option<u64>,
+    /// `HELD` while the reply waits in the gate, not yet queued.
+    end: u64,
     /// `None` until the clock is next read.
     due: Option<Instant>,
 }
 
+/// The `end` of a reply that is not queued yet.
+const HELD: u64 = u64::MAX;
+
+impl Owed {
+    fn is_held(&self) -> bool {
+        self.end == HELD
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     pub(super) fn new(conn: Connection<S, IpcMessage, IpcResponse>) -> Self {
-        Wire {
-            conn,
-            closed: false,
-            partial: false,
-            ahead: None,
-            ending: None,
-            queued: 0,
-            written: 0,
-            owed: VecDeque::new(),
-        }
+        Wire { conn, closed: false, partial: false, closing: false, aside: None }
     }
 
     /// The next request, once the output has room for its reply. Without room, one request is
@@ -78,11 +89,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         if self.closed {
             return Poll::Pending;
         }
-        if let Some(ahead) = self.ahead.take() {
-            if self.has_room() {
-                return Poll::Ready(*ahead);
+        if let Some(aside) = self.aside.take() {
+            match *aside {
+                Aside::Ahead(request) if self.has_room() => return Poll::Ready(request),
+                kept => self.aside = Some(Box::new(kept)),
             }
-            self.ahead = Some(ahead);
             return Poll::Pending;
         }
         let received = self.conn.poll_recv(cx);
@@ -91,26 +102,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.partial = received.is_pending() && self.conn.has_partial_frame();
         match received {
             Poll::Ready(request) if !self.has_room() && is_answerable(&request) => {
-                self.ahead = Some(Box::new(request));
+                self.aside = Some(Box::new(Aside::Ahead(request)));
                 Poll::Pending
             }
             other => other,
         }
     }
 
-    /// No more input: what is queued now must be written within the timeout, and `ending`,
-    /// if any, is what the connection returns once everything owed is written.
+    /// No more input; `ending`, if any, is what the connection returns once everything owed
+    /// is written.
     pub(super) fn close_input(&mut self, ending: Option<IpcError>) {
         self.closed = true;
         self.partial = false;
-        if self.ending.is_none() {
-            self.ending = ending;
+        let ended = matches!(self.aside.as_deref(), Some(Aside::Ending(_)));
+        if let Some(e) = ending.filter(|_| !ended) {
+            // A request read ahead is abandoned with the rest of the input.
+            self.aside = Some(Box::new(Aside::Ending(e)));
         }
-        // A reply still to come (a handler running, or one in the gate) ends later and is due
-        // no earlier, so it covers what is queued now.
-        if self.queued > self.written && self.owed.back().is_none_or(|o| o.end.is_some()) {
-            self.owe(self.queued);
-        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(super) fn queued_len(&self) -> usize {
+        self.conn.queued_len()
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -123,7 +136,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// The error that ended the input, if one did.
     pub(super) fn take_ending(&mut self) -> Option<IpcError> {
-        self.ending.take()
+        match self.aside.take().map(|aside| *aside) {
+            Some(Aside::Ending(e)) => Some(e),
+            _ => None,
+        }
     }
 
     pub(super) fn has_room(&self) -> bool {
@@ -143,17 +159,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         len.saturating_sub(ipc_proto::HEADER_LEN) <= self.conn.max_send_size()
     }
 
-    /// A reply is ready but held back (by the reply gate): its time runs from now.
-    pub(super) fn hold_reply(&mut self) {
-        self.owed.push_back(Owed { end: None, due: None });
-    }
-
-    /// Queues a reply, the one held back if there is one. A reply that cannot be encoded or is
-    /// over the frame limit is replaced by an error reply saying so, shortened until it fits,
+    /// Queues a reply. A reply that cannot be encoded or is over the frame limit is replaced by an error reply saying so, shortened until it fits,
     /// so the request still gets exactly one answer; if not even the shortest fits, the
     /// connection cannot answer at all and the error is returned.
     pub(super) fn queue_reply(&mut self, reply: &IpcResponse) -> Result<()> {
-        let before = self.conn.queued_len();
         if let Err(e) = self.conn.queue(reply) {
             if !matches!(e, IpcError::FrameTooLarge { .. } | IpcError::Encode(_)) {
                 return Err(e);
@@ -167,51 +176,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 return Err(e);
             }
         }
-        self.queued += (self.conn.queued_len() - before) as u64;
-        match self.owed.back_mut() {
-            Some(held) if held.end.is_none() => held.end = Some(self.queued),
-            _ => self.owe(self.queued),
-        }
         Ok(())
     }
 
     /// Queues an event or a notice (an encoded frame); events carry no deadline of their own.
     pub(super) fn queue_event(&mut self, frame: &[u8]) -> Result<()> {
-        self.conn.queue_encoded(frame)?;
-        self.queued += frame.len() as u64;
-        Ok(())
+        self.conn.queue_encoded(frame)
     }
 
     /// Queues a notice the server makes itself (a `lagged` notice); like events, it carries no
     /// deadline of its own.
     pub(super) fn queue_notice(&mut self, notice: &IpcResponse) -> Result<()> {
+        self.conn.queue(notice)
+    }
+
+    /// Writes what is queued. Returns how many bytes went out, and whether all of them did.
+    pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(usize, bool)> {
         let before = self.conn.queued_len();
-        self.conn.queue(notice)?;
-        self.queued += (self.conn.queued_len() - before) as u64;
-        Ok(())
+        let flushed = self.conn.poll_flush_queued(cx);
+        let written = before - self.conn.queued_len();
+        match flushed {
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) => Ok((written, true)),
+            Poll::Pending => Ok((written, false)),
+        }
+    }
+}
+
+impl Ledger {
+    /// A reply is ready but held back (by the reply gate): its time runs from now.
+    pub(super) fn hold_reply(&mut self) {
+        self.owed.push_back(Owed { end: HELD, due: None });
+    }
+
+    /// A reply was queued (the one held back, if there is one); `queued` bytes are unwritten.
+    pub(super) fn reply_queued(&mut self, queued: usize) {
+        let end = self.written + queued as u64;
+        match self.owed.back_mut() {
+            Some(held) if held.is_held() => held.end = end,
+            _ => self.owe(end),
+        }
+    }
+
+    /// The input ended with `queued` bytes unwritten: they must be written within the timeout.
+    pub(super) fn input_closed(&mut self, queued: usize) {
+        // A reply still to come (a handler running, or one in the gate) ends later and is due
+        // no earlier, so it covers what is queued now.
+        if queued > 0 && self.owed.back().is_none_or(|o| !o.is_held()) {
+            self.owe(self.written + queued as u64);
+        }
     }
 
     fn owe(&mut self, end: u64) {
         match self.owed.back_mut() {
             // Not stamped yet: it will get the same time as this one.
-            Some(last) if last.end.is_some() && last.due.is_none() => last.end = Some(end),
-            _ => self.owed.push_back(Owed { end: Some(end), due: None }),
+            Some(last) if !last.is_held() && last.due.is_none() => last.end = end,
+            _ => self.owed.push_back(Owed { end, due: None }),
         }
     }
 
-    /// Writes what is queued. Returns whether any byte went out, or the error.
-    pub(super) fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool> {
-        let before = self.conn.queued_len();
-        let flushed = self.conn.poll_flush_queued(cx);
-        let written = before - self.conn.queued_len();
-        self.written += written as u64;
-        while self.owed.front().is_some_and(|o| o.end.is_some_and(|end| end <= self.written)) {
+    /// `n` more bytes were written: what they complete is no longer owed.
+    pub(super) fn written(&mut self, n: usize) {
+        self.written += n as u64;
+        while self.owed.front().is_some_and(|o| !o.is_held() && o.end <= self.written) {
             self.owed.pop_front();
-        }
-        match flushed {
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Ready(Ok(())) => Ok(true),
-            Poll::Pending => Ok(written > 0),
         }
     }
 
@@ -222,12 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// Gives what became owed since the clock was last read the time `now`.
     pub(super) fn stamp(&mut self, now: Instant, limit: Duration) {
-        for owed in self.owed.iter_mut().rev() {
-            if owed.due.is_some() {
-                break;
-            }
-            owed.due = Some(deadline_after(now, limit));
-        }
+        self.owed.stamp(deadline_after(now, limit));
     }
 
     /// When the first thing owed must be written by.
@@ -235,10 +258,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.owed.front().and_then(|o| o.due)
     }
 
-    /// About to wait with nothing owed: the list's memory is given back.
+    /// About to wait: the list's spare memory is given back.
     pub(super) fn release(&mut self) {
-        if self.owed.is_empty() && self.owed.capacity() > 0 {
-            self.owed = VecDeque::new();
+        self.owed.release();
+    }
+}
+
+/// The marks, the first one inline: one reply in flight, the common case, allocates nothing.
+#[derive(Default)]
+struct OwedList {
+    first: Option<Owed>,
+    // Boxed on purpose: 8 bytes in every connection instead of a `VecDeque`'s 32, for a list
+    // that is rarely needed.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<Owed>>>,
+}
+
+impl OwedList {
+    fn front(&self) -> Option<&Owed> {
+        self.first.as_ref()
+    }
+
+    fn back(&self) -> Option<&Owed> {
+        self.rest.as_deref().and_then(VecDeque::back).or(self.first.as_ref())
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Owed> {
+        match self.rest.as_deref_mut().and_then(VecDeque::back_mut) {
+            Some(last) => Some(last),
+            None => self.first.as_mut(),
+        }
+    }
+
+    fn push_back(&mut self, owed: Owed) {
+        match self.first {
+            None => self.first = Some(owed),
+            Some(_) => self.rest.get_or_insert_default().push_back(owed),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        self.first = self.rest.as_deref_mut().and_then(VecDeque::pop_front);
+    }
+
+    /// Gives every mark still without a time `due` (they are the last ones).
+    fn stamp(&mut self, due: Instant) {
+        let rest = self.rest.as_deref_mut().into_iter().flat_map(|r| r.iter_mut().rev());
+        for owed in rest.chain(self.first.as_mut()) {
+            if owed.due.is_some() {
+                break;
+            }
+            owed.due = Some(due);
+        }
+    }
+
+    fn release(&mut self) {
+        if self.rest.as_deref().is_some_and(VecDeque::is_empty) {
+            self.rest = None;
         }
     }
 }
