@@ -9,65 +9,14 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result, SubscriptionType};
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::event::Loss;
 use crate::options::{ConnectionOptions, connection_options};
 use crate::{Connection, Event, PeerCredentials, sys};
 
 /// The client's connection type: receives [`IpcResponse`], sends [`IpcMessage`].
 pub type ClientConnection = Connection<sys::ClientStream, IpcResponse, IpcMessage>;
-
-/// A server's frame as [`IpcClient`] decodes it: [`IpcResponse`], with the position the server
-/// may give an event (which `IpcResponse` has no field for).
-#[derive(Debug, Deserialize)]
-enum Incoming {
-    Success {
-        message: String,
-    },
-    Error {
-        message: String,
-    },
-    Data {
-        data: Value,
-    },
-    Event {
-        event_type: String,
-        data: Value,
-        #[serde(default)]
-        seq: Option<u64>,
-    },
-}
-
-/// A received frame: an event, or anything else (a reply).
-#[derive(Debug)]
-enum Frame {
-    Event(Event),
-    Reply(IpcResponse),
-}
-
-fn frame(received: Result<Incoming>) -> Result<Frame> {
-    Ok(match received? {
-        Incoming::Event { event_type, data, seq } => {
-            Frame::Event(Event::new(event_type, data).with_seq(seq))
-        }
-        Incoming::Success { message } => Frame::Reply(IpcResponse::Success { message }),
-        Incoming::Error { message } => Frame::Reply(IpcResponse::Error { message }),
-        Incoming::Data { data } => Frame::Reply(IpcResponse::Data { data }),
-    })
-}
-
-impl Frame {
-    fn into_response(self) -> IpcResponse {
-        match self {
-            Frame::Event(event) => event.into(),
-            Frame::Reply(reply) => reply,
-        }
-    }
-}
 
 /// Events kept for [`IpcClient::next_event`] while a request waits for its reply, unless
 /// [`ClientOptions::max_held_events`] says otherwise. Past this, the oldest are dropped and a
@@ -166,11 +115,11 @@ impl Default for ClientOptions {
 /// ```
 #[derive(Debug)]
 pub struct IpcClient {
-    conn: Connection<sys::ClientStream, Incoming, IpcMessage>,
+    conn: ClientConnection,
     endpoint: PathBuf,
     pending_events: VecDeque<Event>,
     held_limit: usize,
-    missed_events: Loss,
+    missed_events: u64,
     /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
     /// their future dropped). Replies come in request order, so the next this many replies
     /// belong to them and are discarded.
@@ -204,7 +153,7 @@ impl IpcClient {
             endpoint: path.to_owned(),
             pending_events: VecDeque::new(),
             held_limit: options.held_events,
-            missed_events: Loss::default(),
+            missed_events: 0,
             owed_replies: 0,
             events_ended: false,
         })
@@ -238,12 +187,13 @@ impl IpcClient {
             return Ok(event.into());
         }
         loop {
-            let received = frame(self.conn.recv().await);
-            if self.owed_replies > 0 && takes_a_reply_place(&received) {
-                self.discard_owed_reply(&received);
+            let response = self.conn.recv().await;
+            let is_event = matches!(response, Ok(IpcResponse::Event { .. }));
+            if !is_event && self.owed_replies > 0 && takes_a_reply_place(&response) {
+                self.discard_owed_reply(&response);
                 continue;
             }
-            return received.map(Frame::into_response);
+            return response;
         }
     }
 
@@ -277,8 +227,10 @@ impl IpcClient {
             return Err(e);
         }
         loop {
-            match frame(poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await) {
-                Ok(Frame::Event(event)) => self.hold_event(event),
+            match poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await {
+                Ok(IpcResponse::Event { event_type, data }) => {
+                    self.hold_event(Event { event_type, data })
+                }
                 // An undecodable frame stands where a reply was: it is the oldest one owed.
                 reply if self.owed_replies > 1 && takes_a_reply_place(&reply) => {
                     self.discard_owed_reply(&reply)
@@ -287,13 +239,13 @@ impl IpcClient {
                     if takes_a_reply_place(&reply) {
                         self.owed_replies = 0;
                     }
-                    return reply.map(Frame::into_response);
+                    return reply;
                 }
             }
         }
     }
 
-    fn discard_owed_reply(&mut self, reply: &Result<Frame>) {
+    fn discard_owed_reply(&mut self, reply: &Result<IpcResponse>) {
         self.owed_replies -= 1;
         debug!(
             ?reply,
@@ -338,8 +290,10 @@ impl IpcClient {
             return Poll::Ready(Ok(event));
         }
         loop {
-            match frame(ready!(self.conn.poll_recv(cx))) {
-                Ok(Frame::Event(event)) => return Poll::Ready(Ok(event)),
+            match ready!(self.conn.poll_recv(cx)) {
+                Ok(IpcResponse::Event { event_type, data }) => {
+                    return Poll::Ready(Ok(Event { event_type, data }));
+                }
                 owed if self.owed_replies > 0 && takes_a_reply_place(&owed) => {
                     self.discard_owed_reply(&owed)
                 }
@@ -354,17 +308,15 @@ impl IpcClient {
             && let Some(dropped) = self.pending_events.pop_front()
         {
             // A dropped notice stood for the events it announced.
-            match dropped.loss() {
-                Some(loss) => self.missed_events.merge(loss),
-                None => self.missed_events.add(dropped.seq()),
-            }
+            self.missed_events += dropped.missed().unwrap_or(1);
         }
         self.pending_events.push_back(event);
     }
 
     fn take_pending_event(&mut self) -> Option<Event> {
-        if !self.missed_events.is_empty() {
-            return Some(std::mem::take(&mut self.missed_events).notice());
+        if self.missed_events > 0 {
+            let missed = std::mem::take(&mut self.missed_events);
+            return Some(Event::lagged(missed));
         }
         self.pending_events.pop_front()
     }
@@ -398,20 +350,20 @@ impl IpcClient {
     /// arrive on the connection first.
     pub fn into_connection(self) -> (ClientConnection, Vec<Event>) {
         let mut events = Vec::with_capacity(self.pending_events.len() + 1);
-        if !self.missed_events.is_empty() {
-            events.push(self.missed_events.notice());
+        if self.missed_events > 0 {
+            events.push(Event::lagged(self.missed_events));
         }
         events.extend(self.pending_events);
-        (self.conn.decoding(), events)
+        (self.conn, events)
     }
 }
 
 /// Whether a received frame answers a request: any reply, and also a frame that could not be
 /// decoded but left the stream in sync (it was in the place of a reply). Events never do.
-fn takes_a_reply_place(received: &Result<Frame>) -> bool {
+fn takes_a_reply_place(received: &Result<IpcResponse>) -> bool {
     match received {
-        Ok(Frame::Event(_)) => false,
-        Ok(Frame::Reply(_)) => true,
+        Ok(IpcResponse::Event { .. }) => false,
+        Ok(_) => true,
         Err(e) => matches!(e, IpcError::InvalidMessage(_) | IpcError::EmptyFrame),
     }
 }

@@ -734,7 +734,7 @@ async fn resubscribe(
     loop {
         match c.client.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                c.watch.account(&Event::new(event_type, data))?;
+                c.watch.account(&Event { event_type, data })?;
             }
             Ok(IpcResponse::Success { .. }) => break,
             Err(e) if e.is_disconnect() => return cut_off(world, i).await,
@@ -779,7 +779,6 @@ impl Watch {
     fn account(&mut self, event: &Event) -> Result<(), TestCaseError> {
         if let Some(missed) = event.missed() {
             reached::note(&reached::NOTICES);
-            let from = self.announced as usize;
             self.announced += missed;
             prop_assert!(
                 self.announced <= self.expected.len() as u64,
@@ -787,12 +786,6 @@ impl Watch {
                 self.announced,
                 self.expected.len()
             );
-            // The notice names exactly the positions of the first and last it counts.
-            if let Some(range) = event.lost_range() {
-                let (first, last) =
-                    (self.expected[from], self.expected[self.announced as usize - 1]);
-                prop_assert_eq!(range, first..=last, "the range of a notice of {} lost", missed);
-            }
             if self.announced == self.expected.len() as u64 {
                 self.expected.clear();
                 self.announced = 0;
@@ -801,10 +794,6 @@ impl Watch {
         }
         prop_assert!(self.subscription.is_some(), "an event while not subscribed: {:?}", event);
         let seq = event.data["seq"].as_u64().expect("seq");
-        // The model numbers events as the bus does; `recv` and raw connections drop positions.
-        if let Some(position) = event.seq() {
-            prop_assert_eq!(position, seq, "the event's position on the bus");
-        }
         let at = self.expected.iter().position(|s| *s == seq);
         prop_assert!(at.is_some(), "event {seq} does not match, or came twice or out of order");
         let at = at.unwrap_or_default();
@@ -1046,7 +1035,7 @@ async fn oversize_remote(world: &mut World, i: usize) -> Result<(), TestCaseErro
     loop {
         match c.client.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                c.watch.account(&Event::new(event_type, data))?;
+                c.watch.account(&Event { event_type, data })?;
             }
             Err(IpcError::Closed) => break,
             other => prop_assert!(false, "expected the end, got {other:?}"),
@@ -1090,7 +1079,7 @@ async fn half_close(world: &mut World, i: usize, read: bool) -> Result<(), TestC
     loop {
         match conn.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event::new(event_type, data))?
+                watch.account(&Event { event_type, data })?
             }
             Ok(_) => replies += 1,
             Err(IpcError::Closed) => break,
@@ -1130,7 +1119,7 @@ async fn truncated_after_request(
     loop {
         match conn.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event::new(event_type, data))?
+                watch.account(&Event { event_type, data })?
             }
             Ok(reply) => replies.push(reply),
             Err(IpcError::Closed) => break,
