@@ -15,8 +15,10 @@
 //! flood; requests sent by a flooded subscriber, whose held-event queue overflows with
 //! `lagged` notices in it; pipelined bursts past the rounds of one poll and past the output's
 //! high-water mark, read at a steady pace; oversize requests (refused by the client, or by the
-//! server, which then closes); disconnects, also mid-frame; half-closes, read to the end or
-//! never read again; reconnects; shutdown in the middle of any of these.
+//! server, which then closes) and oversize replies (replaced by an error); disconnects, also
+//! mid-frame; request frames that stall half-way while events flow, then complete or never
+//! do; half-closes, read to the end or never read again; reconnects; shutdown in the middle of
+//! any of these.
 //!
 //! The invariants:
 //! * every completed request got its own reply, and it completed exactly when the model says
@@ -28,7 +30,9 @@
 //!   shutdown;
 //! * a connection the server ended with `Timeout { Send }` had a reply (or output left when
 //!   its input ended) that really waited that long: ready at least the timeout before the end,
-//!   and not read by the client before it;
+//!   and not read by the client before it; one ended with `Timeout { Receive }` had a request
+//!   frame stalled that long, and was ended within 2 ms of its frame's deadline (events
+//!   written meanwhile do not move it);
 //! * after shutdown, the server is done within the send timeout of the later of the shutdown
 //!   and the last handler's reply, however long the grace period;
 //! * the server's open connections never exceed the clients connected, equal them whenever the
@@ -89,11 +93,14 @@ struct Setup {
 #[derive(Debug, Clone)]
 enum Op {
     Connect(usize),
-    /// A request whose handler takes `delay_ms`; the client waits at most `timeout_ms`.
+    /// A request whose handler takes `delay_ms`; the client waits at most `timeout_ms`. With
+    /// `oversize`, the handler's reply is over the server's frame limit, and the server
+    /// answers with an error instead.
     Request {
         client: usize,
         delay_ms: u64,
         timeout_ms: u64,
+        oversize: bool,
     },
     /// A request whose future is dropped after `after_ms` if it has not finished by then.
     DropRequest {
@@ -167,6 +174,15 @@ enum Op {
         client: usize,
         delay_ms: u64,
     },
+    /// Half of a request frame, then a stall while `flood` events are published: with
+    /// `finish`, the rest comes within half the server's timeout and is answered; without, the
+    /// server ends the connection once the frame has taken its timeout.
+    StalledFrame {
+        client: usize,
+        subscribe: bool,
+        finish: bool,
+        flood: usize,
+    },
     /// Waits until every handler is idle, then checks the open connections exactly.
     Quiesce,
     /// Shuts the server down; nothing runs after it.
@@ -192,8 +208,10 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => c.clone().prop_map(Op::Connect),
         6 => (c.clone(), prop::sample::select(vec![0u64, 20, 100, 400]),
-              prop::sample::select(vec![50u64, 200, 1000]))
-            .prop_map(|(client, delay_ms, timeout_ms)| Op::Request { client, delay_ms, timeout_ms }),
+              prop::sample::select(vec![50u64, 200, 1000]), prop::bool::weighted(0.1))
+            .prop_map(|(client, delay_ms, timeout_ms, oversize)| {
+                Op::Request { client, delay_ms, timeout_ms, oversize }
+            }),
         2 => (c.clone(), prop::sample::select(vec![0u64, 100, 400]),
               prop::sample::select(vec![10u64, 150]))
             .prop_map(|(client, delay_ms, after_ms)| Op::DropRequest { client, delay_ms, after_ms }),
@@ -229,6 +247,10 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
             .prop_map(|(client, read, pad, flood)| Op::HalfClose { client, read, pad, flood }),
         1 => (c.clone(), prop::sample::select(vec![0u64, 20]))
             .prop_map(|(client, delay_ms)| Op::TruncatedAfterRequest { client, delay_ms }),
+        2 => (c.clone(), any::<bool>(), any::<bool>(), 0usize..20)
+            .prop_map(|(client, subscribe, finish, flood)| {
+                Op::StalledFrame { client, subscribe, finish, flood }
+            }),
         1 => Just(Op::Quiesce),
         1 => Just(Op::Shutdown),
     ]
@@ -268,6 +290,8 @@ struct Record {
     replies: Vec<Owed>,
     /// When the client ended its input (half-close), if it did.
     input_ended_at: Option<Instant>,
+    /// When the server started reading a frame that then stalled, if one did.
+    frame_started_at: Option<Instant>,
 }
 
 /// A reply the connection owes: to the request `id` (ready when its handler returned), or one
@@ -545,7 +569,8 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
         // Every live client is still paired correctly after everything above.
         for i in 0..CLIENTS {
             if world.clients[i].is_some() {
-                let last = Op::Request { client: i, delay_ms: 0, timeout_ms: 600_000 };
+                let last =
+                    Op::Request { client: i, delay_ms: 0, timeout_ms: 600_000, oversize: false };
                 step(&mut world, last).await?;
             }
         }
@@ -569,8 +594,8 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
 async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
     match op {
         Op::Connect(i) => connect(world, i).await,
-        Op::Request { client, delay_ms, timeout_ms } => {
-            request(world, client, delay_ms, timeout_ms).await
+        Op::Request { client, delay_ms, timeout_ms, oversize } => {
+            request(world, client, delay_ms, timeout_ms, oversize).await
         }
         Op::DropRequest { client, delay_ms, after_ms } => {
             drop_request(world, client, delay_ms, after_ms).await
@@ -613,6 +638,12 @@ async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
         Op::TruncatedAfterRequest { client, delay_ms } => {
             truncated_after_request(world, client, delay_ms).await
         }
+        Op::StalledFrame { client, subscribe, finish, flood } => {
+            if subscribe {
+                resubscribe(world, client, Some(filter(0)), false).await?;
+            }
+            stalled_frame(world, client, finish, flood).await
+        }
         Op::Quiesce => quiesce(world).await,
         Op::Shutdown => shutdown(world).await,
     }
@@ -648,8 +679,9 @@ async fn request(
     i: usize,
     delay_ms: u64,
     timeout_ms: u64,
+    oversize: bool,
 ) -> Result<(), TestCaseError> {
-    let (id, message) = world.next_request(delay_ms, 0);
+    let (id, message) = world.next_request(delay_ms, if oversize { SERVER_MAX } else { 0 });
     let Some(conn) = world.clients[i].as_ref().map(|c| c.conn) else { return Ok(()) };
     let reply_at = world.owe(conn, Some(id));
     let Some(c) = world.clients[i].as_mut() else { return Ok(()) };
@@ -660,6 +692,11 @@ async fn request(
     c.server_free_at = due;
     let result = c.client.request(&message).await;
     match &result {
+        Ok(IpcResponse::Error { message: refused }) if oversize => {
+            reached::note(&reached::SUBSTITUTE_REPLIES);
+            prop_assert!(refused.starts_with("reply not sent"), "not the substitute: {refused}");
+            world.answered(conn, reply_at);
+        }
         Ok(reply) => {
             prop_assert_eq!(reply, &echo_of(&message), "a reply to another request");
             world.answered(conn, reply_at);
@@ -1133,6 +1170,100 @@ async fn truncated_after_request(
     Ok(())
 }
 
+/// Half a request frame, a stall with events flowing (if subscribed), then the rest of the
+/// frame within half the timeout (`finish`) or nothing more: the server must answer the
+/// request in the first case and end the connection no sooner than the frame's timeout in the
+/// second, while the client reads everything it is sent.
+async fn stalled_frame(
+    world: &mut World,
+    i: usize,
+    finish: bool,
+    flood: usize,
+) -> Result<(), TestCaseError> {
+    use tokio::io::AsyncWriteExt;
+    let (id, message) = world.next_request(0, 0);
+    let Some(c) = world.remove(i) else { return Ok(()) };
+    let Client { mut client, mut watch, conn: n, server_free_at } = c;
+    client.set_timeout(LONG);
+    let owed = client.unanswered_requests();
+    let (mut conn, held) = client.into_connection();
+    for event in held {
+        watch.account(&event)?;
+    }
+    let body = serde_json::to_vec(&message).expect("encode");
+    let mut frame = u32::try_from(body.len()).expect("small").to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let (first, rest) = frame.split_at(frame.len() / 2);
+    conn.get_mut().write_all(first).await.expect("write");
+    // The server reads the frame once it has answered what came before it.
+    let started = Instant::now().max(server_free_at);
+    world.records[n].frame_started_at = Some(started);
+    // The server has the partial frame before the events come.
+    settle(started).await;
+    // Events a while into the frame: written to the client, which is activity, but not
+    // progress on the frame, whose deadline stays where it was.
+    tokio::time::sleep_until(started + world.timeout / 4).await;
+    for _ in 0..flood {
+        world.publish(LOG_LINE, "a", 0);
+        watch.expect(world.next_seq, LOG_LINE, "a");
+    }
+    let mut replies = Vec::new();
+    let read = async |conn: &mut ClientConnection,
+                      watch: &mut Watch,
+                      replies: &mut Vec<IpcResponse>|
+           -> Result<bool, TestCaseError> {
+        match conn.recv().await {
+            Ok(IpcResponse::Event { event_type, data }) => {
+                watch.account(&Event { event_type, data })?;
+            }
+            Ok(reply) => replies.push(reply),
+            Err(e) if e.is_disconnect() => return Ok(false),
+            Err(e) => prop_assert!(false, "reading during a stalled frame: {e}"),
+        }
+        Ok(true)
+    };
+    if finish {
+        let resume = tokio::time::sleep_until(started + world.timeout / 2);
+        tokio::pin!(resume);
+        loop {
+            tokio::select! {
+                () = &mut resume => break,
+                more = read(&mut conn, &mut watch, &mut replies) => {
+                    prop_assert!(more?, "the connection ended while its frame had time left");
+                }
+            }
+        }
+        conn.get_mut().write_all(rest).await.expect("write");
+        let reply_at = world.owe(n, Some(id));
+        while replies.len() < owed + 1 {
+            prop_assert!(
+                read(&mut conn, &mut watch, &mut replies).await?,
+                "the connection ended before the completed frame was answered"
+            );
+        }
+        world.answered(n, reply_at);
+        prop_assert_eq!(replies.last(), Some(&echo_of(&message)), "the completed frame's reply");
+        prop_assert!(watch.expected.is_empty(), "{} events lost", watch.expected.len());
+        // The client leaves.
+        return Ok(());
+    }
+    while read(&mut conn, &mut watch, &mut replies).await? {}
+    let ended = Instant::now();
+    prop_assert_eq!(replies.len(), owed, "replies owed when the frame stalled");
+    prop_assert!(
+        ended + MARGIN >= started + world.timeout,
+        "the connection ended {:?} after its frame started, before the timeout",
+        ended - started
+    );
+    prop_assert!(
+        ended <= started + world.timeout + MARGIN,
+        "the connection ended {:?} after its frame started, later than the timeout",
+        ended - started
+    );
+    prop_assert!(watch.expected.is_empty(), "{} events lost", watch.expected.len());
+    Ok(())
+}
+
 async fn quiesce(world: &mut World) -> Result<(), TestCaseError> {
     // Connections that never read again are given their send timeout to end, from when the
     // server sees their end of input: after the handler it may still be running.
@@ -1242,6 +1373,18 @@ fn check_outcomes(world: &mut World) -> Result<(), TestCaseError> {
                     after
                 );
             }
+            Err(IpcError::Timeout { operation: Operation::Receive, after, .. }) => {
+                reached::note(&reached::FRAME_TIMEOUTS);
+                let waited =
+                    record.frame_started_at.is_some_and(|at| at + *after <= *ended + MARGIN);
+                prop_assert!(
+                    waited,
+                    "connection {} timed out receiving at {:?} with no frame stalled for {:?}",
+                    n,
+                    ended,
+                    after
+                );
+            }
             Err(e) => prop_assert!(false, "connection {n} failed: {e}"),
         }
     }
@@ -1258,6 +1401,8 @@ mod reached {
     pub static HELD_OVERFLOWS: AtomicU64 = AtomicU64::new(0);
     pub static RESETS_AT_SHUTDOWN: AtomicU64 = AtomicU64::new(0);
     pub static SHUTDOWNS_WITH_ZOMBIES: AtomicU64 = AtomicU64::new(0);
+    pub static FRAME_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+    pub static SUBSTITUTE_REPLIES: AtomicU64 = AtomicU64::new(0);
 
     pub fn note(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -1267,13 +1412,16 @@ mod reached {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "send timeouts {}, slow readers cut off {}, lagged notices {}, held-queue overflows {}, \
-             resets at shutdown {}, shutdowns with never-reading clients {}",
+             resets at shutdown {}, shutdowns with never-reading clients {}, stalled frames \
+             timed out {}, oversize replies substituted {}",
             n(&SEND_TIMEOUTS),
             n(&CUT_OFF_READERS),
             n(&NOTICES),
             n(&HELD_OVERFLOWS),
             n(&RESETS_AT_SHUTDOWN),
-            n(&SHUTDOWNS_WITH_ZOMBIES)
+            n(&SHUTDOWNS_WITH_ZOMBIES),
+            n(&FRAME_TIMEOUTS),
+            n(&SUBSTITUTE_REPLIES)
         )
     }
 }
@@ -1319,7 +1467,7 @@ fn a_half_closed_client_that_never_reads_is_ended_a_timeout_after_its_handler_fi
     let ops = vec![
         Op::Connect(0),
         Op::Subscribe { client: 0, filter: 0, drain_first: false },
-        Op::Request { client: 0, delay_ms: 400, timeout_ms: 50 },
+        Op::Request { client: 0, delay_ms: 400, timeout_ms: 50, oversize: false },
         Op::HalfClose { client: 0, read: false, pad: PAD, flood: 4 },
         Op::Quiesce,
     ];
@@ -1332,7 +1480,7 @@ fn a_subscriber_whose_owed_reply_waits_behind_unread_events_is_cut_off_and_the_m
     let ops = vec![
         Op::Connect(2),
         Op::Subscribe { client: 2, filter: 0, drain_first: false },
-        Op::Request { client: 2, delay_ms: 100, timeout_ms: 50 },
+        Op::Request { client: 2, delay_ms: 100, timeout_ms: 50, oversize: false },
         Op::SteadyRead { client: 2, ticks: 4, per_tick: 6, reads: 0, tick_ms: 50, pad: PAD },
         Op::Quiesce,
     ];

@@ -44,11 +44,15 @@ pin_project! {
     struct Timer {
         #[pin]
         sleep: Sleep,
-        last_activity: Instant,
         // What the output owes, by when.
         ledger: Ledger,
-        // When the request frame in progress must be complete by.
-        frame_due: Option<Instant>,
+        // When the request frame in progress started, while `frame_timed`; otherwise when the
+        // connection was last active. One field serves both because the idle limit never
+        // applies while a frame is in progress, and a frame ends either whole (which is
+        // activity, stamped afresh) or with the input closed (no idle limit either).
+        since: Instant,
+        // A request frame is in progress and `since` is when it started.
+        frame_timed: bool,
         // Activity since the clock was last read.
         active: bool,
     }
@@ -59,9 +63,9 @@ impl Deadlines {
         Deadlines {
             timer: Box::pin(Timer {
                 sleep: tokio::time::sleep_until(far_future()),
-                last_activity: Instant::now(),
                 ledger: Ledger::default(),
-                frame_due: None,
+                since: Instant::now(),
+                frame_timed: false,
                 active: false,
             }),
         }
@@ -82,14 +86,14 @@ impl Deadlines {
     pub(super) fn received(&mut self) {
         let timer = self.timer.as_mut().project();
         *timer.active = true;
-        *timer.frame_due = None;
+        *timer.frame_timed = false;
     }
 
     /// Whether the clock must be read before waiting: activity to stamp, a frame that
     /// started since, or output newly owed.
     pub(super) fn needs_clock(&self, frame_in_progress: bool) -> bool {
         self.timer.active
-            || (frame_in_progress && self.timer.frame_due.is_none())
+            || (frame_in_progress && !self.timer.frame_timed)
             || self.timer.ledger.needs_clock()
     }
 
@@ -97,13 +101,17 @@ impl Deadlines {
     pub(super) fn stamp(&mut self, now: Instant, limit: Duration, frame_in_progress: bool) {
         let timer = self.timer.as_mut().project();
         timer.ledger.stamp(now, limit);
-        if std::mem::take(timer.active) {
-            *timer.last_activity = now;
-        }
         if !frame_in_progress {
-            *timer.frame_due = None;
-        } else if timer.frame_due.is_none() {
-            *timer.frame_due = Some(deadline_after(now, limit));
+            *timer.frame_timed = false;
+        }
+        let active = std::mem::take(timer.active);
+        if frame_in_progress && !*timer.frame_timed {
+            *timer.frame_timed = true;
+            *timer.since = now;
+        } else if active && !*timer.frame_timed {
+            // Activity while a frame is in progress is not recorded: the frame's completion,
+            // later, is.
+            *timer.since = now;
         }
     }
 
@@ -118,13 +126,14 @@ impl Deadlines {
     ) -> Poll<Result<()>> {
         let timer = self.timer.as_mut().project();
         if !state.frame_in_progress {
-            *timer.frame_due = None;
+            *timer.frame_timed = false;
         }
         let output = timer.ledger.first_due().map(|due| (due, Operation::Send, limit));
-        let frame = timer.frame_due.map(|due| (due, Operation::Receive, limit));
-        let silent = state.idle.then(|| {
-            (deadline_after(*timer.last_activity, idle_limit), Operation::Receive, idle_limit)
-        });
+        let frame = timer
+            .frame_timed
+            .then(|| (deadline_after(*timer.since, limit), Operation::Receive, limit));
+        let silent = (state.idle && !*timer.frame_timed)
+            .then(|| (deadline_after(*timer.since, idle_limit), Operation::Receive, idle_limit));
         let Some((due, operation, after)) =
             [output, frame, silent].into_iter().flatten().min_by_key(|d| d.0)
         else {
