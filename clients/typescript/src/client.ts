@@ -6,6 +6,7 @@ import { DEFAULT_TIMEOUT_MS, MAX_MESSAGE_SIZE, encodeMessage, responseDecoder, t
 import { checkPrivateDir, defaultSocketPath, verifyServerFile } from "./endpoint.js";
 import { IpcError } from "./errors.js";
 import type { AppConfig, IpcEvent, IpcMessage, IpcReply, IpcResponse, JsonValue, SubscriptionType } from "./types.js";
+import { lostEvents } from "./types.js";
 
 /** Events kept while nobody reads them, before the oldest are dropped (as the Rust client). */
 export const DEFAULT_MAX_PENDING_EVENTS = 4096;
@@ -106,7 +107,7 @@ export class IpcClient {
   #pendingHead = 0;
   #events: IpcEvent[] = [];
   #eventsHead = 0;
-  #missed = 0;
+  #missed: Loss = { missed: 0 };
   #waiters: Array<() => void> = [];
   #error: IpcError | null = null; // why the connection ended, once it has
   #closedByUser = false;
@@ -329,7 +330,8 @@ export class IpcClient {
     }
     const response = item.value;
     if ("Event" in response && response.Event !== undefined) {
-      this.#pushEvent({ event_type: response.Event.event_type, data: response.Event.data });
+      const { event_type, data, seq } = response.Event;
+      this.#pushEvent(seq === undefined ? { event_type, data } : { event_type, data, seq });
       return;
     }
     const reply = response as IpcReply;
@@ -375,8 +377,10 @@ export class IpcClient {
 
   #pushEvent(event: IpcEvent): void {
     if (this.#events.length - this.#eventsHead >= this.#maxEvents) {
+      const dropped = this.#events[this.#eventsHead] as IpcEvent;
       this.#eventsHead += 1;
-      this.#missed += 1;
+      // A dropped notice stood for the events it announced.
+      this.#missed = mergeLoss(this.#missed, lossOf(dropped));
     }
     this.#events.push(event);
     if (this.#eventsHead > 1024 && this.#eventsHead * 2 > this.#events.length) {
@@ -387,10 +391,12 @@ export class IpcClient {
   }
 
   #takeEvent(): IpcEvent | undefined {
-    if (this.#missed > 0) {
-      const missed = this.#missed;
-      this.#missed = 0;
-      return { event_type: "lagged", data: { missed } };
+    if (this.#missed.missed > 0) {
+      const { missed, first, last } = this.#missed;
+      this.#missed = { missed: 0 };
+      const data: JsonValue =
+        first === undefined || last === undefined ? { missed } : { missed, first_seq: first, last_seq: last };
+      return { event_type: "lagged", data };
     }
     if (this.#eventsHead === this.#events.length) return undefined;
     const event = this.#events[this.#eventsHead] as IpcEvent;
@@ -444,4 +450,28 @@ function expectData(reply: IpcReply, endpoint: string): JsonValue {
     throw new IpcError("refused", `server refused the request: ${reply.Error.message}`, { endpoint });
   }
   throw new IpcError("unexpected_reply", `unexpected reply from server: expected Data, got ${describe(reply)}`, { endpoint });
+}
+
+/** Events lost at one point of the stream, and where: what a `lagged` notice says. */
+interface Loss {
+  missed: number;
+  /** Positions of the first and last lost event, when every lost one had a position. */
+  first?: number;
+  last?: number;
+}
+
+/** What dropping `event` from the held queue loses. */
+function lossOf(event: IpcEvent): Loss {
+  const notice = lostEvents(event);
+  if (notice !== undefined) return { missed: notice.missed, first: notice.firstSeq, last: notice.lastSeq };
+  return { missed: 1, first: event.seq, last: event.seq };
+}
+
+/** `earlier`, then `later`: one range only when both have one. */
+function mergeLoss(earlier: Loss, later: Loss): Loss {
+  if (earlier.missed === 0) return later;
+  const ranged = earlier.first !== undefined && later.last !== undefined && earlier.last !== undefined && later.first !== undefined;
+  return ranged
+    ? { missed: earlier.missed + later.missed, first: earlier.first, last: later.last }
+    : { missed: earlier.missed + later.missed };
 }

@@ -16,7 +16,7 @@ export type { Decoded, DecoderOptions } from "./codec.js";
 export { defaultSocketPath, isPipePath, pipeNameFor, privateFallbackDir } from "./endpoint.js";
 export { IpcError } from "./errors.js";
 export type { IpcErrorKind } from "./errors.js";
-export { EventTypes, checkMessage, checkResponse, isEvent } from "./types.js";
+export { EventTypes, checkMessage, checkResponse, isEvent, lostEvents } from "./types.js";
 export type {
   AppConfig,
   Checked,

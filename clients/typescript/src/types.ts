@@ -46,7 +46,8 @@ export interface IpcResponseFields {
   Success: { message: string };
   Error: { message: string };
   Data: { data: JsonValue };
-  Event: { event_type: string; data: JsonValue };
+  /** `seq`: the event's position on the server's bus, when the server gives one. */
+  Event: { event_type: string; data: JsonValue; seq?: number };
 }
 
 /** A reply or an event from the daemon. */
@@ -59,8 +60,25 @@ export type IpcReply = Exclude<IpcResponse, { Event: unknown }>;
 export interface IpcEvent {
   /** What happened: `status_change`, `process_started`, `process_exited`, `log_line`, `lagged`, ... */
   event_type: string;
-  /** Details; bunctl's events name the app under `app`. `lagged` carries `{ missed: N }`. */
+  /**
+   * Details; bunctl's events name the app under `app`. `lagged` carries `{ missed: N }`, and
+   * `first_seq`/`last_seq` (the positions of the first and last lost event) when known.
+   */
   data: JsonValue;
+  /**
+   * The event's position on the server's bus (WIRE.md, "Positions"): 1 for its first event,
+   * one more for each after it, whatever its type or app. Absent for `lagged` notices and from
+   * servers that give no positions.
+   */
+  seq?: number;
+}
+
+/** What a `lagged` notice says was lost, if `event` is one. */
+export function lostEvents(event: IpcEvent): { missed: number; firstSeq?: number; lastSeq?: number } | undefined {
+  if (event.event_type !== "lagged" || !isPlainObject(event.data)) return undefined;
+  const { missed, first_seq: firstSeq, last_seq: lastSeq } = event.data;
+  if (typeof missed !== "number") return undefined;
+  return typeof firstSeq === "number" && typeof lastSeq === "number" ? { missed, firstSeq, lastSeq } : { missed };
 }
 
 /** Event type names (crates/ipc-proto/src/event.rs). */
@@ -129,6 +147,8 @@ const usize: FieldCheck = (v, present) =>
 
 interface Schema {
   fields: Record<string, readonly string[]>;
+  /** Fields kept only when present (no `null` for a missing one): additions old peers omit. */
+  extras?: Record<string, Record<string, FieldCheck>>;
   units: ReadonlySet<string>;
   check: (variant: string, field: string) => FieldCheck;
   /** Fields whose value is itself a tagged value of another schema. */
@@ -153,10 +173,15 @@ const MESSAGE_SCHEMA: Schema = {
           : str,
   nested: { subscription: SUBSCRIPTION_SCHEMA },
 };
+const position: FieldCheck = (v) =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER
+    ? null
+    : "expected a non-negative integer";
 const RESPONSE_SCHEMA: Schema = {
   fields: RESPONSE_FIELDS,
   units: new Set(),
   check: (_variant, field) => (field === "data" ? anyValue : str),
+  extras: { Event: { seq: position } },
 };
 
 /**
@@ -202,6 +227,13 @@ function normalize(value: unknown, schema: Schema): Checked<unknown> {
       if (!r.ok) return fail(`${variant}.${n}: ${r.reason}`);
       out[n] = r.value;
     }
+  }
+  const extras = schema.extras?.[variant] ?? {};
+  for (const [n, check] of Object.entries(extras)) {
+    if (!isPlainObject(inner) || !Object.hasOwn(inner, n)) continue;
+    const problem = check(inner[n], true);
+    if (problem !== null) return fail(`${variant}.${n}: ${problem}`);
+    out[n] = inner[n];
   }
   return { ok: true, value: { [variant]: out } };
 }

@@ -89,8 +89,12 @@ describe("against bunctl-ipc serve", () => {
     const types = seen.map((e) => e.event_type);
     expect(types).toContain("process_started");
     expect(types).toContain("status_change");
-    expect(seen).toContainEqual({ event_type: "log_line", data: { app: "api", stream: "stdout", line: "one" } });
-    expect(seen).toContainEqual({ event_type: "log_line", data: { app: "api", stream: "stderr", line: "two" } });
+    const lines = seen.filter((e) => e.event_type === "log_line");
+    expect(lines.map((e) => e.data)).toContainEqual({ app: "api", stream: "stdout", line: "one" });
+    expect(lines.map((e) => e.data)).toContainEqual({ app: "api", stream: "stderr", line: "two" });
+    // Every event has its position on the daemon's bus, and they only grow.
+    const positions = seen.map((e) => e.seq ?? -1);
+    expect(positions.every((p, i) => p > 0 && (i === 0 || p > (positions[i - 1] as number)))).toBe(true);
     expect(seen.at(-1)?.data).toMatchObject({ app: "api", exit_code: 3 });
     await waitForEvent(watcher, about("api", "status_change", (x) => x.state === "exited"));
 

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 
 import { encodeFrame, encodeMessage, messageDecoder, responseDecoder, type FrameDecoder } from "../src/codec.js";
-import type { IpcMessage } from "../src/types.js";
+import { lostEvents, type IpcMessage } from "../src/types.js";
 import { hex, unhex, vectors, type MalformedVector } from "./vectors.js";
 
 const decoderFor = (direction: "message" | "response", max?: number): FrameDecoder<unknown> =>
@@ -42,6 +42,23 @@ describe("golden vectors: responses", () => {
       const decoded: unknown[] = responseDecoder().push(unhex(v.frame));
       expect(decoded).toEqual([{ ok: true, value: v.value }]);
       expect(hex(encodeFrame(v.value))).toBe(v.frame);
+    });
+  }
+});
+
+describe("golden vectors: events with positions", () => {
+  for (const v of vectors.positioned) {
+    test(`${v.name}: the position and the lost range are read`, () => {
+      const decoded = responseDecoder().push(unhex(v.frame));
+      expect(decoded).toHaveLength(1);
+      const [item] = decoded;
+      expect(item?.ok).toBe(true);
+      if (!item?.ok || !("Event" in item.value) || item.value.Event === undefined) throw new Error("an event");
+      const { event_type, data, seq } = item.value.Event;
+      expect(seq).toBe(v.seq);
+      expect({ Event: { event_type, data } } as unknown).toEqual(v.response);
+      const lost = lostEvents({ event_type, data });
+      expect(lost).toEqual(v.missed === undefined ? undefined : { missed: v.missed, firstSeq: v.first_seq, lastSeq: v.last_seq });
     });
   }
 });

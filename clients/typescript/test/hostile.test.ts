@@ -236,3 +236,39 @@ describe("hostile replies", () => {
     expect((await rejection(c.request("List"))).kind).toBe("closed");
   });
 });
+
+describe("positions and losses", () => {
+  test("events keep their positions, and a dropped lagged notice counts all it announced", async () => {
+    // While a request waits: a notice of 100 lost events (positions 5 to 300), then more
+    // events than the client holds back, so that the notice itself is what it drops.
+    const held = 8;
+    const fake = await serve(async ({ socket, next }) => {
+      await next();
+      socket.write(frameOf({ Event: { event_type: "lagged", data: { missed: 100, first_seq: 5, last_seq: 300 } } }));
+      for (let n = 0; n < held; n++) {
+        socket.write(frameOf({ Event: { event_type: "log_line", data: { n }, seq: 301 + n } }));
+      }
+      socket.write(frameOf({ Success: { message: "ok" } }));
+    });
+    const c = await client(fake.path, { maxPendingEvents: held });
+    expect(await c.request("List")).toEqual({ Success: { message: "ok" } });
+    const notice = await c.nextEvent();
+    expect(notice).toEqual({ event_type: "lagged", data: { missed: 100, first_seq: 5, last_seq: 300 } });
+    for (let n = 0; n < held; n++) {
+      expect(await c.nextEvent()).toEqual({ event_type: "log_line", data: { n }, seq: 301 + n });
+    }
+  });
+
+  test("an event without a position (an old server) has none", async () => {
+    const fake = await serve(async ({ socket, next }) => {
+      await next();
+      socket.write(frameOf({ Event: { event_type: "log_line", data: "x" } }));
+      socket.write(frameOf({ Success: { message: "ok" } }));
+    });
+    const c = await client(fake.path);
+    await c.request("List");
+    const event = await c.nextEvent();
+    expect(event).toEqual({ event_type: "log_line", data: "x" });
+    expect("seq" in event).toBe(false);
+  });
+});

@@ -24,7 +24,20 @@ export interface MalformedVector {
   outcomes: Array<{ value: unknown } | { error: string }>;
   end: "closed" | "truncated" | "frame_too_large";
 }
+/** An event frame with its position, or a notice with its lost range (WIRE.md, "Positions"). */
+export interface PositionedVector {
+  name: string;
+  json: string;
+  frame: string;
+  /** What a peer that knows no positions reads. */
+  response: unknown;
+  seq?: number;
+  missed?: number;
+  first_seq?: number;
+  last_seq?: number;
+}
 export interface Vectors {
+  positioned: PositionedVector[];
   messages: CanonicalVector[];
   responses: CanonicalVector[];
   accepted: AcceptedVector[];

@@ -12,7 +12,7 @@ use std::vec::IntoIter;
 /// and the series (columns, the implementations named by their labels).
 const PANELS: [&str; 3] = [
     "Round-trip latency, mt2 (lower is better); µs; round-trip mt2 {c} {r}; p50 | p90 | p99; floor | framed | interprocess | ours | ours-serve",
-    "Throughput relative to hand-written Framed (higher is better); × framed; {r}; pipelined=pipelined mt2 {c} msg/s | 64 KiB=large 64KiB {c} MiB/s | 1 MiB=large 1MiB {c} MiB/s | 8 MiB=large 8MiB {c} MiB/s | fan-out ×100=fanout 100 {c} deliveries/s; blocking=blocking / framed | framed=framed / framed | interprocess=interprocess / framed | ours=ours / framed | ours-serve=ours-serve / framed",
+    "Throughput relative to hand-written Framed (higher is better); × framed; {r}; pipelined=pipelined mt2 {c} msg/s | 64 KiB=large 64KiB {c} MiB/s | 1 MiB=large 1MiB {c} MiB/s | 8 MiB=large 8MiB {c} MiB/s | fan-out ×1=fanout 1 {c} deliveries/s | fan-out ×10=fanout 10 {c} deliveries/s | fan-out ×100=fanout 100 {c} deliveries/s; blocking=blocking / framed | framed=framed / framed | interprocess=interprocess / framed | ours=ours / framed | ours-serve=ours-serve / framed",
     "Heap per connection, 1,000 connections, incl. the object (log scale); bytes; memory 1000 {c}/{r}; server idle=server idle | server after 1 MiB=server after-1MiB | client idle=client idle | client after 1 MiB=client after-1MiB; framed | interprocess | ours | ours-serve",
 ];
 

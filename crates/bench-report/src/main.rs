@@ -243,6 +243,8 @@ Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, 
 {targets}
 ## Targets (issue 14: the daemon path, `serve`)
 {targets-serve}
+## Targets (issue 19: the bus)
+{targets-bus}
 ## Round trip (small request, small reply)
 **mt2** — multi-thread runtime, 2 workers, one unrelated timer pending:
 {round-trip mt2 {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
@@ -261,6 +263,9 @@ The `config` text is escape-free (`key=value;` pairs); `1MiB-json` carries JSON 
 {codec-{r} {c} ns; encode small | encode data-4KiB | encode start-1MiB | decode small | decode data-4KiB | decode start-1MiB; operation | floor (memcpy)=floor | framed | ours | speed-up=framed / ours}
 ## Event fan-out (deliveries per second, each parsed by its subscriber)
 {fanout {r} {c} deliveries/s; 1 | 10 | 100; subscribers | floor | framed | interprocess | ours | ours / framed}
+## Events filtered by app (CPU per published event, mt2)
+One publisher and one subscriber filtered to the app every event is about, with and without 1,000 more subscribers each filtered to another app; the CPU time of the whole process (publisher, `serve()` connections, clients: `getrusage`) per event delivered and parsed.
+{filtered {r} ours ns; only the matching subscriber=alone | and 1,000 filtered to other apps=1000-others; subscribers | CPU per event=c | vs alone=c / c@alone}
 ## Heap per connection
 Counting global allocator; server and client in separate processes. *Total* is the heap growth divided by the number of connections, including the connection objects themselves (held in a `Vec`) and, for the task variants, each connection's task. *Allocated* leaves out the inline object (what the issue's 16,640 B / 256 B figures count).
 {memory {c}; ours: `IpcConnection` (server)=ours/server | ours: connection in a `recv`/`send` task (server)=ours-task/server | ours: `serve()` (server, reference daemon)=ours-serve/server | ours: `IpcClient` (client)=ours/client | framed (server)=framed/server | framed (client)=framed/client | interprocess (server)=interprocess/server | interprocess (client)=interprocess/client; total (allocated) | 1,000 idle=1000 {r} idle | 1,000 after 1 MiB each way=1000 {r} after-1MiB | 10,000 idle=10000 {r} idle | 10,000 after 1 MiB each way=10000 {r} after-1MiB}
@@ -293,6 +298,7 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
             ),
             Some("targets") => targets(f),
             Some("targets-serve") => targets_serve(f),
+            Some("targets-bus") => targets_bus(f),
             Some("syscalls") => {
                 table(&["implementation", "per round trip", "of which"], syscalls.to_vec())
             }
@@ -399,6 +405,42 @@ fn targets_serve(f: &Figures) -> String {
             "4. `serve()` ≤ 1 KiB per idle connection at 1,000 / 10,000",
             list(&heap, " B"),
             verdict(all(&heap, |b| b <= 1024.0)),
+        ),
+    ];
+    table(
+        &["target", "measured", "verdict"],
+        rows.map(|(t, m, v)| vec![t.into(), m, v.into()]).to_vec(),
+    )
+}
+
+/// Issue 19's targets: the bus against `broadcast`, and subscribers an event does not match.
+fn targets_bus(f: &Figures) -> String {
+    let fan = ["1", "10", "100"].map(|n| {
+        ratio(
+            f.get("fanout", n, "ours", "deliveries/s"),
+            f.get("fanout", n, "framed", "deliveries/s"),
+        )
+    });
+    let cpu = |case| f.get("filtered", case, "ours", "ns");
+    let others = ratio(cpu("1000-others"), cpu("alone"));
+    let list = fan.iter().map(|x| show("×", *x)).collect::<Vec<_>>().join(" / ");
+    let fan_ok = fan.iter().try_fold(true, |acc, x| x.map(|x| acc && x >= 1.0));
+    let cpu_measured = format!(
+        "{} vs {} = {}",
+        show(" ns", cpu("1000-others")),
+        show(" ns", cpu("alone")),
+        show("×", others)
+    );
+    let rows = [
+        (
+            "1. fan-out ≥ 1.0× framed + `broadcast` at 1 / 10 / 100 subscribers",
+            list,
+            verdict(fan_ok),
+        ),
+        (
+            "2. CPU per event with 1,000 subscribers filtered to other apps ≤ 2× alone",
+            cpu_measured,
+            verdict(others.map(|r| r <= 2.0)),
         ),
     ];
     table(

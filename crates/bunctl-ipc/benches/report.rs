@@ -1,5 +1,5 @@
-//! Round trip (and its system calls), pipelined, large messages, fan-out, and the same with the
-//! server in a child process, as lines `group case implementation metric value`.
+//! Round trip (and its system calls), pipelined, large messages, fan-out, CPU per event with
+//! subscribers it does not match, and the same with the server in a child process, as lines `group case implementation metric value`.
 
 #[cfg(unix)]
 mod common;
@@ -52,6 +52,7 @@ mod imp {
             ("pipelined", pipelined),
             ("large", large),
             ("fanout", fanout),
+            ("filtered", filtered),
             ("two-process", two_process),
         ];
         for (group, run) in groups.into_iter().filter(|_| benchmarking) {
@@ -156,6 +157,18 @@ mod imp {
             let imps = ["floor", "framed", "interprocess", "ours"];
             for (imp, rate) in budget.throughput(&imps, &|imp| crate::common::fanout(imp, k)) {
                 emit("fanout", &k.to_string(), imp, "deliveries/s", rate * k as f64);
+            }
+        }
+    }
+
+    /// CPU per published event (ns) delivered to its one matching subscriber, alone and with
+    /// 1,000 more subscribers filtered to other apps: those should cost nothing.
+    fn filtered(budget: Budget) {
+        for (case, others) in [("alone", 0usize), ("1000-others", 1000)] {
+            let n = budget.round_trips * 10;
+            let make = |_| crate::common::filtered(others);
+            for (imp, _, per_cpu_second) in budget.measure(&["ours"], &[n], false, &make) {
+                emit("filtered", case, imp, "ns", 1e9 / per_cpu_second);
             }
         }
     }

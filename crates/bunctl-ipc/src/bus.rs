@@ -1,16 +1,18 @@
-//! The daemon's event bus: publish once, deliver to every matching subscription.
+//! The daemon's event bus: publish once, deliver to every matching subscription, keep the most
+//! recent events of each app for replay.
 //!
 //! ```text
-//!  publish("log_line", Some("web"), data)
-//!        │   filter each subscription (SubscriptionType::matches), under one lock
-//!        ├──▶ [sub 1: LogEvents{web}]   queue ≤ capacity  ──▶ connection 1
+//!  publish("log_line", Some("web"), data)          seq 42, encoded once
+//!        │   under one lock: only the subscriptions of app "web" and of every app are visited
+//!        ├──▶ [sub 1: LogEvents{web}]   queue ≤ capacity (events, bytes)  ──▶ connection 1
 //!        ├──x  sub 2: StatusEvents{*}   (no match: nothing queued, nothing counted)
-//!        └──▶ [sub 3: AllEvents{*}]     queue ≤ capacity  ──▶ connection 3
+//!        ├──▶ [sub 3: AllEvents{*}]     queue ≤ capacity (events, bytes)  ──▶ connection 3
+//!        └──▶ [kept: web, logs]        ≤ retention (events, bytes)       ──▶ history()
 //! ```
 //!
 //! The user-facing contract and the design rationale are on [`EventBus`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -28,16 +30,26 @@ use tokio_util::codec::Encoder;
 use tracing::{debug, error, trace, warn};
 
 use crate::Event;
+use crate::event::Loss;
 
-/// The queue bound of each subscription unless [`EventBus::with_capacity`] says otherwise:
-/// 1024 events.
+/// The queue bound of each subscription, in events, unless [`BusOptions`] say otherwise: 1024.
 ///
 /// Enough to ride out a burst of log output while a client redraws its terminal, small enough
 /// that a stalled subscriber costs at most 8 KiB of queue plus the events it pins.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// The queue bound of each subscription, in bytes of encoded events: 1 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+/// How many of the most recent events the bus keeps for each app and kind (status, log,
+/// other), for [`EventBus::history`]: 1000.
+pub const DEFAULT_RETAINED_EVENTS: usize = 1000;
+/// How many bytes of encoded events the bus keeps for each app and kind: 1 MiB.
+pub const DEFAULT_RETAINED_BYTES: usize = 1 << 20;
 
 /// A queue emptied by its subscriber gives back memory above this many slots.
 const IDLE_QUEUE_SLOTS: usize = 64;
+
+/// Room an event's frame starts with, enough for most without growing.
+const FRAME_ROOM: usize = 256;
 
 /// Locks, ignoring poisoning: no code panics while holding these locks, and the data they
 /// protect (queues, lists) stays consistent even if one did.
@@ -45,46 +57,141 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The bounds of an [`EventBus`]: each subscription's queue, and what it keeps for replay.
+///
+/// ```
+/// use bunctl_ipc::{BusOptions, EventBus};
+///
+/// let bus = EventBus::with_options(
+///     BusOptions::new().with_queue_capacity(256).with_retained_events(100),
+/// );
+/// assert_eq!(bus.options().queue_capacity(), 256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusOptions {
+    queue_capacity: usize,
+    queue_bytes: usize,
+    retained_events: usize,
+    retained_bytes: usize,
+}
+
+impl BusOptions {
+    /// [`DEFAULT_QUEUE_CAPACITY`], [`DEFAULT_QUEUE_BYTES`], [`DEFAULT_RETAINED_EVENTS`],
+    /// [`DEFAULT_RETAINED_BYTES`].
+    pub const fn new() -> Self {
+        BusOptions {
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            retained_events: DEFAULT_RETAINED_EVENTS,
+            retained_bytes: DEFAULT_RETAINED_BYTES,
+        }
+    }
+
+    /// Each subscription queues at most this many events (at least 1).
+    pub const fn with_queue_capacity(mut self, events: usize) -> Self {
+        self.queue_capacity = if events == 0 { 1 } else { events };
+        self
+    }
+
+    /// Each subscription queues at most this many bytes of encoded events (it always keeps
+    /// the newest event, however large).
+    pub const fn with_queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
+
+    /// The bus keeps at most this many of the most recent events of each app and kind
+    /// (0: none).
+    pub const fn with_retained_events(mut self, events: usize) -> Self {
+        self.retained_events = events;
+        self
+    }
+
+    /// The bus keeps at most this many bytes of encoded events of each app and kind.
+    pub const fn with_retained_bytes(mut self, bytes: usize) -> Self {
+        self.retained_bytes = bytes;
+        self
+    }
+
+    /// See [`with_queue_capacity`](Self::with_queue_capacity).
+    pub const fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// See [`with_queue_bytes`](Self::with_queue_bytes).
+    pub const fn queue_bytes(&self) -> usize {
+        self.queue_bytes
+    }
+
+    /// See [`with_retained_events`](Self::with_retained_events).
+    pub const fn retained_events(&self) -> usize {
+        self.retained_events
+    }
+
+    /// See [`with_retained_bytes`](Self::with_retained_bytes).
+    pub const fn retained_bytes(&self) -> usize {
+        self.retained_bytes
+    }
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions::new()
+    }
+}
+
 /// Where a daemon publishes events for its subscribed clients. Cheap to clone: clones share one
 /// bus.
 ///
 /// # Guarantees
 ///
-/// * [`publish`](Self::publish) is a plain function: it never awaits, never waits for a
-///   subscriber, and does constant work per subscription (a filter check, a short lock, a push).
-/// * Each subscription queues at most [`capacity`](Self::capacity) events. When its queue is
-///   full the *oldest* event is dropped; the subscriber's next receive first yields one
-///   `lagged` event, `{"missed": N}`, with the exact number lost since its previous receive,
-///   then the events that were kept, oldest first. Losses are always contiguous and precede the
-///   kept events, so the notice stands exactly where the gap is.
+/// * [`publish`](Self::publish) is a plain function: it never awaits and never waits for a
+///   subscriber. It visits only the subscriptions that may match (those of the event's app and
+///   those of every app): a subscription to another app costs it nothing.
+/// * Every published event gets a position, [`BusEvent::seq`]: 1 for the bus's first event,
+///   then one more for each, whatever its type or app. A subscriber that filters sees gaps in
+///   positions that are not losses. Positions stay below 2^53 (exact as JavaScript numbers).
+///   Every bus also has an [`instance`](Self::instance), made at random, so that positions of
+///   one bus are never taken for another's (a restarted daemon's).
+/// * Each subscription queues at most [`BusOptions::queue_capacity`] events and
+///   [`BusOptions::queue_bytes`] bytes. When its queue is full the *oldest* event is dropped;
+///   the subscriber's next receive first yields one `lagged` event,
+///   `{"missed": N, "first_seq": A, "last_seq": B}`: N events it matched were lost since its
+///   previous receive, the first of them at position A and the last at B. Losses are always
+///   contiguous and precede the kept events, so the notice stands exactly where the gap is.
 /// * The count covers only events that subscription matches: a subscriber narrowed to one app
 ///   is never lagged by another app's flood, and one that keeps up with its own events misses
 ///   nothing however busy the bus is.
-/// * Events reach every subscription in one global order (publishes are serialized).
+/// * Events reach every subscription in one global order, their positions' (publishes are
+///   serialized).
+/// * The bus keeps the most recent events of each app and kind (status, log, other), at most
+///   [`BusOptions::retained_events`] and [`BusOptions::retained_bytes`] of each, for
+///   [`history`](Self::history): one app's flood never evicts another app's events.
+/// * Memory is bounded whatever the subscribers do: the kept events, plus for each
+///   subscription at most its queue bound (events are shared, so usually far less).
 /// * Dropping a [`Subscription`] removes it from the bus at once; dropping every `EventBus`
 ///   handle ends every subscription (receives return `None` once their queues are drained).
 ///   [`serve`](crate::serve) and the connections it runs hold a handle each, so the bus of a
 ///   daemon stays open while it serves.
+/// * `"lagged"` is reserved for the bus's own notices: an event published under that name is
+///   delivered to no one.
 ///
 /// # Design
 ///
-/// Each subscription owns a bounded queue and the filter runs *before* an event is queued. A
+/// Each subscription owns a bounded queue and the filter runs *before* an event is queued;
+/// subscriptions are indexed by app, so that a publish looks only at those that can match. A
 /// single shared ring such as `tokio::sync::broadcast`, filtered at the receivers, was
 /// rejected: everyone shares its capacity, so a subscriber narrowed to a quiet app would be
 /// lagged by a flood of another app's log lines, lose events it asked for, and be told a
-/// `missed` count made mostly of events it would have discarded anyway.
-///
-/// Memory stays bounded whatever the publish rate: an event is allocated once and shared
-/// (`Arc`) by every queue holding it, so the worst case is `subscribers × capacity` queue slots
-/// (8 bytes each) plus at most that many distinct events. Its wire frame
-/// ([`BusEvent::encoded_frame`]) is encoded once, by the first connection that sends it, and the
-/// same bytes are copied to the others; events a slow subscriber loses are never encoded.
+/// `missed` count made mostly of events it would have discarded anyway; and every receiver
+/// would be woken for every event. An event is encoded once, when it is published, and its
+/// frame is shared (`Arc`) by every queue holding it and by the replay store.
 ///
 /// ```
-/// use bunctl_ipc::{EventBus, SubscriptionType, event_types};
+/// use bunctl_ipc::{BusOptions, EventBus, SubscriptionType, event_types};
 /// use serde_json::json;
 ///
-/// let bus = EventBus::with_capacity(2);
+/// let bus = EventBus::with_options(BusOptions::new().with_queue_capacity(2));
 /// let mut web_logs = bus.subscribe(SubscriptionType::LogEvents { app_name: Some("web".into()) });
 ///
 /// // Delivered to the one matching subscription; `publish` never waits for it.
@@ -93,9 +200,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// bus.publish(event_types::LOG_LINE, Some("web"), json!({"line": "b"}));
 /// bus.publish(event_types::LOG_LINE, Some("web"), json!({"line": "c"}));
 ///
-/// // The queue holds 2: "a" was dropped, and the subscriber is told so before the rest.
-/// assert_eq!(web_logs.try_recv().and_then(|e| e.missed()), Some(1));
-/// assert_eq!(web_logs.try_recv().unwrap().data()["line"], "b");
+/// // The queue holds 2: "a" (position 1) was dropped, and the subscriber is told so first.
+/// let notice = web_logs.try_recv().unwrap();
+/// assert_eq!((notice.missed(), notice.lost_range()), (Some(1), Some(1..=1)));
+/// let b = web_logs.try_recv().unwrap();
+/// assert_eq!((b.data()["line"].as_str(), b.seq()), (Some("b"), Some(3)));
 /// assert_eq!(web_logs.try_recv().unwrap().data()["line"], "c");
 /// assert!(web_logs.try_recv().is_none());
 ///
@@ -108,15 +217,85 @@ pub struct EventBus {
 }
 
 struct Shared {
-    capacity: usize,
-    subscribers: Mutex<Vec<Arc<Slot>>>,
+    options: BusOptions,
+    instance: Box<str>,
+    state: Mutex<State>,
+    /// The last position whose deliveries are all queued: written after them, under the lock.
+    published: AtomicU64,
+    /// Events dropped from subscriptions' queues, over the bus's life.
+    lost: AtomicU64,
     next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    seq: u64,
+    /// Subscriptions for every app, then those narrowed to one, by app.
+    any_app: Vec<Arc<Slot>>,
+    by_app: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    /// Kept events, by app (looked up by `&str`, so that publishing allocates no key), and
+    /// those about no app; each by kind.
+    kept: HashMap<Box<str>, Kinds>,
+    kept_unnamed: Kinds,
+    /// Where events are encoded before their frame is copied out at its exact size.
+    scratch: BytesMut,
+}
+
+impl State {
+    fn subscriber_count(&self) -> usize {
+        self.any_app.len() + self.by_app.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn remove(&mut self, slot: &Slot) -> usize {
+        let list = match &slot.app {
+            None => Some(&mut self.any_app),
+            Some(app) => self.by_app.get_mut(app),
+        };
+        if let Some(list) = list {
+            list.retain(|s| s.id != slot.id);
+        }
+        if let Some(app) = &slot.app
+            && self.by_app.get(app).is_some_and(Vec::is_empty)
+        {
+            self.by_app.remove(app);
+        }
+        self.subscriber_count()
+    }
+}
+
+/// The most recent events of one app and kind.
+#[derive(Default)]
+struct Kept {
+    events: VecDeque<BusEvent>,
+    bytes: usize,
+}
+
+/// One app's kept events, by kind.
+#[derive(Default)]
+struct Kinds([Kept; 3]);
+
+impl Kinds {
+    const CATEGORIES: [EventCategory; 3] =
+        [EventCategory::Status, EventCategory::Log, EventCategory::Other];
+
+    fn of(&mut self, category: EventCategory) -> &mut Kept {
+        let i = match category {
+            EventCategory::Status => 0,
+            EventCategory::Log => 1,
+            EventCategory::Other => 2,
+        };
+        &mut self.0[i]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (EventCategory, &Kept)> {
+        Self::CATEGORIES.into_iter().zip(&self.0)
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let subscribers = std::mem::take(&mut *lock(&self.subscribers));
-        for slot in subscribers {
+        let state = std::mem::take(&mut *lock(&self.state));
+        for slot in state.any_app.iter().chain(state.by_app.values().flatten()) {
             let waker = {
                 let mut q = lock(&slot.queue);
                 q.closed = true;
@@ -137,7 +316,7 @@ struct Slot {
     /// The filter, pre-digested so that `publish` categorizes an event type once, not once per
     /// subscription. `Slot::accepts` agrees with `SubscriptionType::matches` (tested).
     family: Family,
-    app: Option<String>,
+    app: Option<Box<str>>,
     queue: Mutex<Queue>,
 }
 
@@ -148,78 +327,164 @@ enum Family {
     All,
 }
 
-impl Slot {
-    fn accepts(&self, category: EventCategory, app_name: Option<&str>) -> bool {
-        let family_ok = match self.family {
+impl Family {
+    fn of(filter: &SubscriptionType) -> Family {
+        match filter {
+            SubscriptionType::StatusEvents { .. } => Family::Status,
+            SubscriptionType::LogEvents { .. } => Family::Log,
+            SubscriptionType::AllEvents { .. } => Family::All,
+        }
+    }
+
+    fn accepts(self, category: EventCategory) -> bool {
+        match self {
             Family::All => true,
             Family::Status => category == EventCategory::Status,
             Family::Log => category == EventCategory::Log,
-        };
-        family_ok && self.app.as_deref().is_none_or(|wanted| app_name == Some(wanted))
+        }
+    }
+}
+
+impl Slot {
+    #[cfg(test)]
+    fn accepts(&self, category: EventCategory, app_name: Option<&str>) -> bool {
+        self.family.accepts(category)
+            && self.app.as_deref().is_none_or(|wanted| app_name == Some(wanted))
     }
 }
 
 #[derive(Default)]
 struct Queue {
     events: VecDeque<BusEvent>,
+    /// Bytes of the queued events' frames.
+    bytes: usize,
     /// Events dropped since the subscriber last received.
-    missed: u64,
-    /// Events ever queued here (received, dropped or still queued).
-    pushed: u64,
+    lost: Loss,
     waker: Option<Waker>,
     /// The bus is gone: no event will ever arrive again.
     closed: bool,
 }
 
-impl EventBus {
-    /// A bus whose subscriptions each queue at most [`DEFAULT_QUEUE_CAPACITY`] events.
-    pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_QUEUE_CAPACITY)
+impl Queue {
+    /// Queues `event`, dropping the oldest while the queue is over its bounds. Returns how
+    /// many were dropped.
+    fn push(&mut self, event: BusEvent, options: &BusOptions) -> u64 {
+        let mut dropped = 0;
+        let len = event.encoded_frame().len();
+        while !self.events.is_empty()
+            && (self.events.len() >= options.queue_capacity
+                || self.bytes + len > options.queue_bytes)
+        {
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.encoded_frame().len();
+                self.lost.add(old.seq());
+                dropped += 1;
+            }
+        }
+        self.bytes += len;
+        self.events.push_back(event);
+        dropped
     }
 
-    /// A bus whose subscriptions each queue at most `capacity` events (at least 1).
+    fn pop(&mut self) -> Option<BusEvent> {
+        let event = self.events.pop_front()?;
+        self.bytes -= event.encoded_frame().len();
+        Some(event)
+    }
+}
+
+/// A random identifier of 128 bits, in hex.
+fn random_instance() -> Box<str> {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        // Still distinct from other buses of this process and, almost surely, of others.
+        warn!(error = %e, "no OS randomness; the bus instance is made from the time and pid");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let nanos = now.map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_boxed_str()
+}
+
+impl EventBus {
+    /// A bus with the default [`BusOptions`].
+    pub fn new() -> Self {
+        Self::with_options(BusOptions::new())
+    }
+
+    /// A bus whose subscriptions each queue at most `capacity` events (at least 1), with the
+    /// other [`BusOptions`] at their defaults.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_options(BusOptions::new().with_queue_capacity(capacity))
+    }
+
+    /// A bus with the given bounds.
+    pub fn with_options(options: BusOptions) -> Self {
         EventBus {
             shared: Arc::new(Shared {
-                capacity: capacity.max(1),
-                subscribers: Mutex::new(Vec::new()),
+                options,
+                instance: random_instance(),
+                state: Mutex::new(State::default()),
+                published: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
                 next_id: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The queue bound of each subscription.
+    /// The queue bound of each subscription, in events.
     pub fn capacity(&self) -> usize {
-        self.shared.capacity
+        self.shared.options.queue_capacity
+    }
+
+    /// The bus's bounds.
+    pub fn options(&self) -> &BusOptions {
+        &self.shared.options
+    }
+
+    /// This bus's identity: 32 hex digits made at random when it was created. Positions
+    /// ([`BusEvent::seq`]) are meaningful only together with it.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// The position of the last event published (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.shared.published.load(Ordering::Acquire)
+    }
+
+    /// Events dropped from subscriptions' queues because their subscribers fell behind, over
+    /// the bus's life (each subscription's loss counted once).
+    pub fn lost_count(&self) -> u64 {
+        self.shared.lost.load(Ordering::Relaxed)
     }
 
     /// How many subscriptions are live.
     pub fn subscriber_count(&self) -> usize {
-        lock(&self.shared.subscribers).len()
+        lock(&self.shared.state).subscriber_count()
     }
 
     /// Starts receiving the events that `filter` matches from now on. Events published before
-    /// this call are not delivered. Dropping the [`Subscription`] ends it.
+    /// this call are not delivered (see [`history`](Self::history) for those). Dropping the
+    /// [`Subscription`] ends it.
     pub fn subscribe(&self, filter: SubscriptionType) -> Subscription {
-        let (family, app) = match &filter {
-            SubscriptionType::StatusEvents { app_name } => (Family::Status, app_name.clone()),
-            SubscriptionType::LogEvents { app_name } => (Family::Log, app_name.clone()),
-            SubscriptionType::AllEvents { app_name } => (Family::All, app_name.clone()),
-        };
         let slot = Arc::new(Slot {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            family: Family::of(&filter),
+            app: filter.app_name().map(Box::from),
             filter,
-            family,
-            app,
             queue: Mutex::new(Queue::default()),
         });
         let count = {
-            let mut subscribers = lock(&self.shared.subscribers);
-            subscribers.push(Arc::clone(&slot));
-            subscribers.len()
+            let mut state = lock(&self.shared.state);
+            match &slot.app {
+                None => state.any_app.push(Arc::clone(&slot)),
+                Some(app) => state.by_app.entry(app.clone()).or_default().push(Arc::clone(&slot)),
+            }
+            state.subscriber_count()
         };
         debug!(id = slot.id, filter = ?slot.filter, subscribers = count, "subscribed");
-        Subscription { slot, bus: Arc::downgrade(&self.shared), capacity: self.shared.capacity }
+        Subscription { slot, bus: Arc::downgrade(&self.shared), capacity: self.capacity() }
     }
 
     /// Delivers an event to every subscription that matches it and returns how many that was.
@@ -227,7 +492,7 @@ impl EventBus {
     /// `app_name` is what subscriptions narrowed to one app are matched against (see
     /// [`SubscriptionType::matches`]); `data` is sent as is, so bunctl's events repeat the app
     /// under `"app"`. Never blocks: a full queue drops its oldest event instead of waiting.
-    /// The event is allocated once, on the first match; with no match, `data` is just dropped.
+    /// The event gets the bus's next position and is kept for [`history`](Self::history).
     ///
     /// `"lagged"` is reserved for the bus's own loss notices, so that a subscriber can trust
     /// every `lagged` event it gets: an event published under that name is delivered to no one
@@ -241,39 +506,94 @@ impl EventBus {
             return 0;
         }
         let category = EventCategory::of(event_type);
-        let mut data = Some(data);
-        let mut event: Option<BusEvent> = None;
+        let options = &self.shared.options;
         let mut delivered = 0;
-        let subscribers = lock(&self.shared.subscribers);
-        for slot in subscribers.iter() {
-            if !slot.accepts(category, app_name) {
+        let mut lost = 0;
+        let mut state = lock(&self.shared.state);
+        let seq = state.seq + 1;
+        state.seq = seq;
+        let event = BusEvent::new(seq, event_type, app_name, data, &mut state.scratch);
+        let targets = app_name.and_then(|app| state.by_app.get(app));
+        for slot in state.any_app.iter().chain(targets.into_iter().flatten()) {
+            if !slot.family.accepts(category) {
                 continue;
             }
-            let event = event.get_or_insert_with(|| {
-                BusEvent::new(event_type, app_name, data.take().unwrap_or(Value::Null))
-            });
-            let (evicted, waker) = {
+            let waker = {
                 let mut q = lock(&slot.queue);
-                let evicted = if q.events.len() >= self.shared.capacity {
-                    q.missed += 1;
-                    q.events.pop_front()
-                } else {
-                    None
-                };
-                q.events.push_back(event.clone());
-                q.pushed += 1;
-                (evicted, q.waker.take())
+                lost += q.push(event.clone(), options);
+                q.waker.take()
             };
-            drop(evicted);
             if let Some(w) = waker {
                 w.wake();
             }
             delivered += 1;
         }
-        drop(subscribers);
-        trace!(event_type, app = app_name, delivered, "published");
+        keep(&mut state, event, app_name, category, options);
+        // After the deliveries: whoever reads this position finds them queued.
+        self.shared.published.store(seq, Ordering::Release);
+        drop(state);
+        if lost > 0 {
+            self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        trace!(event_type, app = app_name, seq, delivered, "published");
         delivered
     }
+
+    /// The kept events that `filter` matches, oldest first: the most recent ones of each app
+    /// and kind (see [`BusOptions`]).
+    pub fn history(&self, filter: &SubscriptionType) -> Vec<BusEvent> {
+        let family = Family::of(filter);
+        let state = lock(&self.shared.state);
+        let named = state.kept.iter().map(|(app, kinds)| (Some(&**app), kinds));
+        let mut events: Vec<BusEvent> = named
+            .chain([(None, &state.kept_unnamed)])
+            .filter(|(app, _)| filter.app_name().is_none_or(|wanted| *app == Some(wanted)))
+            .flat_map(|(_, kinds)| kinds.iter())
+            .filter(|(category, _)| family.accepts(*category))
+            .flat_map(|(_, kept)| kept.events.iter().cloned())
+            .collect();
+        drop(state);
+        events.sort_unstable_by_key(|e| e.0.seq);
+        events
+    }
+}
+
+/// Keeps `event` among the most recent of its app and kind.
+fn keep(
+    state: &mut State,
+    event: BusEvent,
+    app_name: Option<&str>,
+    category: EventCategory,
+    options: &BusOptions,
+) {
+    if options.retained_events == 0 {
+        return;
+    }
+    let len = event.encoded_frame().len();
+    let kinds = match app_name {
+        None => &mut state.kept_unnamed,
+        Some(app) => {
+            // Two lookups rather than a key allocated per event.
+            if !state.kept.contains_key(app) {
+                state.kept.insert(app.into(), Kinds::default());
+            }
+            match state.kept.get_mut(app) {
+                Some(kinds) => kinds,
+                None => return,
+            }
+        }
+    };
+    let kept = kinds.of(category);
+    while !kept.events.is_empty()
+        && (kept.events.len() >= options.retained_events
+            || kept.bytes + len > options.retained_bytes)
+    {
+        if let Some(old) = kept.events.pop_front() {
+            kept.bytes -= old.encoded_frame().len();
+        }
+    }
+    kept.bytes += len;
+    kept.events.push_back(event);
 }
 
 impl Default for EventBus {
@@ -285,7 +605,9 @@ impl Default for EventBus {
 impl fmt::Debug for EventBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventBus")
-            .field("capacity", &self.shared.capacity)
+            .field("instance", &self.instance())
+            .field("options", &self.shared.options)
+            .field("last_seq", &self.last_seq())
             .field("subscribers", &self.subscriber_count())
             .finish()
     }
@@ -311,6 +633,7 @@ impl fmt::Debug for EventBus {
 /// assert_eq!(event.event_type(), "process_started");
 /// assert_eq!(event.app_name(), Some("web"));
 /// assert_eq!(event.data()["pid"], 42);
+/// assert_eq!(event.seq(), Some(1));
 /// # }
 /// ```
 pub struct Subscription {
@@ -342,37 +665,32 @@ impl Subscription {
 
     /// Events dropped since the last receive, which the next receive reports as `lagged`.
     pub fn missed(&self) -> u64 {
-        lock(&self.slot.queue).missed
+        lock(&self.slot.queue).lost.missed
     }
 
-    /// Events ever delivered to this subscription's queue: a position in its event sequence.
-    pub(crate) fn published_count(&self) -> u64 {
-        lock(&self.slot.queue).pushed
-    }
-
-    /// How many of those have been received, or dropped and reported by a received `lagged`
-    /// notice. Once this reaches a `published_count`, every event before that point is settled.
-    pub(crate) fn settled_count(&self) -> u64 {
+    /// True once nothing at or before position `seq` is left to receive: no such event is
+    /// queued and no loss among them is unannounced.
+    pub(crate) fn is_settled_through(&self, seq: u64) -> bool {
         let q = lock(&self.slot.queue);
-        q.pushed - q.events.len() as u64 - q.missed
+        !loss_through(&q.lost, seq) && q.events.front().is_none_or(|e| e.0.seq > seq)
     }
 
-    /// Ends the subscription and returns how many of its events it never received: those
-    /// still queued and those dropped since its last receive. Exact: no event reaches it
-    /// after it is removed from the bus, which happens first.
-    pub(crate) fn close(mut self) -> u64 {
+    /// Ends the subscription and returns what it never received: its queued events and those
+    /// dropped since its last receive. Exact: no event reaches it after it is removed from the
+    /// bus, which happens first.
+    pub(crate) fn close(mut self) -> Loss {
         self.remove_from_bus();
         let q = lock(&self.slot.queue);
-        q.events.len() as u64 + q.missed
+        let mut loss = q.lost;
+        for event in &q.events {
+            loss.add(event.seq());
+        }
+        loss
     }
 
     fn remove_from_bus(&mut self) {
         let Some(bus) = std::mem::take(&mut self.bus).upgrade() else { return };
-        let remaining = {
-            let mut subscribers = lock(&bus.subscribers);
-            subscribers.retain(|s| s.id != self.slot.id);
-            subscribers.len()
-        };
+        let remaining = lock(&bus.state).remove(&self.slot);
         debug!(id = self.slot.id, subscribers = remaining, "unsubscribed");
     }
 
@@ -420,17 +738,28 @@ impl Subscription {
         buf: &mut Vec<BusEvent>,
         limit: usize,
     ) -> Poll<usize> {
+        self.poll_recv_through(cx, buf, limit, u64::MAX)
+    }
+
+    /// Like [`poll_recv_many`](Self::poll_recv_many), taking no event after position
+    /// `through`: `Pending` (with nothing taken) while only later ones are queued.
+    pub(crate) fn poll_recv_through(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<BusEvent>,
+        limit: usize,
+        through: u64,
+    ) -> Poll<usize> {
         if limit == 0 {
             return Poll::Ready(0);
         }
         let mut q = lock(&self.slot.queue);
         let before = buf.len();
-        buf.extend(take_lagged(&mut q));
-        while buf.len() - before < limit {
-            match q.events.pop_front() {
-                Some(event) => buf.push(event),
-                None => break,
-            }
+        if loss_through(&q.lost, through) {
+            buf.extend(take_lagged(&mut q));
+        }
+        while buf.len() - before < limit && q.events.front().is_some_and(|e| e.0.seq <= through) {
+            buf.extend(q.pop());
         }
         release_if_idle(&mut q);
         let taken = buf.len() - before;
@@ -438,7 +767,7 @@ impl Subscription {
             trace!(id = self.slot.id, events = taken, "events received");
             return Poll::Ready(taken);
         }
-        if q.closed {
+        if q.closed && q.events.is_empty() {
             return Poll::Ready(0);
         }
         register(&mut q, cx);
@@ -446,12 +775,17 @@ impl Subscription {
     }
 }
 
+/// Whether `lost` holds events at or before position `seq` (unknown positions count as such).
+fn loss_through(lost: &Loss, seq: u64) -> bool {
+    !lost.is_empty() && lost.range.is_none_or(|(first, _)| first <= seq)
+}
+
 fn take_lagged(q: &mut Queue) -> Option<BusEvent> {
-    (q.missed > 0).then(|| BusEvent::lagged(std::mem::take(&mut q.missed)))
+    (!q.lost.is_empty()).then(|| BusEvent::notice(std::mem::take(&mut q.lost)))
 }
 
 fn take_one(q: &mut Queue) -> Option<BusEvent> {
-    let event = q.events.pop_front();
+    let event = q.pop();
     release_if_idle(q);
     event
 }
@@ -497,52 +831,78 @@ impl fmt::Debug for Subscription {
 }
 
 /// An event as the bus hands it out: shared by every subscription that received it, with its
-/// wire frame encoded at most once. Cloning is a reference-count increment.
+/// wire frame encoded once. Cloning is a reference-count increment.
 #[derive(Clone)]
 pub struct BusEvent(Arc<Inner>);
 
 struct Inner {
+    /// Its position on the bus; 0 for a loss notice.
+    seq: u64,
     /// The event type, then the app name if there is one: one allocation for both.
     names: Box<str>,
     /// Where the event type ends in `names`.
     type_len: usize,
     has_app: bool,
-    /// A loss notice made by the bus, not a published event.
-    is_notice: bool,
-    data: Value,
-    frame: OnceLock<Vec<u8>>,
+    /// What a loss notice made by the bus announces; `None` for a published event.
+    loss: Option<Loss>,
+    /// The event is kept as its frame (at its exact size); its data is decoded from it when
+    /// asked for, so that what the bus holds is what its byte bounds count.
+    frame: Box<[u8]>,
+    data: OnceLock<Value>,
 }
 
-/// Room an event's frame starts with, enough for most without growing.
-const FRAME_ROOM: usize = 256;
-
-/// `IpcResponse::Event` by reference, so that encoding needs no copy of the data.
+/// `IpcResponse::Event` by reference, with the position, so that encoding needs no copy of the
+/// data. Old peers ignore `seq`.
 #[derive(Serialize)]
 enum WireEvent<'a> {
-    Event { event_type: &'a str, data: &'a Value },
+    Event {
+        event_type: &'a str,
+        data: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
 }
 
 impl BusEvent {
-    fn new(event_type: &str, app_name: Option<&str>, data: Value) -> Self {
-        Self::with_kind(event_type, app_name, data, false)
+    fn new(
+        seq: u64,
+        event_type: &str,
+        app_name: Option<&str>,
+        data: Value,
+        scratch: &mut BytesMut,
+    ) -> Self {
+        Self::build(seq, event_type, app_name, data, None, scratch)
     }
 
-    fn with_kind(event_type: &str, app_name: Option<&str>, data: Value, is_notice: bool) -> Self {
+    /// The `lagged` notice for `loss`.
+    fn notice(loss: Loss) -> Self {
+        trace!(missed = loss.missed, "lagged");
+        Self::build(0, LAGGED, None, loss.data(), Some(loss), &mut BytesMut::new())
+    }
+
+    fn build(
+        seq: u64,
+        event_type: &str,
+        app_name: Option<&str>,
+        data: Value,
+        loss: Option<Loss>,
+        scratch: &mut BytesMut,
+    ) -> Self {
         let names = [event_type, app_name.unwrap_or_default()].concat().into_boxed_str();
+        let seq_field = (loss.is_none()).then_some(seq);
+        let wire = WireEvent::Event { event_type, data: &data, seq: seq_field };
+        let frame = encode(&wire, scratch);
+        // A notice is small and made per subscriber: its data stays decoded.
+        let kept = if loss.is_some() { OnceLock::from(data) } else { OnceLock::new() };
         BusEvent(Arc::new(Inner {
+            seq,
             names,
             type_len: event_type.len(),
             has_app: app_name.is_some(),
-            is_notice,
-            data,
-            frame: OnceLock::new(),
+            loss,
+            frame,
+            data: kept,
         }))
-    }
-
-    /// The `lagged` notice: `missed` events were dropped.
-    fn lagged(missed: u64) -> Self {
-        trace!(missed, "lagged");
-        BusEvent::with_kind(LAGGED, None, serde_json::json!({ "missed": missed }), true)
     }
 
     /// What happened, e.g. `"log_line"`; `"lagged"` for a loss notice.
@@ -555,24 +915,40 @@ impl BusEvent {
         self.0.has_app.then(|| &self.0.names[self.0.type_len..])
     }
 
-    /// The event's details, as published.
+    /// The event's details, as published (decoded from the event's frame on first use).
     pub fn data(&self) -> &Value {
-        &self.0.data
+        self.0.data.get_or_init(|| decode_data(&self.0.frame))
+    }
+
+    /// Its position on the bus (see [`EventBus`]); `None` for a loss notice.
+    pub fn seq(&self) -> Option<u64> {
+        self.0.loss.is_none().then_some(self.0.seq)
     }
 
     /// How many events were dropped, if this is a `lagged` notice.
     pub fn missed(&self) -> Option<u64> {
-        if self.0.is_notice { self.0.data.get("missed")?.as_u64() } else { None }
+        self.0.loss.map(|loss| loss.missed)
+    }
+
+    /// The positions of the first and last dropped event, if this is a `lagged` notice.
+    pub fn lost_range(&self) -> Option<std::ops::RangeInclusive<u64>> {
+        let (first, last) = self.0.loss?.range?;
+        Some(first..=last)
+    }
+
+    pub(crate) fn loss(&self) -> Option<Loss> {
+        self.0.loss
     }
 
     /// An owned copy as the client sees it.
     pub fn to_event(&self) -> Event {
-        Event::new(self.event_type().to_owned(), self.0.data.clone())
+        Event::new(self.event_type().to_owned(), self.data().clone()).with_seq(self.seq())
     }
 
     /// The complete wire frame of this event: the 4-byte little-endian length, then the JSON
-    /// of `IpcResponse::Event { event_type, data }`. Encoded on first use and shared by every
-    /// later caller. Empty only if the event cannot be encoded at all (a payload over 4 GiB).
+    /// of `IpcResponse::Event { event_type, data }` with its position as a third field, `seq`
+    /// (which peers that do not know it ignore). Empty only if the event cannot be encoded at
+    /// all (a payload over 4 GiB).
     ///
     /// ```
     /// use bunctl_ipc::{EventBus, SubscriptionType};
@@ -581,35 +957,47 @@ impl BusEvent {
     /// let mut sub = bus.subscribe(SubscriptionType::AllEvents { app_name: None });
     /// bus.publish("ping", None, serde_json::json!(1));
     /// let frame = sub.try_recv().unwrap().encoded_frame().to_vec();
-    /// assert_eq!(&frame[4..], br#"{"Event":{"event_type":"ping","data":1}}"#);
+    /// assert_eq!(&frame[4..], br#"{"Event":{"event_type":"ping","data":1,"seq":1}}"#);
     /// assert_eq!(frame[..4], (frame.len() as u32 - 4).to_le_bytes());
     /// ```
     pub fn encoded_frame(&self) -> &[u8] {
-        if let Some(frame) = self.0.frame.get() {
-            return frame;
-        }
-        // Encoded outside the cell, so that connections on other threads never wait for one
-        // another; if two race, one copy is dropped.
-        let frame = self.encode();
-        self.0.frame.get_or_init(|| frame)
+        &self.0.frame
     }
+}
 
-    fn encode(&self) -> Vec<u8> {
-        let wire = WireEvent::Event { event_type: self.event_type(), data: &self.0.data };
-        let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
-            FrameConfig::new().with_max_message_size(usize::MAX),
-        );
-        let mut buf = BytesMut::with_capacity(FRAME_ROOM);
-        match codec.encode(&wire, &mut buf) {
-            // A `Vec` rather than `Bytes`: freezing a partly filled buffer would allocate a
-            // second time.
-            Ok(()) => buf.into(),
-            Err(e) => {
-                error!(event_type = %self.event_type(), error = %e, "event cannot be encoded");
-                Vec::new()
-            }
-        }
+/// The `data` of an event frame this bus encoded.
+fn decode_data(frame: &[u8]) -> Value {
+    #[derive(serde::Deserialize)]
+    enum Frame {
+        Event { data: Value },
     }
+    match frame.get(ipc_proto::HEADER_LEN..).map(serde_json::from_slice::<Frame>) {
+        Some(Ok(Frame::Event { data })) => data,
+        // Only a frame that could not be encoded at all (empty) gets here.
+        _ => Value::Null,
+    }
+}
+
+/// The frame of `wire`, encoded in `scratch` and copied out at its exact size: one allocation
+/// that fits.
+fn encode(wire: &WireEvent<'_>, scratch: &mut BytesMut) -> Box<[u8]> {
+    let mut codec = IpcCodec::<(), WireEvent<'_>>::with_config(
+        FrameConfig::new().with_max_message_size(usize::MAX),
+    );
+    scratch.clear();
+    scratch.reserve(FRAME_ROOM);
+    let frame = match codec.encode(wire, scratch) {
+        Ok(()) => Box::from(&scratch[..]),
+        Err(e) => {
+            error!(error = %e, "event cannot be encoded");
+            Box::default()
+        }
+    };
+    // A scratch buffer that a large event grew is not kept.
+    if scratch.capacity() > 64 * 1024 {
+        *scratch = BytesMut::new();
+    }
+    frame
 }
 
 impl From<&BusEvent> for Event {
@@ -627,9 +1015,10 @@ impl From<&BusEvent> for IpcResponse {
 impl fmt::Debug for BusEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusEvent")
+            .field("seq", &self.seq())
             .field("event_type", &self.event_type())
             .field("app_name", &self.app_name())
-            .field("data", &self.0.data)
+            .field("data", self.data())
             .finish()
     }
 }
@@ -637,7 +1026,6 @@ impl fmt::Debug for BusEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipc_proto::ServerCodec;
     use ipc_proto::event::{
         LOG_LINE, PROCESS_CRASHED, PROCESS_EXITED, PROCESS_RESTARTING, PROCESS_STARTED,
         STATUS_CHANGE,
@@ -677,20 +1065,46 @@ mod tests {
     }
 
     #[test]
-    fn encoded_frame_is_the_codec_encoding_of_the_response() {
+    fn encoded_frame_is_the_response_with_its_position() {
         let bus = EventBus::new();
         let mut sub = bus.subscribe(SubscriptionType::AllEvents { app_name: None });
         let data =
             serde_json::json!({"app": "web", "line": "héllo \"quoted\"", "n": [1, 2.5, null]});
         bus.publish(LOG_LINE, Some("web"), data.clone());
         let event = sub.try_recv().expect("queued");
-        let mut expected = BytesMut::new();
-        ServerCodec::new()
-            .encode(&IpcResponse::Event { event_type: LOG_LINE.into(), data }, &mut expected)
-            .expect("encodes");
-        assert_eq!(event.encoded_frame(), &expected[..]);
+        let frame = event.encoded_frame();
+        let json: Value = serde_json::from_slice(&frame[4..]).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"Event": {"event_type": LOG_LINE, "data": data, "seq": 1}})
+        );
+        // Old peers read it as the brief's response.
+        let old: IpcResponse = serde_json::from_slice(&frame[4..]).expect("an IpcResponse");
+        assert_eq!(old, IpcResponse::Event { event_type: LOG_LINE.into(), data });
         // Shared, not re-encoded.
         assert_eq!(event.encoded_frame().as_ptr(), event.clone().encoded_frame().as_ptr());
+    }
+
+    #[test]
+    fn frames_are_those_of_the_golden_vectors() {
+        // crates/ipc-proto/testdata/vectors.json, `positioned`.
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe(SubscriptionType::LogEvents { app_name: Some("web".into()) });
+        for _ in 1..42 {
+            bus.publish(STATUS_CHANGE, Some("web"), Value::Null);
+        }
+        let data = serde_json::json!({"app": "web", "line": "listening", "stream": "stdout"});
+        bus.publish(LOG_LINE, Some("web"), data);
+        let event = sub.try_recv().expect("queued");
+        assert_eq!(
+            &event.encoded_frame()[4..],
+            br#"{"Event":{"event_type":"log_line","data":{"app":"web","line":"listening","stream":"stdout"},"seq":42}}"#
+        );
+        let notice = BusEvent::notice(Loss { missed: 12, range: Some((1031, 1190)) });
+        assert_eq!(
+            &notice.encoded_frame()[4..],
+            br#"{"Event":{"event_type":"lagged","data":{"first_seq":1031,"last_seq":1190,"missed":12}}}"#
+        );
     }
 
     #[test]
@@ -718,5 +1132,14 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn instances_differ_and_are_128_bits_of_hex() {
+        let (a, b) = (EventBus::new(), EventBus::new());
+        assert_ne!(a.instance(), b.instance());
+        assert_eq!(a.instance().len(), 32);
+        assert!(a.instance().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.clone().instance(), a.instance());
     }
 }

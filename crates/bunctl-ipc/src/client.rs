@@ -9,14 +9,65 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result, SubscriptionType};
+use serde::Deserialize;
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::event::Loss;
 use crate::options::{ConnectionOptions, connection_options};
 use crate::{Connection, Event, PeerCredentials, sys};
 
 /// The client's connection type: receives [`IpcResponse`], sends [`IpcMessage`].
 pub type ClientConnection = Connection<sys::ClientStream, IpcResponse, IpcMessage>;
+
+/// A server's frame as [`IpcClient`] decodes it: [`IpcResponse`], with the position the server
+/// may give an event (which `IpcResponse` has no field for).
+#[derive(Debug, Deserialize)]
+enum Incoming {
+    Success {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    Data {
+        data: Value,
+    },
+    Event {
+        event_type: String,
+        data: Value,
+        #[serde(default)]
+        seq: Option<u64>,
+    },
+}
+
+/// A received frame: an event, or anything else (a reply).
+#[derive(Debug)]
+enum Frame {
+    Event(Event),
+    Reply(IpcResponse),
+}
+
+fn frame(received: Result<Incoming>) -> Result<Frame> {
+    Ok(match received? {
+        Incoming::Event { event_type, data, seq } => {
+            Frame::Event(Event::new(event_type, data).with_seq(seq))
+        }
+        Incoming::Success { message } => Frame::Reply(IpcResponse::Success { message }),
+        Incoming::Error { message } => Frame::Reply(IpcResponse::Error { message }),
+        Incoming::Data { data } => Frame::Reply(IpcResponse::Data { data }),
+    })
+}
+
+impl Frame {
+    fn into_response(self) -> IpcResponse {
+        match self {
+            Frame::Event(event) => event.into(),
+            Frame::Reply(reply) => reply,
+        }
+    }
+}
 
 /// Events kept for [`IpcClient::next_event`] while a request waits for its reply, unless
 /// [`ClientOptions::max_held_events`] says otherwise. Past this, the oldest are dropped and a
@@ -115,11 +166,11 @@ impl Default for ClientOptions {
 /// ```
 #[derive(Debug)]
 pub struct IpcClient {
-    conn: ClientConnection,
+    conn: Connection<sys::ClientStream, Incoming, IpcMessage>,
     endpoint: PathBuf,
     pending_events: VecDeque<Event>,
     held_limit: usize,
-    missed_events: u64,
+    missed_events: Loss,
     /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
     /// their future dropped). Replies come in request order, so the next this many replies
     /// belong to them and are discarded.
@@ -153,7 +204,7 @@ impl IpcClient {
             endpoint: path.to_owned(),
             pending_events: VecDeque::new(),
             held_limit: options.held_events,
-            missed_events: 0,
+            missed_events: Loss::default(),
             owed_replies: 0,
             events_ended: false,
         })
@@ -187,13 +238,12 @@ impl IpcClient {
             return Ok(event.into());
         }
         loop {
-            let response = self.conn.recv().await;
-            let is_event = matches!(response, Ok(IpcResponse::Event { .. }));
-            if !is_event && self.owed_replies > 0 && takes_a_reply_place(&response) {
-                self.discard_owed_reply(&response);
+            let received = frame(self.conn.recv().await);
+            if self.owed_replies > 0 && takes_a_reply_place(&received) {
+                self.discard_owed_reply(&received);
                 continue;
             }
-            return response;
+            return received.map(Frame::into_response);
         }
     }
 
@@ -227,10 +277,8 @@ impl IpcClient {
             return Err(e);
         }
         loop {
-            match poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await {
-                Ok(IpcResponse::Event { event_type, data }) => {
-                    self.hold_event(Event { event_type, data })
-                }
+            match frame(poll_fn(|cx| self.conn.poll_recv_in_operation(cx)).await) {
+                Ok(Frame::Event(event)) => self.hold_event(event),
                 // An undecodable frame stands where a reply was: it is the oldest one owed.
                 reply if self.owed_replies > 1 && takes_a_reply_place(&reply) => {
                     self.discard_owed_reply(&reply)
@@ -239,13 +287,13 @@ impl IpcClient {
                     if takes_a_reply_place(&reply) {
                         self.owed_replies = 0;
                     }
-                    return reply;
+                    return reply.map(Frame::into_response);
                 }
             }
         }
     }
 
-    fn discard_owed_reply(&mut self, reply: &Result<IpcResponse>) {
+    fn discard_owed_reply(&mut self, reply: &Result<Frame>) {
         self.owed_replies -= 1;
         debug!(
             ?reply,
@@ -290,10 +338,8 @@ impl IpcClient {
             return Poll::Ready(Ok(event));
         }
         loop {
-            match ready!(self.conn.poll_recv(cx)) {
-                Ok(IpcResponse::Event { event_type, data }) => {
-                    return Poll::Ready(Ok(Event { event_type, data }));
-                }
+            match frame(ready!(self.conn.poll_recv(cx))) {
+                Ok(Frame::Event(event)) => return Poll::Ready(Ok(event)),
                 owed if self.owed_replies > 0 && takes_a_reply_place(&owed) => {
                     self.discard_owed_reply(&owed)
                 }
@@ -308,15 +354,17 @@ impl IpcClient {
             && let Some(dropped) = self.pending_events.pop_front()
         {
             // A dropped notice stood for the events it announced.
-            self.missed_events += dropped.missed().unwrap_or(1);
+            match dropped.loss() {
+                Some(loss) => self.missed_events.merge(loss),
+                None => self.missed_events.add(dropped.seq()),
+            }
         }
         self.pending_events.push_back(event);
     }
 
     fn take_pending_event(&mut self) -> Option<Event> {
-        if self.missed_events > 0 {
-            let missed = std::mem::take(&mut self.missed_events);
-            return Some(Event::lagged(missed));
+        if !self.missed_events.is_empty() {
+            return Some(std::mem::take(&mut self.missed_events).notice());
         }
         self.pending_events.pop_front()
     }
@@ -350,20 +398,20 @@ impl IpcClient {
     /// arrive on the connection first.
     pub fn into_connection(self) -> (ClientConnection, Vec<Event>) {
         let mut events = Vec::with_capacity(self.pending_events.len() + 1);
-        if self.missed_events > 0 {
-            events.push(Event::lagged(self.missed_events));
+        if !self.missed_events.is_empty() {
+            events.push(self.missed_events.notice());
         }
         events.extend(self.pending_events);
-        (self.conn, events)
+        (self.conn.decoding(), events)
     }
 }
 
 /// Whether a received frame answers a request: any reply, and also a frame that could not be
 /// decoded but left the stream in sync (it was in the place of a reply). Events never do.
-fn takes_a_reply_place(received: &Result<IpcResponse>) -> bool {
+fn takes_a_reply_place(received: &Result<Frame>) -> bool {
     match received {
-        Ok(IpcResponse::Event { .. }) => false,
-        Ok(_) => true,
+        Ok(Frame::Event(_)) => false,
+        Ok(Frame::Reply(_)) => true,
         Err(e) => matches!(e, IpcError::InvalidMessage(_) | IpcError::EmptyFrame),
     }
 }

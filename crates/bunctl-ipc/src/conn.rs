@@ -502,6 +502,22 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         }
     }
 
+    /// The same connection decoding into `D2`: buffered input, queued output, limits, timer
+    /// and slot carry over.
+    pub(crate) fn decoding<D2>(self) -> Connection<S, D2, E> {
+        let FrameReader { codec, buf, done } = self.reader;
+        Connection {
+            io: self.io,
+            reader: FrameReader { codec: codec.cast(), buf, done },
+            writer: self.writer,
+            timer: self.timer,
+            timeout: self.timeout,
+            idle_timeout: self.idle_timeout,
+            peer: self.peer,
+            slot: self.slot,
+        }
+    }
+
     /// Ties a server connection slot to this connection's life.
     pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
         self.slot = Some(slot);

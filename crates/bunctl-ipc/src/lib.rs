@@ -90,7 +90,10 @@ mod sys;
 #[path = "sys_windows.rs"]
 mod sys;
 
-pub use bus::{BusEvent, DEFAULT_QUEUE_CAPACITY, EventBus, Subscription};
+pub use bus::{
+    BusEvent, BusOptions, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETAINED_BYTES,
+    DEFAULT_RETAINED_EVENTS, EventBus, Subscription,
+};
 pub use client::{ClientConnection, ClientOptions, DEFAULT_HELD_EVENTS, EventStream, IpcClient};
 pub use conn::{Connection, FramedIo, RecvHalf, SendHalf, SplitStream};
 pub use event::Event;

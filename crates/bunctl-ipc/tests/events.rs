@@ -399,7 +399,10 @@ fn slow_subscriber_under_a_million_event_flood_stays_bounded_and_gets_the_exact_
     let received = drain(&mut slow);
     assert_eq!(received[0].event_type(), LAGGED);
     assert_eq!(received[0].missed(), Some(FLOOD - CAP as u64));
-    assert_eq!(received[0].data(), &json!({ "missed": FLOOD - CAP as u64 }));
+    // The first event (position 1) and every one after it up to the kept ones were dropped.
+    let lost = FLOOD - CAP as u64;
+    assert_eq!(received[0].data(), &json!({ "missed": lost, "first_seq": 1, "last_seq": lost }));
+    assert_eq!(received[0].lost_range(), Some(1..=lost));
     // Then the newest CAP events, in order: the oldest were the ones dropped.
     let kept: Vec<u64> = received[1..].iter().map(|e| e.data().as_u64().expect("n")).collect();
     assert_eq!(kept, ((FLOOD - CAP as u64)..FLOOD).collect::<Vec<_>>());
@@ -630,8 +633,10 @@ async fn client_event_stream_yields_published_events_in_order() {
     }
     let events: Vec<Event> =
         within("50 events", client.events().take(50).map(|e| e.expect("event")).collect()).await;
-    let expected: Vec<Event> =
-        (0..50).map(|n| Event::new(STATUS_CHANGE, json!({ "n": n }))).collect();
+    // Positions count every event on the bus: the status events are at 1, 3, 5, ...
+    let expected: Vec<Event> = (0..50)
+        .map(|n| Event::new(STATUS_CHANGE, json!({ "n": n })).with_seq(Some(2 * n + 1)))
+        .collect();
     assert_eq!(events, expected);
 }
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use bunctl_ipc::event_types::LOG_LINE;
 use bunctl_ipc::{
-    DEFAULT_QUEUE_CAPACITY, EventBus, IpcClient, IpcMessage, IpcResponse, IpcServer,
-    SubscriptionType, serve,
+    BusOptions, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETAINED_BYTES, DEFAULT_RETAINED_EVENTS, EventBus,
+    IpcClient, IpcMessage, IpcResponse, IpcServer, SubscriptionType, serve,
 };
 use serde_json::{Value, json};
 
@@ -33,7 +33,9 @@ const PER_EVENT_BOUND: usize = 2048;
 #[test]
 fn subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood() {
     let _turn = one_at_a_time();
-    let bus = EventBus::new();
+    // Nothing kept for replay: what is left afterwards is the subscription's (the next test
+    // measures what the bus keeps).
+    let bus = EventBus::with_options(BusOptions::new().with_retained_events(0));
     let base = baseline();
     let stalled = bus.subscribe(SubscriptionType::LogEvents { app_name: None });
     let mut largest_queue = 0;
@@ -54,6 +56,36 @@ fn subscriber_that_stops_reading_holds_bounded_heap_during_a_million_event_flood
     let left = heap().saturating_sub(base);
     // A few small allocations of the test harness may land in between: allow 16 KiB.
     assert!(left <= 16 * 1024, "{left} bytes still held after the subscription was dropped");
+}
+
+/// What the bus holds for one kept event beyond its frame: the shared event and its names.
+const KEPT_OVERHEAD: usize = 256;
+
+#[test]
+fn what_the_bus_keeps_for_replay_stays_within_its_bounds_during_a_million_event_flood() {
+    let _turn = one_at_a_time();
+    let bus = EventBus::new();
+    let base = baseline();
+    for n in 0..FLOOD {
+        bus.publish(LOG_LINE, Some("web"), log_line(n));
+    }
+    let held = heap().saturating_sub(base);
+    let kept = bus.history(&SubscriptionType::LogEvents { app_name: Some("web".into()) });
+    let frames: usize = kept.iter().map(|e| e.encoded_frame().len()).sum();
+    println!(
+        "bus with no subscriber, {FLOOD} events: {held} bytes held for {} kept events \
+         ({frames} bytes of frames)",
+        kept.len()
+    );
+    assert_eq!(kept.len(), DEFAULT_RETAINED_EVENTS, "the most recent are kept");
+    assert_eq!(kept.last().and_then(|e| e.seq()), Some(FLOOD));
+    assert!(frames <= DEFAULT_RETAINED_BYTES);
+    let bound = DEFAULT_RETAINED_BYTES.min(frames) + DEFAULT_RETAINED_EVENTS * KEPT_OVERHEAD;
+    assert!(held <= bound + 16 * 1024, "{held} bytes held, bound {bound}");
+    drop(kept);
+    drop(bus);
+    let left = heap().saturating_sub(base);
+    assert!(left <= 16 * 1024, "{left} bytes still held after the bus was dropped");
 }
 
 #[test]

@@ -771,7 +771,7 @@ async fn resubscribe(
     loop {
         match c.client.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                c.watch.account(&Event { event_type, data })?;
+                c.watch.account(&Event::new(event_type, data))?;
             }
             Ok(IpcResponse::Success { .. }) => break,
             Err(e) if e.is_disconnect() => return cut_off(world, i).await,
@@ -816,6 +816,7 @@ impl Watch {
     fn account(&mut self, event: &Event) -> Result<(), TestCaseError> {
         if let Some(missed) = event.missed() {
             reached::note(&reached::NOTICES);
+            let from = self.announced as usize;
             self.announced += missed;
             prop_assert!(
                 self.announced <= self.expected.len() as u64,
@@ -823,6 +824,12 @@ impl Watch {
                 self.announced,
                 self.expected.len()
             );
+            // The notice names exactly the positions of the first and last it counts.
+            if let Some(range) = event.lost_range() {
+                let (first, last) =
+                    (self.expected[from], self.expected[self.announced as usize - 1]);
+                prop_assert_eq!(range, first..=last, "the range of a notice of {} lost", missed);
+            }
             if self.announced == self.expected.len() as u64 {
                 self.expected.clear();
                 self.announced = 0;
@@ -831,6 +838,10 @@ impl Watch {
         }
         prop_assert!(self.subscription.is_some(), "an event while not subscribed: {:?}", event);
         let seq = event.data["seq"].as_u64().expect("seq");
+        // The model numbers events as the bus does; `recv` and raw connections drop positions.
+        if let Some(position) = event.seq() {
+            prop_assert_eq!(position, seq, "the event's position on the bus");
+        }
         let at = self.expected.iter().position(|s| *s == seq);
         prop_assert!(at.is_some(), "event {seq} does not match, or came twice or out of order");
         let at = at.unwrap_or_default();
@@ -1072,7 +1083,7 @@ async fn oversize_remote(world: &mut World, i: usize) -> Result<(), TestCaseErro
     loop {
         match c.client.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                c.watch.account(&Event { event_type, data })?;
+                c.watch.account(&Event::new(event_type, data))?;
             }
             Err(IpcError::Closed) => break,
             other => prop_assert!(false, "expected the end, got {other:?}"),
@@ -1116,7 +1127,7 @@ async fn half_close(world: &mut World, i: usize, read: bool) -> Result<(), TestC
     loop {
         match conn.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event { event_type, data })?
+                watch.account(&Event::new(event_type, data))?
             }
             Ok(_) => replies += 1,
             Err(IpcError::Closed) => break,
@@ -1156,7 +1167,7 @@ async fn truncated_after_request(
     loop {
         match conn.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event { event_type, data })?
+                watch.account(&Event::new(event_type, data))?
             }
             Ok(reply) => replies.push(reply),
             Err(IpcError::Closed) => break,
@@ -1214,7 +1225,7 @@ async fn stalled_frame(
            -> Result<bool, TestCaseError> {
         match conn.recv().await {
             Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event { event_type, data })?;
+                watch.account(&Event::new(event_type, data))?;
             }
             Ok(reply) => replies.push(reply),
             Err(e) if e.is_disconnect() => return Ok(false),

@@ -419,3 +419,50 @@ async fn losses_are_never_silent_when_a_loss_notice_does_not_fit_the_frame_limit
         assert_eq!(bus.subscriber_count(), 0);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_comes_after_the_events_published_before_it_and_before_those_published_after() {
+    let bus = EventBus::new();
+    let (client, server) = tokio::io::duplex(1024);
+    let conn: Connection<_, IpcMessage, IpcResponse> =
+        Connection::with_config(server, FrameConfig::new(), 10 * TIMEOUT);
+    let publisher = bus.clone();
+    let handler = move |_: IpcMessage| {
+        let bus = publisher.clone();
+        async move {
+            // More than the connection's output holds: the reply waits while they go out.
+            for n in 0..200 {
+                bus.publish("log_line", Some("web"), json!({ "n": n, "pad": "p".repeat(500) }));
+            }
+            bus.publish("log_line", Some("web"), json!("cause"));
+            IpcResponse::Success { message: "done".into() }
+        }
+    };
+    let served = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bunctl_ipc::serve_connection(conn, &bus, &handler).await })
+    };
+    let (mut read, mut write) = tokio::io::split(client);
+    subscribe_all(&mut read, &mut write).await;
+    write.write_all(&encoded(&stop("request"))).await.expect("request");
+    tokio::time::sleep(TIMEOUT / 10).await;
+    // Published after the handler returned, while its reply still waits behind the backlog.
+    bus.publish("log_line", Some("web"), json!("effect"));
+    let mut frames = Frames::new();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s| s == "effect") {
+        assert!(frames.read_some(&mut read, 4096).await, "closed");
+        for frame in frames.take() {
+            match frame {
+                IpcResponse::Event { data, .. } if data.is_string() => {
+                    seen.push(data.as_str().unwrap_or_default().to_owned())
+                }
+                IpcResponse::Event { .. } => {}
+                other => seen.push(success(&other).unwrap_or("?").to_owned()),
+            }
+        }
+    }
+    assert_eq!(seen, ["cause", "done", "effect"], "cause, reply, effect");
+    write.shutdown().await.expect("end");
+    assert!(within("served", served).await.expect("task").is_ok());
+}

@@ -94,6 +94,26 @@ where
     out
 }
 
+/// An event frame with its position (or a notice with its range), as bunctl-ipc's bus sends it:
+/// a peer that knows no positions reads `response`; derives `frame`.
+fn positioned(entry: &Value) -> Value {
+    let name = &entry["name"];
+    let frame = frame_of(text(entry, "json").as_bytes());
+    let expected: IpcResponse =
+        serde_json::from_value(field(entry, "response").clone()).expect("valid response");
+    let got = ClientCodec::new().decode(&mut BytesMut::from(&frame[..])).expect("decodes");
+    assert_eq!(got, Some(expected), "vector {name}: old peers ignore the position");
+    let json: Value = serde_json::from_str(&text(entry, "json")).expect("json");
+    let event = &json["Event"];
+    assert_eq!(event.get("seq"), entry.get("seq"), "vector {name}: seq");
+    for key in ["missed", "first_seq", "last_seq"] {
+        assert_eq!(event["data"].get(key), entry.get(key), "vector {name}: {key}");
+    }
+    let mut out = entry.clone();
+    out["frame"] = json!(hex(&frame));
+    out
+}
+
 fn error_kind(e: &IpcError) -> &'static str {
     match e {
         IpcError::EmptyFrame => "empty_frame",
@@ -188,6 +208,8 @@ fn derive(file: &Value) -> Value {
         })
         .collect();
     let malformed: Vec<Value> = list("malformed").iter().map(malformed).collect();
+    let positioned: Vec<Value> = list("positioned").iter().map(positioned).collect();
+    out.insert("positioned".into(), Value::Array(positioned));
     out.insert("messages".into(), Value::Array(messages));
     out.insert("responses".into(), Value::Array(responses));
     out.insert("accepted".into(), Value::Array(accepted));
@@ -197,7 +219,7 @@ fn derive(file: &Value) -> Value {
 
 fn differences(file: &Value, derived: &Value) -> Vec<String> {
     let mut diffs = Vec::new();
-    for section in ["messages", "responses", "accepted", "malformed"] {
+    for section in ["messages", "responses", "accepted", "malformed", "positioned"] {
         let (a, b) = (&file[section], &derived[section]);
         let (a, b) = (a.as_array().cloned().unwrap_or_default(), b.as_array().expect("derived"));
         for (old, new) in a.iter().zip(b) {

@@ -262,6 +262,61 @@ fn fan<C: Client>(sides: Sides, k: usize, publish: impl Fn(u64) + Clone + Send +
     })
 }
 
+/// One publisher, one subscriber filtered to the app every event is about, and `others`
+/// subscribers each filtered to an app that never publishes: `run(n)` publishes `n` events and
+/// returns the CPU time (user + system, every thread of the process: publisher, server
+/// connections, clients) spent until the matching subscriber has parsed them all.
+pub fn filtered(others: usize) -> Run {
+    let mut sides = Sides::new("mt2");
+    let (path, bus) = (sides.path(), EventBus::with_capacity(FANOUT_ROUND as usize));
+    let b = bus.clone();
+    sides.spawn(move |ready| ours::server(path, "ours-serve", b, ready));
+    let path = sides.path();
+    let clients = sides.run(async move {
+        let subscribed = async |app: String| {
+            let mut client = IpcClient::connect(path.clone()).await.expect("connect");
+            let only = bunctl_ipc::SubscriptionType::AllEvents { app_name: Some(app) };
+            IpcClient::subscribe(&mut client, only).await.expect("subscribe");
+            client
+        };
+        let mut idle = Vec::with_capacity(others);
+        for i in 0..others {
+            idle.push(subscribed(format!("idle-{i}")).await);
+        }
+        (subscribed("web".into()).await, idle)
+    });
+    drive((Some(clients), sides), move |(mut watcher, idle), n, _| {
+        let bus = bus.clone();
+        async move {
+            let start = cpu_time();
+            for round in (0..n).step_by(FANOUT_ROUND as usize) {
+                let k = (n - round).min(FANOUT_ROUND);
+                let reading = tokio::spawn(Client::events(watcher, k));
+                for i in 0..k {
+                    bus.publish(msgs::EVENT_TYPE, Some("web"), msgs::event_data(i));
+                    if i % 64 == 63 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                watcher = reading.await.expect("subscriber");
+            }
+            ((watcher, idle), (cpu_time() - start, vec![]))
+        }
+    })
+}
+
+/// The CPU time this process has used, all threads, user and system.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is valid for writes of a `rusage`, which is all getrusage writes.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    // SAFETY: zeroed is a valid `rusage` (plain integers), and getrusage filled it in.
+    let usage = unsafe { usage.assume_init() };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 /// This binary as a child process, spoken to line by line; killed when dropped.
 pub struct Peer(Child, ChildStdin, BufReader<ChildStdout>);
 

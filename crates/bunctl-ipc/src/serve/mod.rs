@@ -260,7 +260,7 @@ fn reap(joined: std::result::Result<(), JoinError>) {
 ///   subscription that were still waiting to be written are not dropped silently: one `lagged`
 ///   notice counting them comes right before the reply. The same notice is the last frame of a
 ///   subscribed connection whose input ends (the client's end of stream, or shutdown).
-/// * A subscription needs a frame limit that can carry any `lagged` notice (72 bytes);
+/// * A subscription needs a frame limit that can carry any `lagged` notice (129 bytes);
 ///   on a connection with a smaller limit, `Subscribe` is answered with an `Error` (or, if not
 ///   even that fits, the connection ends with [`IpcError::FrameTooLarge`]), so that losses are
 ///   never silent.

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, trace, warn};
 
 use super::wire::Wire;
+use crate::event::Loss;
 use crate::{BusEvent, Event, Subscription};
 
 /// Events moved from the subscription at a time; one write carries them.
@@ -17,7 +18,9 @@ const EVENT_BATCH: usize = 64;
 /// The longest `lagged` notice there can be: a subscription is accepted only on a connection
 /// whose frame limit carries it, so that no loss is ever silent.
 pub(super) static LONGEST_NOTICE: LazyLock<usize> = LazyLock::new(|| {
-    let notice = IpcResponse::from(Event::lagged(u64::MAX));
+    // Positions stay below 2^53.
+    let most = (1 << 53) - 1;
+    let notice = IpcResponse::from(Event::lagged_between(u64::MAX, most, most));
     serde_json::to_vec(&notice).map_or(usize::MAX, |json| json.len() + ipc_proto::HEADER_LEN)
 });
 
@@ -36,7 +39,7 @@ struct Pumping {
     batch: Vec<BusEvent>,
     next: usize,
     /// Events lost since the last notice, not yet announced.
-    undelivered: u64,
+    undelivered: Loss,
 }
 
 impl EventPump {
@@ -50,7 +53,8 @@ impl EventPump {
 
     pub(super) fn subscribe(&mut self, sub: Subscription) {
         debug_assert!(self.on.is_none(), "the old subscription is ended first");
-        self.on = Some(Box::new(Pumping { sub, batch: Vec::new(), next: 0, undelivered: 0 }));
+        let undelivered = Loss::default();
+        self.on = Some(Box::new(Pumping { sub, batch: Vec::new(), next: 0, undelivered }));
     }
 
     /// Ends the subscription, if any. Its events not yet in the output are not lost silently:
@@ -60,31 +64,31 @@ impl EventPump {
         wire: &mut Wire<S>,
     ) -> Result<()> {
         let Some(p) = self.on.take() else { return Ok(()) };
-        let Pumping { sub, batch, next, undelivered } = *p;
-        let left: u64 = batch[next..].iter().map(|e| e.missed().unwrap_or(1)).sum();
-        let missed = undelivered + left + sub.close();
-        announce(wire, missed)
+        let Pumping { sub, batch, next, mut undelivered } = *p;
+        // In stream order: what the pump could not deliver, what it had taken, what the bus
+        // still had.
+        for event in &batch[next..] {
+            undelivered.merge(event.loss().unwrap_or_else(|| one_lost(event)));
+        }
+        undelivered.merge(sub.close());
+        announce(wire, undelivered)
     }
 
-    /// The subscription's position: events ever queued for it.
-    pub(super) fn position(&self) -> u64 {
-        self.on.as_ref().map_or(0, |p| p.sub.published_count())
-    }
-
-    /// True once every event up to `position` has been taken from the subscription and put in
-    /// the output, or announced lost.
-    pub(super) fn has_settled(&self, position: u64) -> bool {
+    /// True once every event up to position `seq` has been taken from the subscription and
+    /// put in the output, or announced lost.
+    pub(super) fn has_settled(&self, seq: u64) -> bool {
         self.on.as_ref().is_none_or(|p| {
-            p.next == p.batch.len() && p.undelivered == 0 && p.sub.settled_count() >= position
+            p.next == p.batch.len() && p.undelivered.is_empty() && p.sub.is_settled_through(seq)
         })
     }
 
-    /// Moves events into the output while it has room: first those already taken, then one
-    /// more batch. Returns whether anything changed.
+    /// Moves events into the output while it has room, none after position `through`: first
+    /// those already taken, then one more batch. Returns whether anything changed.
     pub(super) fn poll_into<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         wire: &mut Wire<S>,
+        through: u64,
     ) -> Result<bool> {
         let Some(p) = self.on.as_deref_mut() else { return Ok(false) };
         let mut moved = p.drain_into(wire)?;
@@ -93,7 +97,7 @@ impl EventPump {
         }
         p.batch.clear();
         p.next = 0;
-        match p.sub.poll_recv_many(cx, &mut p.batch, EVENT_BATCH) {
+        match p.sub.poll_recv_through(cx, &mut p.batch, EVENT_BATCH, through) {
             Poll::Pending => {}
             Poll::Ready(0) => {
                 debug!("event bus closed; no more events for this connection");
@@ -121,10 +125,10 @@ impl Pumping {
         while self.next < self.batch.len() && wire.has_room() {
             let event = &self.batch[self.next];
             self.next += 1;
-            if let Some(missed) = event.missed() {
+            if let Some(loss) = event.loss() {
                 // The bus's own loss notice: merged with ours, announced before the next event
                 // that does go out.
-                self.undelivered += missed;
+                self.undelivered.merge(loss);
                 continue;
             }
             announce(wire, std::mem::take(&mut self.undelivered))?;
@@ -134,7 +138,7 @@ impl Pumping {
                 Err(e) => {
                     warn!(event_type = event.event_type(), error = %e,
                           "event cannot be delivered; the subscriber is told it missed it");
-                    self.undelivered += 1;
+                    self.undelivered.merge(one_lost(event));
                 }
             }
         }
@@ -145,12 +149,18 @@ impl Pumping {
     }
 }
 
-/// Queues a `lagged` notice for `missed` lost events, if there are any. A notice that cannot be
-/// queued ends the connection: losses are never silent.
-fn announce<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>, missed: u64) -> Result<()> {
-    if missed > 0 {
-        trace!(missed, "lagged");
-        wire.queue_notice(&Event::lagged(missed).into())?;
+fn one_lost(event: &BusEvent) -> Loss {
+    let mut loss = Loss::default();
+    loss.add(event.seq());
+    loss
+}
+
+/// Queues a `lagged` notice for `lost`, if anything was. A notice that cannot be queued ends
+/// the connection: losses are never silent.
+fn announce<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>, lost: Loss) -> Result<()> {
+    if !lost.is_empty() {
+        trace!(missed = lost.missed, "lagged");
+        wire.queue_notice(&lost.notice().into())?;
     }
     Ok(())
 }
@@ -158,7 +168,7 @@ fn announce<S: AsyncRead + AsyncWrite + Unpin>(wire: &mut Wire<S>, missed: u64) 
 /// Holds a reply until the events published before it are settled: cause before effect.
 /// Only a subscribed connection's replies wait here, so the reply is boxed.
 pub(super) struct ReplyGate {
-    /// The reply, and the subscription's position when the handler returned it.
+    /// The reply, and the bus's position when the handler returned it.
     held: Option<Box<(IpcResponse, u64)>>,
 }
 
@@ -167,8 +177,15 @@ impl ReplyGate {
         ReplyGate { held: None }
     }
 
-    pub(super) fn hold(&mut self, reply: IpcResponse, pump: &EventPump) {
-        self.held = Some(Box::new((reply, pump.position())));
+    /// Holds `reply` until every event up to position `seq` is settled.
+    pub(super) fn hold(&mut self, reply: IpcResponse, seq: u64) {
+        self.held = Some(Box::new((reply, seq)));
+    }
+
+    /// The position the held reply waits for, if one is held: no event after it may go out
+    /// before the reply.
+    pub(super) fn position(&self) -> Option<u64> {
+        self.held.as_ref().map(|held| held.1)
     }
 
     pub(super) fn is_empty(&self) -> bool {

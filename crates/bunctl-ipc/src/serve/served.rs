@@ -310,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         if self.pump.is_subscribed() {
             // Owed from now, even while earlier events go out first.
             self.deadlines.ledger().hold_reply();
-            self.gate.hold(reply, &self.pump);
+            self.gate.hold(reply, self.bus.last_seq());
         } else {
             self.queue_reply(&reply)?;
         }
@@ -321,7 +321,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         if !self.wire.has_room() {
             return Ok(false);
         }
-        self.pump.poll_into(cx, &mut self.wire)
+        let through = self.gate.position().unwrap_or(u64::MAX);
+        self.pump.poll_into(cx, &mut self.wire, through)
     }
 
     fn poll_gate(&mut self) -> Result<bool> {
@@ -443,8 +444,8 @@ mod tests {
 
     #[test]
     fn the_longest_loss_notice_is_the_size_the_docs_give() {
-        // serve_connection's docs and WIRE.md say 72 bytes.
-        assert_eq!(*LONGEST_NOTICE, 72 + ipc_proto::HEADER_LEN);
+        // serve_connection's docs and WIRE.md say 129 bytes.
+        assert_eq!(*LONGEST_NOTICE, 129 + ipc_proto::HEADER_LEN);
     }
 
     #[tokio::test(start_paused = true)]
