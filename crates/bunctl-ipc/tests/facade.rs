@@ -238,24 +238,25 @@ async fn recv_cancelled_mid_frame_loses_no_bytes() {
     let mut server = IpcServer::bind(ep.path()).await.expect("bind");
     let msgs = all_messages();
     let sent = msgs.clone();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    // The writer sends one byte per poll of the reader (it waits for the reader's word that
+    // it has polled since), so the reader sees frames arrive in pieces however the threads are
+    // scheduled.
+    let (polled_tx, mut polled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let writer = tokio::spawn(async move {
         let (mut raw, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
-        ready_rx.await.expect("reader is waiting");
         for m in &sent {
             let mut frame = Vec::new();
             ipc_proto_frame(m, &mut frame);
             for b in frame {
+                polled_rx.recv().await.expect("reader alive");
                 raw.get_mut().write_all(&[b]).await.expect("byte");
                 raw.get_mut().flush().await.expect("flush");
-                tokio::task::yield_now().await;
             }
         }
         // Keep the endpoint alive until the reader is done.
         let _ = raw.recv().await;
     });
     let mut conn = within("accept", server.accept()).await.expect("accept");
-    ready_tx.send(()).expect("writer alive");
     let mut got = Vec::new();
     let mut cancellations = 0u32;
     // Every `recv` gets exactly one poll; whenever that is not enough it is dropped and a new
@@ -267,6 +268,8 @@ async fn recv_cancelled_mid_frame_loses_no_bytes() {
                 m = conn.recv() => got.push(m.expect("message")),
                 _ = tokio::task::yield_now() => cancellations += 1,
             }
+            // The writer may have stopped listening: it is done.
+            let _ = polled_tx.send(());
         }
     })
     .await;
