@@ -101,17 +101,19 @@ impl Deadlines {
     pub(super) fn stamp(&mut self, now: Instant, limit: Duration, frame_in_progress: bool) {
         let timer = self.timer.as_mut().project();
         timer.ledger.stamp(now, limit);
-        if !frame_in_progress {
-            *timer.frame_timed = false;
-        }
         let active = std::mem::take(timer.active);
-        if frame_in_progress && !*timer.frame_timed {
-            *timer.frame_timed = true;
-            *timer.since = now;
-        } else if active && !*timer.frame_timed {
+        if frame_in_progress {
             // Activity while a frame is in progress is not recorded: the frame's completion,
             // later, is.
-            *timer.since = now;
+            if !*timer.frame_timed {
+                *timer.frame_timed = true;
+                *timer.since = now;
+            }
+        } else {
+            *timer.frame_timed = false;
+            if active {
+                *timer.since = now;
+            }
         }
     }
 
