@@ -392,10 +392,10 @@ export class IpcClient {
 
   #takeEvent(): IpcEvent | undefined {
     if (this.#missed.missed > 0) {
-      const { missed, first, last } = this.#missed;
+      const { missed, firstSeq, lastSeq } = this.#missed;
       this.#missed = { missed: 0 };
       const data: JsonValue =
-        first === undefined || last === undefined ? { missed } : { missed, first_seq: first, last_seq: last };
+        firstSeq === undefined || lastSeq === undefined ? { missed } : { missed, first_seq: firstSeq, last_seq: lastSeq };
       return { event_type: "lagged", data };
     }
     if (this.#eventsHead === this.#events.length) return undefined;
@@ -452,26 +452,24 @@ function expectData(reply: IpcReply, endpoint: string): JsonValue {
   throw new IpcError("unexpected_reply", `unexpected reply from server: expected Data, got ${describe(reply)}`, { endpoint });
 }
 
-/** Events lost at one point of the stream, and where: what a `lagged` notice says. */
-interface Loss {
-  missed: number;
-  /** Positions of the first and last lost event, when every lost one had a position. */
-  first?: number;
-  last?: number;
-}
+/**
+ * Events lost at one point of the stream, and where: what a `lagged` notice says (the shape
+ * `lostEvents` returns). The positions of the first and last lost event are there when every
+ * lost one had a position.
+ */
+type Loss = NonNullable<ReturnType<typeof lostEvents>>;
 
-/** What dropping `event` from the held queue loses. */
+/** What dropping `event` from the held queue loses: what it announced, or itself. */
 function lossOf(event: IpcEvent): Loss {
-  const notice = lostEvents(event);
-  if (notice !== undefined) return { missed: notice.missed, first: notice.firstSeq, last: notice.lastSeq };
-  return { missed: 1, first: event.seq, last: event.seq };
+  return lostEvents(event) ?? { missed: 1, firstSeq: event.seq, lastSeq: event.seq };
 }
 
 /** `earlier`, then `later`: one range only when both have one. */
 function mergeLoss(earlier: Loss, later: Loss): Loss {
   if (earlier.missed === 0) return later;
-  const ranged = earlier.first !== undefined && later.last !== undefined && earlier.last !== undefined && later.first !== undefined;
-  return ranged
-    ? { missed: earlier.missed + later.missed, first: earlier.first, last: later.last }
-    : { missed: earlier.missed + later.missed };
+  const missed = earlier.missed + later.missed;
+  const { firstSeq } = earlier;
+  const { lastSeq } = later;
+  const ranged = firstSeq !== undefined && earlier.lastSeq !== undefined && later.firstSeq !== undefined && lastSeq !== undefined;
+  return ranged ? { missed, firstSeq, lastSeq } : { missed };
 }

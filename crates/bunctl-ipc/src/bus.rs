@@ -263,22 +263,15 @@ impl State {
     }
 }
 
-/// The most recent events of one app and kind.
+/// One app's kept events (the most recent ones), by kind.
 #[derive(Default)]
-struct Kept {
-    events: VecDeque<BusEvent>,
-    bytes: usize,
-}
-
-/// One app's kept events, by kind.
-#[derive(Default)]
-struct Kinds([Kept; 3]);
+struct Kinds([Window; 3]);
 
 impl Kinds {
     const CATEGORIES: [EventCategory; 3] =
         [EventCategory::Status, EventCategory::Log, EventCategory::Other];
 
-    fn of(&mut self, category: EventCategory) -> &mut Kept {
+    fn of(&mut self, category: EventCategory) -> &mut Window {
         let i = match category {
             EventCategory::Status => 0,
             EventCategory::Log => 1,
@@ -287,7 +280,7 @@ impl Kinds {
         &mut self.0[i]
     }
 
-    fn iter(&self) -> impl Iterator<Item = (EventCategory, &Kept)> {
+    fn iter(&self) -> impl Iterator<Item = (EventCategory, &Window)> {
         Self::CATEGORIES.into_iter().zip(&self.0)
     }
 }
@@ -353,11 +346,48 @@ impl Slot {
     }
 }
 
+/// Events, oldest first, bounded in number and in bytes of their frames: pushing past either
+/// bound drops the oldest, and the newest always stays, however large. A subscription's queue
+/// and each kind of an app's kept events are one each.
+#[derive(Default)]
+struct Window {
+    events: VecDeque<BusEvent>,
+    /// Bytes of the events' frames.
+    bytes: usize,
+}
+
+impl Window {
+    /// Adds `event`, handing each event it drops to `dropped`, oldest first.
+    fn push(
+        &mut self,
+        event: BusEvent,
+        max_events: usize,
+        max_bytes: usize,
+        mut dropped: impl FnMut(BusEvent),
+    ) {
+        let len = event.encoded_frame().len();
+        while !self.events.is_empty()
+            && (self.events.len() >= max_events || self.bytes + len > max_bytes)
+        {
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.encoded_frame().len();
+                dropped(old);
+            }
+        }
+        self.bytes += len;
+        self.events.push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<BusEvent> {
+        let event = self.events.pop_front()?;
+        self.bytes -= event.encoded_frame().len();
+        Some(event)
+    }
+}
+
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<BusEvent>,
-    /// Bytes of the queued events' frames.
-    bytes: usize,
+    window: Window,
     /// Events dropped since the subscriber last received.
     lost: Loss,
     waker: Option<Waker>,
@@ -369,27 +399,12 @@ impl Queue {
     /// Queues `event`, dropping the oldest while the queue is over its bounds. Returns how
     /// many were dropped.
     fn push(&mut self, event: BusEvent, options: &BusOptions) -> u64 {
-        let mut dropped = 0;
-        let len = event.encoded_frame().len();
-        while !self.events.is_empty()
-            && (self.events.len() >= options.queue_capacity
-                || self.bytes + len > options.queue_bytes)
-        {
-            if let Some(old) = self.events.pop_front() {
-                self.bytes -= old.encoded_frame().len();
-                self.lost.add(old.seq());
-                dropped += 1;
-            }
-        }
-        self.bytes += len;
-        self.events.push_back(event);
+        let (mut dropped, lost) = (0, &mut self.lost);
+        self.window.push(event, options.queue_capacity, options.queue_bytes, |old| {
+            lost.add(old.seq());
+            dropped += 1;
+        });
         dropped
-    }
-
-    fn pop(&mut self) -> Option<BusEvent> {
-        let event = self.events.pop_front()?;
-        self.bytes -= event.encoded_frame().len();
-        Some(event)
     }
 }
 
@@ -569,7 +584,6 @@ fn keep(
     if options.retained_events == 0 {
         return;
     }
-    let len = event.encoded_frame().len();
     let kinds = match app_name {
         None => &mut state.kept_unnamed,
         Some(app) => {
@@ -583,17 +597,7 @@ fn keep(
             }
         }
     };
-    let kept = kinds.of(category);
-    while !kept.events.is_empty()
-        && (kept.events.len() >= options.retained_events
-            || kept.bytes + len > options.retained_bytes)
-    {
-        if let Some(old) = kept.events.pop_front() {
-            kept.bytes -= old.encoded_frame().len();
-        }
-    }
-    kept.bytes += len;
-    kept.events.push_back(event);
+    kinds.of(category).push(event, options.retained_events, options.retained_bytes, drop);
 }
 
 impl Default for EventBus {
@@ -655,7 +659,7 @@ impl Subscription {
 
     /// Events queued and not yet received (never more than [`capacity`](Self::capacity)).
     pub fn len(&self) -> usize {
-        lock(&self.slot.queue).events.len()
+        lock(&self.slot.queue).window.events.len()
     }
 
     /// True when no event is queued.
@@ -672,7 +676,7 @@ impl Subscription {
     /// queued and no loss among them is unannounced.
     pub(crate) fn is_settled_through(&self, seq: u64) -> bool {
         let q = lock(&self.slot.queue);
-        !loss_through(&q.lost, seq) && q.events.front().is_none_or(|e| e.0.seq > seq)
+        !loss_through(&q.lost, seq) && q.window.events.front().is_none_or(|e| e.0.seq > seq)
     }
 
     /// Ends the subscription and returns what it never received: its queued events and those
@@ -682,7 +686,7 @@ impl Subscription {
         self.remove_from_bus();
         let q = lock(&self.slot.queue);
         let mut loss = q.lost;
-        for event in &q.events {
+        for event in &q.window.events {
             loss.add(event.seq());
         }
         loss
@@ -758,8 +762,10 @@ impl Subscription {
         if loss_through(&q.lost, through) {
             buf.extend(take_lagged(&mut q));
         }
-        while buf.len() - before < limit && q.events.front().is_some_and(|e| e.0.seq <= through) {
-            buf.extend(q.pop());
+        while buf.len() - before < limit
+            && q.window.events.front().is_some_and(|e| e.0.seq <= through)
+        {
+            buf.extend(q.window.pop());
         }
         release_if_idle(&mut q);
         let taken = buf.len() - before;
@@ -767,7 +773,7 @@ impl Subscription {
             trace!(id = self.slot.id, events = taken, "events received");
             return Poll::Ready(taken);
         }
-        if q.closed && q.events.is_empty() {
+        if q.closed && q.window.events.is_empty() {
             return Poll::Ready(0);
         }
         register(&mut q, cx);
@@ -785,15 +791,16 @@ fn take_lagged(q: &mut Queue) -> Option<BusEvent> {
 }
 
 fn take_one(q: &mut Queue) -> Option<BusEvent> {
-    let event = q.pop();
+    let event = q.window.pop();
     release_if_idle(q);
     event
 }
 
 /// After a flood, an emptied queue keeps no more than a few slots.
 fn release_if_idle(q: &mut Queue) {
-    if q.events.is_empty() && q.events.capacity() > IDLE_QUEUE_SLOTS {
-        q.events = VecDeque::new();
+    let events = &mut q.window.events;
+    if events.is_empty() && events.capacity() > IDLE_QUEUE_SLOTS {
+        *events = VecDeque::new();
     }
 }
 
@@ -938,6 +945,11 @@ impl BusEvent {
 
     pub(crate) fn loss(&self) -> Option<Loss> {
         self.0.loss
+    }
+
+    /// What dropping this event loses: what it announced, if it is a notice, or itself.
+    pub(crate) fn lost_as(&self) -> Loss {
+        self.0.loss.unwrap_or(Loss::one(self.seq()))
     }
 
     /// An owned copy as the client sees it.
@@ -1118,7 +1130,7 @@ mod tests {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert_eq!(sub.poll_recv_many(&mut cx, &mut buf, usize::MAX), Poll::Ready(5_000));
-        assert!(lock(&sub.slot.queue).events.capacity() <= IDLE_QUEUE_SLOTS);
+        assert!(lock(&sub.slot.queue).window.events.capacity() <= IDLE_QUEUE_SLOTS);
     }
 
     #[test]

@@ -354,10 +354,7 @@ impl IpcClient {
             && let Some(dropped) = self.pending_events.pop_front()
         {
             // A dropped notice stood for the events it announced.
-            match dropped.loss() {
-                Some(loss) => self.missed_events.merge(loss),
-                None => self.missed_events.add(dropped.seq()),
-            }
+            self.missed_events.merge(dropped.lost_as());
         }
         self.pending_events.push_back(event);
     }

@@ -79,6 +79,11 @@ impl Event {
         let range = self.lost_range().map(|r| (*r.start(), *r.end()));
         Some(Loss { missed, range })
     }
+
+    /// What dropping this event loses: what it announced, if it is a notice, or itself.
+    pub(crate) fn lost_as(&self) -> Loss {
+        self.loss().unwrap_or(Loss::one(self.seq))
+    }
 }
 
 impl From<Event> for IpcResponse {
@@ -102,9 +107,14 @@ impl Loss {
         self.missed == 0
     }
 
+    /// One lost event, at `seq` if it had a position.
+    pub(crate) fn one(seq: Option<u64>) -> Loss {
+        Loss { missed: 1, range: seq.map(|s| (s, s)) }
+    }
+
     /// Counts one more lost event, at `seq` if it had a position. Events are lost in order.
     pub(crate) fn add(&mut self, seq: Option<u64>) {
-        self.merge(Loss { missed: 1, range: seq.map(|s| (s, s)) });
+        self.merge(Loss::one(seq));
     }
 
     /// Adds the losses of `later`, which come after these in the stream.

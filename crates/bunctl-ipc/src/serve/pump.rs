@@ -68,7 +68,7 @@ impl EventPump {
         // In stream order: what the pump could not deliver, what it had taken, what the bus
         // still had.
         for event in &batch[next..] {
-            undelivered.merge(event.loss().unwrap_or_else(|| one_lost(event)));
+            undelivered.merge(event.lost_as());
         }
         undelivered.merge(sub.close());
         announce(wire, undelivered)
@@ -138,7 +138,7 @@ impl Pumping {
                 Err(e) => {
                     warn!(event_type = event.event_type(), error = %e,
                           "event cannot be delivered; the subscriber is told it missed it");
-                    self.undelivered.merge(one_lost(event));
+                    self.undelivered.merge(event.lost_as());
                 }
             }
         }
@@ -147,12 +147,6 @@ impl Pumping {
         }
         Ok(self.next > start)
     }
-}
-
-fn one_lost(event: &BusEvent) -> Loss {
-    let mut loss = Loss::default();
-    loss.add(event.seq());
-    loss
 }
 
 /// Queues a `lagged` notice for `lost`, if anything was. A notice that cannot be queued ends
