@@ -17,13 +17,17 @@
 //! high-water mark, read at a steady pace; oversize requests (refused by the client, or by the
 //! server, which then closes) and oversize replies (replaced by an error); disconnects, also
 //! mid-frame; request frames that stall half-way while events flow, then complete or never
-//! do; half-closes, read to the end or never read again; reconnects; shutdown in the middle of
-//! any of these.
+//! do; requests whose reply waits behind a full output while events are published on both
+//! sides of the handler's return; half-closes, read to the end or never read again;
+//! reconnects; shutdown in the middle of any of these. The bus's queues are bounded in events
+//! and in bytes, both in range of what the operations publish.
 //!
 //! The invariants:
 //! * every completed request got its own reply, and it completed exactly when the model says
 //!   its reply was due before its deadline (margins of 2 ms either side of the deadline); every
 //!   request sent before a connection's input ended was answered before it closed;
+//! * a reply held behind events came after every event published before its handler
+//!   returned and before every one published after;
 //! * every subscriber saw the events its filter matches, in publish order, and every gap is
 //!   announced by `lagged` notices (the server's or the client's own) whose counts add up:
 //!   delivered + missed = published and matching, also across resubscribes, half-closes and
@@ -48,8 +52,8 @@ use std::time::Duration;
 
 use bunctl_ipc::event_types::{LOG_LINE, STATUS_CHANGE};
 use bunctl_ipc::{
-    ClientConnection, ClientOptions, ConnectionGauge, Event, EventBus, IpcClient, IpcError,
-    IpcMessage, IpcResponse, IpcServer, Operation, ServerOptions, SubscriptionType,
+    BusOptions, ClientConnection, ClientOptions, ConnectionGauge, Event, EventBus, IpcClient,
+    IpcError, IpcMessage, IpcResponse, IpcServer, Operation, ServerOptions, SubscriptionType,
 };
 use common::{Endpoint, fresh_endpoint};
 use proptest::prelude::*;
@@ -64,6 +68,9 @@ const CLIENTS: usize = 3;
 const SERVER_MAX: usize = 2048;
 const CLIENT_MAX: usize = 2 * SERVER_MAX;
 const BUS_CAPACITY: usize = 8;
+/// The bus's queue bound in bytes: a few padded events, so that floods of them are bounded by
+/// bytes and floods of small ones by count.
+const BUS_BYTES: usize = 6 * 1024;
 /// What a client holds back while it waits for a reply: small, so that floods overflow it.
 const HELD_EVENTS: usize = 16;
 const MARGIN: Duration = Duration::from_millis(2);
@@ -183,6 +190,16 @@ enum Op {
         finish: bool,
         flood: usize,
     },
+    /// A subscriber (of every event) that is not reading sends a request whose handler takes
+    /// 30 ms while `before` events (padded with `pad`) are published, then `after` more once the
+    /// handler has returned; it then reads everything. Its reply must come after every event
+    /// published before the handler returned and before every one published after.
+    GatedRequest {
+        client: usize,
+        before: usize,
+        after: usize,
+        pad: usize,
+    },
     /// Waits until every handler is idle, then checks the open connections exactly.
     Quiesce,
     /// Shuts the server down; nothing runs after it.
@@ -250,6 +267,11 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
         2 => (c.clone(), any::<bool>(), any::<bool>(), 0usize..20)
             .prop_map(|(client, subscribe, finish, flood)| {
                 Op::StalledFrame { client, subscribe, finish, flood }
+            }),
+        // Padded, 100 or more fill the output (`Serving::Each`), so that the reply waits.
+        2 => (c.clone(), prop::sample::select(vec![0usize, 40, 100, 159]), 1usize..12)
+            .prop_map(move |(client, before, after)| {
+                Op::GatedRequest { client, before, after, pad: if each { PAD } else { 0 } }
             }),
         1 => Just(Op::Quiesce),
         1 => Just(Op::Shutdown),
@@ -501,7 +523,9 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
         .max_connections(64);
     let server = IpcServer::bind_with(endpoint.path(), options).await.expect("bind");
     let gauge = server.connection_gauge();
-    let bus = EventBus::with_capacity(BUS_CAPACITY);
+    let bus = EventBus::with_options(
+        BusOptions::new().with_queue_capacity(BUS_CAPACITY).with_queue_bytes(BUS_BYTES),
+    );
     let ready = Arc::new(Mutex::new(HashMap::new()));
     let outcomes = Outcomes::default();
     let (shutdown, stop) = watch::channel(false);
@@ -643,6 +667,10 @@ async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
                 resubscribe(world, client, Some(filter(0)), false).await?;
             }
             stalled_frame(world, client, finish, flood).await
+        }
+        Op::GatedRequest { client, before, after, pad } => {
+            resubscribe(world, client, Some(filter(0)), false).await?;
+            gated_request(world, client, before, after, pad).await
         }
         Op::Quiesce => quiesce(world).await,
         Op::Shutdown => shutdown(world).await,
@@ -1186,6 +1214,60 @@ async fn truncated_after_request(
     Ok(())
 }
 
+/// One frame read by a client that took its connection raw: an event (accounted for), or a
+/// reply (kept). False once the connection has ended.
+async fn read_raw(
+    conn: &mut ClientConnection,
+    watch: &mut Watch,
+    replies: &mut Vec<IpcResponse>,
+) -> Result<bool, TestCaseError> {
+    match conn.recv().await {
+        Ok(IpcResponse::Event { event_type, data }) => {
+            watch.account(&Event::new(event_type, data))?;
+        }
+        Ok(reply) => replies.push(reply),
+        Err(e) if e.is_disconnect() => return Ok(false),
+        Err(e) => prop_assert!(false, "reading the raw connection: {e}"),
+    }
+    Ok(true)
+}
+
+/// A client that leaves the model to speak on its raw connection, with every reply it was
+/// still owed read: its connection, its subscription's accounting and the server's index of
+/// it. `None` if it is not connected, or if the server had cut it off for a reply it did not
+/// read (checked).
+async fn take_raw(
+    world: &mut World,
+    i: usize,
+) -> Result<Option<(ClientConnection, Watch, usize)>, TestCaseError> {
+    // A client that left a reply unread too long has been cut off already.
+    let ended = world.clients[i].as_ref().is_some_and(|c| {
+        world.outcomes.lock().expect("lock").get(c.conn).is_some_and(Option::is_some)
+    });
+    if ended {
+        cut_off(world, i).await?;
+        return Ok(None);
+    }
+    let Some(c) = world.remove(i) else { return Ok(None) };
+    let Client { mut client, mut watch, conn: n, .. } = c;
+    client.set_timeout(LONG);
+    let owed = client.unanswered_requests();
+    let (mut conn, held) = client.into_connection();
+    for event in held {
+        watch.account(&event)?;
+    }
+    // Replies still owed come first (the server reads no request before answering the one
+    // before); one that waited too long has had the connection cut off.
+    let mut replies = Vec::new();
+    while replies.len() < owed {
+        if !read_raw(&mut conn, &mut watch, &mut replies).await? {
+            server_cut_off(world, n, i).await?;
+            return Ok(None);
+        }
+    }
+    Ok(Some((conn, watch, n)))
+}
+
 /// Half a request frame, a stall with events flowing (if subscribed), then the rest of the
 /// frame within half the timeout (`finish`) or nothing more: the server must answer the
 /// request in the first case and end the connection no sooner than the frame's timeout in the
@@ -1197,52 +1279,16 @@ async fn stalled_frame(
     flood: usize,
 ) -> Result<(), TestCaseError> {
     use tokio::io::AsyncWriteExt;
-    // A client that left a reply unread too long has been cut off already.
-    let ended = world.clients[i].as_ref().is_some_and(|c| {
-        world.outcomes.lock().expect("lock").get(c.conn).is_some_and(Option::is_some)
-    });
-    if ended {
-        return cut_off(world, i).await;
-    }
+    let Some((mut conn, mut watch, n)) = take_raw(world, i).await? else { return Ok(()) };
     let (id, message) = world.next_request(0, 0);
-    let Some(c) = world.remove(i) else { return Ok(()) };
-    let Client { mut client, mut watch, conn: n, server_free_at } = c;
-    client.set_timeout(LONG);
-    let owed = client.unanswered_requests();
-    let (mut conn, held) = client.into_connection();
-    for event in held {
-        watch.account(&event)?;
-    }
-    let read = async |conn: &mut ClientConnection,
-                      watch: &mut Watch,
-                      replies: &mut Vec<IpcResponse>|
-           -> Result<bool, TestCaseError> {
-        match conn.recv().await {
-            Ok(IpcResponse::Event { event_type, data }) => {
-                watch.account(&Event::new(event_type, data))?;
-            }
-            Ok(reply) => replies.push(reply),
-            Err(e) if e.is_disconnect() => return Ok(false),
-            Err(e) => prop_assert!(false, "reading during a stalled frame: {e}"),
-        }
-        Ok(true)
-    };
-    // Replies still owed come first (the server reads no request before answering the one
-    // before); one that waited too long has had the connection cut off.
     let mut replies = Vec::new();
-    while replies.len() < owed {
-        if !read(&mut conn, &mut watch, &mut replies).await? {
-            return server_cut_off(world, n, i).await;
-        }
-    }
-    replies.clear();
     let body = serde_json::to_vec(&message).expect("encode");
     let mut frame = u32::try_from(body.len()).expect("small").to_le_bytes().to_vec();
     frame.extend_from_slice(&body);
     let (first, rest) = frame.split_at(frame.len() / 2);
     conn.get_mut().write_all(first).await.expect("write");
-    // The server reads the frame once it has answered what came before it.
-    let started = Instant::now().max(server_free_at);
+    // Every earlier reply has been read: the server reads the frame at once.
+    let started = Instant::now();
     world.records[n].frame_started_at = Some(started);
     // The server has the partial frame before the events come.
     settle(started).await;
@@ -1259,7 +1305,7 @@ async fn stalled_frame(
         loop {
             tokio::select! {
                 () = &mut resume => break,
-                more = read(&mut conn, &mut watch, &mut replies) => {
+                more = read_raw(&mut conn, &mut watch, &mut replies) => {
                     prop_assert!(more?, "the connection ended while its frame had time left");
                 }
             }
@@ -1268,7 +1314,7 @@ async fn stalled_frame(
         let reply_at = world.owe(n, Some(id));
         while replies.is_empty() {
             prop_assert!(
-                read(&mut conn, &mut watch, &mut replies).await?,
+                read_raw(&mut conn, &mut watch, &mut replies).await?,
                 "the connection ended before the completed frame was answered"
             );
         }
@@ -1278,7 +1324,7 @@ async fn stalled_frame(
         // The client leaves.
         return Ok(());
     }
-    while read(&mut conn, &mut watch, &mut replies).await? {}
+    while read_raw(&mut conn, &mut watch, &mut replies).await? {}
     let ended = Instant::now();
     prop_assert!(replies.is_empty(), "a reply to a frame never completed: {:?}", replies);
     prop_assert!(
@@ -1292,6 +1338,75 @@ async fn stalled_frame(
         ended - started
     );
     prop_assert!(watch.expected.is_empty(), "{} events lost", watch.expected.len());
+    Ok(())
+}
+
+/// See [`Op::GatedRequest`]: the reply gate, with events published on both sides of the
+/// handler's return while the output is full, so that the reply waits and later events queue
+/// behind it.
+async fn gated_request(
+    world: &mut World,
+    i: usize,
+    before: usize,
+    after: usize,
+    pad: usize,
+) -> Result<(), TestCaseError> {
+    const DELAY_MS: u64 = 30;
+    let Some((mut conn, mut watch, n)) = take_raw(world, i).await? else { return Ok(()) };
+    let (id, message) = world.next_request(DELAY_MS, 0);
+    let reply_at = world.owe(n, Some(id));
+    conn.send(&message).await.expect("send");
+    // Published within the first 20 ms, in chunks the server forwards while it can: enough,
+    // padded, to fill its output, so that the reply waits behind them.
+    for chunk in 0..before.div_ceil(8) {
+        for _ in 0..8.min(before - chunk * 8) {
+            world.publish(LOG_LINE, "a", pad);
+            watch.expect(world.next_seq, LOG_LINE, "a");
+        }
+        settle(Instant::now()).await;
+    }
+    let ready = Arc::clone(&world.ready);
+    prop_assert!(!ready.lock().expect("lock").contains_key(&id), "published after the handler");
+    while !ready.lock().expect("lock").contains_key(&id) {
+        settle(Instant::now()).await;
+    }
+    // The server has seen the handler return: what comes now is published after it.
+    settle(Instant::now()).await;
+    let boundary = world.next_seq;
+    for _ in 0..after {
+        world.publish(LOG_LINE, "a", pad);
+        watch.expect(world.next_seq, LOG_LINE, "a");
+    }
+    let mut replies = Vec::new();
+    while replies.is_empty() || !watch.expected.is_empty() {
+        let event = match conn.recv().await {
+            Ok(IpcResponse::Event { event_type, data }) => Event::new(event_type, data),
+            Ok(reply) => {
+                prop_assert!(replies.is_empty(), "a second reply: {:?}", reply);
+                prop_assert_eq!(&reply, &echo_of(&message), "the gated request's reply");
+                world.answered(n, reply_at);
+                replies.push(reply);
+                continue;
+            }
+            Err(e) if e.is_disconnect() => return server_cut_off(world, n, i).await,
+            Err(e) => return Err(TestCaseError::fail(format!("reading: {e}"))),
+        };
+        if let Some(seq) = event.data.get("seq").and_then(serde_json::Value::as_u64) {
+            reached::note(&reached::GATED_EVENTS);
+            let published_after = seq > boundary;
+            prop_assert_eq!(
+                published_after,
+                !replies.is_empty(),
+                "event {} (published {} the handler returned, at {}) came {} the reply",
+                seq,
+                if published_after { "after" } else { "before" },
+                boundary,
+                if replies.is_empty() { "before" } else { "after" }
+            );
+        }
+        watch.account(&event)?;
+    }
+    // The client leaves.
     Ok(())
 }
 
@@ -1434,6 +1549,7 @@ mod reached {
     pub static SHUTDOWNS_WITH_ZOMBIES: AtomicU64 = AtomicU64::new(0);
     pub static FRAME_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
     pub static SUBSTITUTE_REPLIES: AtomicU64 = AtomicU64::new(0);
+    pub static GATED_EVENTS: AtomicU64 = AtomicU64::new(0);
 
     pub fn note(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -1444,7 +1560,7 @@ mod reached {
         format!(
             "send timeouts {}, slow readers cut off {}, lagged notices {}, held-queue overflows {}, \
              resets at shutdown {}, shutdowns with never-reading clients {}, stalled frames \
-             timed out {}, oversize replies substituted {}",
+             timed out {}, oversize replies substituted {}, events checked against a gated reply {}",
             n(&SEND_TIMEOUTS),
             n(&CUT_OFF_READERS),
             n(&NOTICES),
@@ -1452,7 +1568,8 @@ mod reached {
             n(&RESETS_AT_SHUTDOWN),
             n(&SHUTDOWNS_WITH_ZOMBIES),
             n(&FRAME_TIMEOUTS),
-            n(&SUBSTITUTE_REPLIES)
+            n(&SUBSTITUTE_REPLIES),
+            n(&GATED_EVENTS)
         )
     }
 }
@@ -1532,4 +1649,12 @@ fn a_frame_started_by_a_client_the_server_already_cut_off_is_the_cut_off_case() 
         Op::StalledFrame { client: 1, subscribe: false, finish: false, flood: 0 },
     ];
     run_known_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops).expect("case");
+}
+
+#[test]
+fn a_reply_held_behind_a_full_output_goes_out_before_the_events_published_after_it() {
+    // The reply gate's boundary: fails when the pump may take events past the held reply's
+    // position.
+    let ops = vec![Op::Connect(0), Op::GatedRequest { client: 0, before: 159, after: 3, pad: PAD }];
+    run_known_case(Setup { serving: Serving::Each, timeout_ms: 400 }, ops).expect("case");
 }
