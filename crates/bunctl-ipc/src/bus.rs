@@ -16,13 +16,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use futures_core::Stream;
-use ipc_proto::event::{EventCategory, LAGGED};
+use ipc_proto::event::{EventCategory, LAGGED, RESET};
 use ipc_proto::{FrameConfig, IpcCodec, IpcResponse, SubscriptionType};
 use serde::Serialize;
 use serde_json::Value;
@@ -173,7 +173,7 @@ impl Default for BusOptions {
 ///   handle ends every subscription (receives return `None` once their queues are drained).
 ///   [`serve`](crate::serve) and the connections it runs hold a handle each, so the bus of a
 ///   daemon stays open while it serves.
-/// * `"lagged"` is reserved for the bus's own notices: an event published under that name is
+/// * `"lagged"` and `"reset"` are reserved for notices: an event published under either name is
 ///   delivered to no one.
 ///
 /// # Design
@@ -219,6 +219,9 @@ pub struct EventBus {
 struct Shared {
     options: BusOptions,
     instance: Box<str>,
+    created: std::time::Instant,
+    /// Connections that `serve` runs with this bus, open now.
+    serving: AtomicUsize,
     state: Mutex<State>,
     /// The last position whose deliveries are all queued: written after them, under the lock.
     published: AtomicU64,
@@ -265,13 +268,33 @@ impl State {
 
 /// One app's kept events (the most recent ones), by kind.
 #[derive(Default)]
-struct Kinds([Window; 3]);
+struct Kinds([Kept; 3]);
+
+/// The most recent events of one app and kind, and what was dropped to keep it bounded.
+#[derive(Default)]
+struct Kept {
+    window: Window,
+    /// The events dropped from `window`: how many, and the first and last of them.
+    forgotten: Loss,
+}
+
+impl Kept {
+    /// What a follower resuming after position `after` lost of this app and kind. Exact when
+    /// `after` is before the first forgotten event or after the last; in between, the bus no
+    /// longer knows how many came after it and counts them all (never fewer than were lost).
+    fn lost_after(&self, after: u64) -> Loss {
+        match self.forgotten.range {
+            Some((_, last)) if last > after => self.forgotten,
+            _ => Loss::default(),
+        }
+    }
+}
 
 impl Kinds {
     const CATEGORIES: [EventCategory; 3] =
         [EventCategory::Status, EventCategory::Log, EventCategory::Other];
 
-    fn of(&mut self, category: EventCategory) -> &mut Window {
+    fn of(&mut self, category: EventCategory) -> &mut Kept {
         let i = match category {
             EventCategory::Status => 0,
             EventCategory::Log => 1,
@@ -280,7 +303,7 @@ impl Kinds {
         &mut self.0[i]
     }
 
-    fn iter(&self) -> impl Iterator<Item = (EventCategory, &Window)> {
+    fn iter(&self) -> impl Iterator<Item = (EventCategory, &Kept)> {
         Self::CATEGORIES.into_iter().zip(&self.0)
     }
 }
@@ -439,6 +462,8 @@ impl EventBus {
             shared: Arc::new(Shared {
                 options,
                 instance: random_instance(),
+                created: std::time::Instant::now(),
+                serving: AtomicUsize::new(0),
                 state: Mutex::new(State::default()),
                 published: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
@@ -479,10 +504,64 @@ impl EventBus {
         lock(&self.shared.state).subscriber_count()
     }
 
+    /// How long ago the bus was created.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.created.elapsed()
+    }
+
+    /// Connections that [`serve`](crate::serve) runs with this bus, open now.
+    pub(crate) fn serving_count(&self) -> usize {
+        self.shared.serving.load(Ordering::Relaxed)
+    }
+
+    /// A handle that counts as one served connection while it lives.
+    pub(crate) fn serving(&self) -> Serving {
+        self.shared.serving.fetch_add(1, Ordering::Relaxed);
+        Serving(self.clone())
+    }
+
     /// Starts receiving the events that `filter` matches from now on. Events published before
-    /// this call are not delivered (see [`history`](Self::history) for those). Dropping the
-    /// [`Subscription`] ends it.
+    /// this call are not delivered (see [`follow`](Self::follow) and
+    /// [`history`](Self::history) for those). Dropping the [`Subscription`] ends it.
     pub fn subscribe(&self, filter: SubscriptionType) -> Subscription {
+        self.follow(filter, Replay::None)
+    }
+
+    /// Like [`subscribe`](Self::subscribe), starting with the kept events that `replay` asks
+    /// for: history, then live events, with no gap and no duplicate between them (the
+    /// subscription starts and the replay is taken at one instant, between two publishes).
+    /// [`Subscription::boundary`] is that instant: replayed events are at or below it, live
+    /// ones above it.
+    ///
+    /// With [`Replay::After`], events after the cursor that the bus no longer keeps are
+    /// announced first, in one `lagged` notice whose range covers them. It is exact when the
+    /// cursor is older than everything the bus forgot of an app and kind, or newer; when it
+    /// falls among forgotten events, the bus cannot tell how many of them came after it and
+    /// counts them all, so the notice over-counts (its `first_seq` is then at or before the
+    /// cursor) and never under-counts.
+    ///
+    /// ```
+    /// use bunctl_ipc::{EventBus, Replay, SubscriptionType};
+    /// use serde_json::json;
+    ///
+    /// let bus = EventBus::new();
+    /// for line in ["a", "b", "c"] {
+    ///     bus.publish("log_line", Some("web"), json!({ "line": line }));
+    /// }
+    /// let logs = SubscriptionType::LogEvents { app_name: Some("web".into()) };
+    /// let mut sub = bus.follow(logs.clone(), Replay::Last(2));
+    /// bus.publish("log_line", Some("web"), json!({ "line": "d" }));
+    /// let lines: Vec<_> = std::iter::from_fn(|| sub.try_recv())
+    ///     .map(|e| (e.seq().unwrap(), e.data()["line"].as_str().unwrap().to_owned()))
+    ///     .collect();
+    /// assert_eq!(lines, [(2, "b".into()), (3, "c".into()), (4, "d".into())]);
+    /// assert_eq!(sub.boundary(), 3);
+    ///
+    /// // Resuming after position 3 replays nothing that was seen.
+    /// let mut again = bus.follow(logs, Replay::After(3));
+    /// assert_eq!(again.try_recv().unwrap().seq(), Some(4));
+    /// ```
+    pub fn follow(&self, filter: SubscriptionType, replay: Replay) -> Subscription {
         let slot = Arc::new(Slot {
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             family: Family::of(&filter),
@@ -490,16 +569,25 @@ impl EventBus {
             filter,
             queue: Mutex::new(Queue::default()),
         });
-        let count = {
+        let (count, replay, boundary) = {
             let mut state = lock(&self.shared.state);
+            let replay = replay_of(&state, &slot.filter, replay);
             match &slot.app {
                 None => state.any_app.push(Arc::clone(&slot)),
                 Some(app) => state.by_app.entry(app.clone()).or_default().push(Arc::clone(&slot)),
             }
-            state.subscriber_count()
+            (state.subscriber_count(), replay, state.seq)
         };
-        debug!(id = slot.id, filter = ?slot.filter, subscribers = count, "subscribed");
-        Subscription { slot, bus: Arc::downgrade(&self.shared), capacity: self.capacity() }
+        debug!(
+            id = slot.id,
+            filter = ?slot.filter,
+            subscribers = count,
+            replay = replay.len(),
+            boundary,
+            "subscribed"
+        );
+        let capacity = self.capacity();
+        Subscription { slot, bus: Arc::downgrade(&self.shared), capacity, replay, boundary }
     }
 
     /// Delivers an event to every subscription that matches it and returns how many that was.
@@ -509,15 +597,12 @@ impl EventBus {
     /// under `"app"`. Never blocks: a full queue drops its oldest event instead of waiting.
     /// The event gets the bus's next position and is kept for [`history`](Self::history).
     ///
-    /// `"lagged"` is reserved for the bus's own loss notices, so that a subscriber can trust
-    /// every `lagged` event it gets: an event published under that name is delivered to no one
-    /// (and logged at `warn!`).
+    /// `"lagged"` and `"reset"` are reserved for notices, so that a subscriber can trust every
+    /// such event it gets: an event published under either name is delivered to no one (and
+    /// logged at `warn!`).
     pub fn publish(&self, event_type: &str, app_name: Option<&str>, data: Value) -> usize {
-        if event_type == LAGGED {
-            warn!(
-                app = app_name,
-                "an event named {LAGGED:?} is reserved for loss notices; dropped"
-            );
+        if event_type == LAGGED || event_type == RESET {
+            warn!(app = app_name, "an event named {event_type:?} is reserved for notices; dropped");
             return 0;
         }
         let category = EventCategory::of(event_type);
@@ -557,15 +642,9 @@ impl EventBus {
     /// The kept events that `filter` matches, oldest first: the most recent ones of each app
     /// and kind (see [`BusOptions`]).
     pub fn history(&self, filter: &SubscriptionType) -> Vec<BusEvent> {
-        let family = Family::of(filter);
         let state = lock(&self.shared.state);
-        let named = state.kept.iter().map(|(app, kinds)| (Some(&**app), kinds));
-        let mut events: Vec<BusEvent> = named
-            .chain([(None, &state.kept_unnamed)])
-            .filter(|(app, _)| filter.app_name().is_none_or(|wanted| *app == Some(wanted)))
-            .flat_map(|(_, kinds)| kinds.iter())
-            .filter(|(category, _)| family.accepts(*category))
-            .flat_map(|(_, kept)| kept.events.iter().cloned())
+        let mut events: Vec<BusEvent> = matching_kept(&state, filter)
+            .flat_map(|kept| kept.window.events.iter().cloned())
             .collect();
         drop(state);
         events.sort_unstable_by_key(|e| e.0.seq);
@@ -597,7 +676,51 @@ fn keep(
             }
         }
     };
-    kinds.of(category).push(event, options.retained_events, options.retained_bytes, drop);
+    let kept = kinds.of(category);
+    let forgotten = &mut kept.forgotten;
+    kept.window.push(event, options.retained_events, options.retained_bytes, |old| {
+        forgotten.add(old.seq())
+    });
+}
+
+/// The kept events of every app and kind that `filter` matches.
+fn matching_kept<'a>(
+    state: &'a State,
+    filter: &'a SubscriptionType,
+) -> impl Iterator<Item = &'a Kept> + 'a {
+    let family = Family::of(filter);
+    let named = state.kept.iter().map(|(app, kinds)| (Some(&**app), kinds));
+    named
+        .chain([(None, &state.kept_unnamed)])
+        .filter(move |(app, _)| filter.app_name().is_none_or(|wanted| *app == Some(wanted)))
+        .flat_map(|(_, kinds)| kinds.iter())
+        .filter(move |(category, _)| family.accepts(*category))
+        .map(|(_, kept)| kept)
+}
+
+/// What a follower gets before live events: a `lagged` notice for what was forgotten, if
+/// anything was, then kept events, oldest first.
+fn replay_of(state: &State, filter: &SubscriptionType, replay: Replay) -> VecDeque<BusEvent> {
+    let after = match replay {
+        Replay::None | Replay::Last(0) => return VecDeque::new(),
+        Replay::Last(_) => 0,
+        Replay::After(seq) => seq,
+    };
+    let mut lost = Loss::default();
+    let mut events = Vec::new();
+    for kept in matching_kept(state, filter) {
+        if matches!(replay, Replay::After(_)) {
+            lost.cover(kept.lost_after(after));
+        }
+        let newer = kept.window.events.iter().rev().take_while(|e| e.0.seq > after);
+        events.extend(newer.cloned());
+    }
+    events.sort_unstable_by_key(|e| e.0.seq);
+    if let Replay::Last(n) = replay {
+        events.drain(..events.len().saturating_sub(n));
+    }
+    let notice = (!lost.is_empty()).then(|| BusEvent::notice(lost));
+    notice.into_iter().chain(events).collect()
 }
 
 impl Default for EventBus {
@@ -615,6 +738,36 @@ impl fmt::Debug for EventBus {
             .field("subscribers", &self.subscriber_count())
             .finish()
     }
+}
+
+/// An [`EventBus`] handle held by a served connection, counted in
+/// [`EventBus::serving_count`] while it lives.
+pub(crate) struct Serving(EventBus);
+
+impl std::ops::Deref for Serving {
+    type Target = EventBus;
+
+    fn deref(&self) -> &EventBus {
+        &self.0
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.shared.serving.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a subscription made by [`EventBus::follow`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Nothing before the subscription, as [`EventBus::subscribe`].
+    None,
+    /// The last `n` kept events that match.
+    Last(usize),
+    /// Every kept event that matches after this position, with a `lagged` notice first for
+    /// those no longer kept.
+    After(u64),
 }
 
 /// One subscription to an [`EventBus`]: a filter and a bounded queue of matching events.
@@ -644,6 +797,9 @@ pub struct Subscription {
     slot: Arc<Slot>,
     bus: Weak<Shared>,
     capacity: usize,
+    /// Kept events taken when it started ([`EventBus::follow`]), received before the queue.
+    replay: VecDeque<BusEvent>,
+    boundary: u64,
 }
 
 impl Subscription {
@@ -657,9 +813,16 @@ impl Subscription {
         self.capacity
     }
 
-    /// Events queued and not yet received (never more than [`capacity`](Self::capacity)).
+    /// The position of the last event published when the subscription started: replayed
+    /// events are at or below it, live ones above it.
+    pub fn boundary(&self) -> u64 {
+        self.boundary
+    }
+
+    /// Events waiting to be received: the replay left (see [`EventBus::follow`]), then the
+    /// queue (which never holds more than [`capacity`](Self::capacity)).
     pub fn len(&self) -> usize {
-        lock(&self.slot.queue).window.events.len()
+        self.replay.len() + lock(&self.slot.queue).window.events.len()
     }
 
     /// True when no event is queued.
@@ -675,6 +838,9 @@ impl Subscription {
     /// True once nothing at or before position `seq` is left to receive: no such event is
     /// queued and no loss among them is unannounced.
     pub(crate) fn is_settled_through(&self, seq: u64) -> bool {
+        if self.replay.front().is_some_and(|e| e.0.seq <= seq) {
+            return false;
+        }
         let q = lock(&self.slot.queue);
         !loss_through(&q.lost, seq) && q.window.events.front().is_none_or(|e| e.0.seq > seq)
     }
@@ -684,8 +850,12 @@ impl Subscription {
     /// bus, which happens first.
     pub(crate) fn close(mut self) -> Loss {
         self.remove_from_bus();
+        let mut loss = Loss::default();
+        for event in &self.replay {
+            loss.merge(event.lost_as());
+        }
         let q = lock(&self.slot.queue);
-        let mut loss = q.lost;
+        loss.merge(q.lost);
         for event in &q.window.events {
             loss.add(event.seq());
         }
@@ -705,6 +875,9 @@ impl Subscription {
 
     /// The next event if one is queued (a `lagged` notice first if events were dropped).
     pub fn try_recv(&mut self) -> Option<BusEvent> {
+        if let Some(event) = self.replay.pop_front() {
+            return Some(event);
+        }
         let mut q = lock(&self.slot.queue);
         take_lagged(&mut q).or_else(|| take_one(&mut q))
     }
@@ -717,6 +890,9 @@ impl Subscription {
 
     /// Polls for the next event; the building block of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BusEvent>> {
+        if let Some(event) = self.replay.pop_front() {
+            return Poll::Ready(Some(event));
+        }
         let mut q = lock(&self.slot.queue);
         if let Some(event) = take_lagged(&mut q).or_else(|| take_one(&mut q)) {
             return Poll::Ready(Some(event));
@@ -757,8 +933,22 @@ impl Subscription {
         if limit == 0 {
             return Poll::Ready(0);
         }
-        let mut q = lock(&self.slot.queue);
         let before = buf.len();
+        if !self.replay.is_empty() {
+            // All at or below the boundary, which no held reply's position precedes.
+            while buf.len() - before < limit
+                && self.replay.front().is_some_and(|e| e.0.seq <= through)
+            {
+                buf.extend(self.replay.pop_front());
+            }
+            if self.replay.is_empty() {
+                self.replay = VecDeque::new();
+            }
+            if buf.len() > before {
+                return Poll::Ready(buf.len() - before);
+            }
+        }
+        let mut q = lock(&self.slot.queue);
         if loss_through(&q.lost, through) {
             buf.extend(take_lagged(&mut q));
         }

@@ -8,8 +8,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_core::Stream;
-use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result, SubscriptionType};
-use serde::Deserialize;
+use ipc_proto::event::{LAGGED, RESET};
+use ipc_proto::{
+    Cursor, Follow, FollowStart, Hello, IpcError, IpcMessage, IpcResponse, Request, Result,
+    ServerInfo, SubscriptionType,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -68,6 +72,9 @@ impl Frame {
         }
     }
 }
+
+/// How this client introduces itself in `Hello`.
+const CLIENT_NAME: &str = concat!("bunctl-ipc ", env!("CARGO_PKG_VERSION"));
 
 /// Events kept for [`IpcClient::next_event`] while a request waits for its reply, unless
 /// [`ClientOptions::max_held_events`] says otherwise. Past this, the oldest are dropped and a
@@ -168,6 +175,14 @@ impl Default for ClientOptions {
 pub struct IpcClient {
     conn: Connection<sys::ClientStream, Incoming, IpcMessage>,
     endpoint: PathBuf,
+    options: ClientOptions,
+    /// What `hello` learned, once asked.
+    server: Option<Box<ServerInfo>>,
+    /// Where this connection's `follow` has got to; `shown` once it has a place to tell.
+    cursor: Option<(Cursor, bool)>,
+    /// The first this many held events came before the `follow` reply: they are the replaced
+    /// subscription's and do not move the cursor.
+    untracked: usize,
     pending_events: VecDeque<Event>,
     held_limit: usize,
     missed_events: Loss,
@@ -202,6 +217,10 @@ impl IpcClient {
         Ok(IpcClient {
             conn: options.connection.connection(stream).with_peer(Some(peer)),
             endpoint: path.to_owned(),
+            options,
+            server: None,
+            cursor: None,
+            untracked: 0,
             pending_events: VecDeque::new(),
             held_limit: options.held_events,
             missed_events: Loss::default(),
@@ -243,6 +262,9 @@ impl IpcClient {
                 self.discard_owed_reply(&received);
                 continue;
             }
+            if let Ok(Frame::Event(event)) = &received {
+                self.track(event);
+            }
             return received.map(Frame::into_response);
         }
     }
@@ -258,13 +280,18 @@ impl IpcClient {
     /// after its message was queued, the client remembers that a reply is still owed and
     /// discards it when it arrives, so it is never mistaken for the reply to a later request.
     pub async fn request(&mut self, message: &IpcMessage) -> Result<IpcResponse> {
+        self.request_any(message).await
+    }
+
+    /// [`request`](Self::request) of any message the server reads ([`Request`]).
+    async fn request_any<M: Serialize>(&mut self, message: &M) -> Result<IpcResponse> {
         self.conn.begin_operation();
         let result = self.request_in_operation(message).await;
         self.conn.end_operation();
         result
     }
 
-    async fn request_in_operation(&mut self, message: &IpcMessage) -> Result<IpcResponse> {
+    async fn request_in_operation<M: Serialize>(&mut self, message: &M) -> Result<IpcResponse> {
         let at = self.conn.queue_message(message)?;
         // From here the message will reach the server (it is queued whole and written ahead of
         // anything later), so a reply is owed, even if this future is dropped at the next await.
@@ -319,6 +346,167 @@ impl IpcClient {
         expect_success(self.request(&IpcMessage::Unsubscribe).await?)
     }
 
+    /// Asks the server who it is and what it supports (`Hello`, protocol 1), and remembers
+    /// the answer for [`server_info`](Self::server_info) and [`follow`](Self::follow).
+    ///
+    /// An old server is reported as [`ServerInfo::protocol_0`] rather than as an error, in
+    /// either of the ways it can react: bunctl-ipc servers before protocol 1 answer `Error`,
+    /// and bunctl's own daemon closes the connection on a message it does not know — the
+    /// client then connects again, once, with the same options, so that it stays usable
+    /// (a subscription of the closed connection is gone with it).
+    ///
+    /// ```no_run
+    /// # async fn run(client: &mut bunctl_ipc::IpcClient) -> Result<(), bunctl_ipc::IpcError> {
+    /// let info = client.hello().await?;
+    /// if info.protocol == 0 {
+    ///     eprintln!("an old daemon: no history, no resume");
+    /// } else {
+    ///     println!("{} up {} s, {} events", info.server, info.uptime_ms / 1000, info.published);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hello(&mut self) -> Result<ServerInfo> {
+        let hello = Request::Hello(Hello::new(CLIENT_NAME));
+        let info = match self.request_any(&hello).await {
+            Ok(IpcResponse::Data { data }) => ServerInfo::deserialize(&data).map_err(|e| {
+                IpcError::UnexpectedReply { expected: "ServerInfo", got: e.to_string() }
+            })?,
+            Ok(IpcResponse::Error { message }) => {
+                debug!(message, "the server does not know Hello: protocol 0");
+                ServerInfo::protocol_0()
+            }
+            Ok(other) => {
+                let got = format!("{other:?}");
+                return Err(IpcError::UnexpectedReply { expected: "Data", got });
+            }
+            Err(e) if e.is_disconnect() => {
+                debug!(error = %e, "the server closed on Hello: protocol 0; connecting again");
+                self.reconnect().await?;
+                ServerInfo::protocol_0()
+            }
+            Err(e) => return Err(e),
+        };
+        self.server = Some(Box::new(info.clone()));
+        Ok(info)
+    }
+
+    /// What [`hello`](Self::hello) learned, if it has been asked.
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.server.as_deref()
+    }
+
+    /// Replaces this connection with a new one to the same endpoint: nothing of the old one
+    /// (held events, owed replies, subscription) carries over.
+    async fn reconnect(&mut self) -> Result<()> {
+        let fresh = IpcClient::connect_with(&self.endpoint, self.options).await?;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Subscribes this connection as `follow` says (history, a cursor, or live only) and
+    /// returns its events; [`cursor`](Self::cursor) then says where they have got to, for a
+    /// later `follow` to resume from ([`Follow::after`]), on this connection or another.
+    ///
+    /// Each matching event arrives once, in position order, with no gap between history and
+    /// live events other than those a `lagged` notice names; after resuming from a cursor of
+    /// a bus that is gone (the daemon restarted), a `reset` event comes first, then what the
+    /// new bus still keeps. Asks [`hello`](Self::hello) first if it has not been asked.
+    ///
+    /// Against an old server (protocol 0), live following falls back to `Subscribe` (events
+    /// then have no position and there is no cursor); history or a cursor fail with
+    /// [`IpcError::Unsupported`].
+    ///
+    /// ```no_run
+    /// use bunctl_ipc::{Follow, IpcClient, SubscriptionType};
+    /// use futures::StreamExt;
+    ///
+    /// # async fn run(mut client: IpcClient) -> Result<(), bunctl_ipc::IpcError> {
+    /// let logs = SubscriptionType::LogEvents { app_name: Some("web".into()) };
+    /// let mut events = client.follow(Follow::history(logs, 100)).await?;
+    /// while let Some(event) = events.next().await {
+    ///     println!("{:?} {}", event?.seq(), events.cursor().map(ToString::to_string).unwrap_or_default());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn follow(&mut self, follow: Follow) -> Result<EventStream<'_>> {
+        let protocol = match &self.server {
+            Some(info) => info.protocol,
+            None => self.hello().await?.protocol,
+        };
+        self.cursor = None;
+        if protocol == 0 {
+            if follow.replays() {
+                let feature =
+                    if follow.history.is_some() { "history" } else { "following from a cursor" };
+                return Err(IpcError::Unsupported { feature, protocol });
+            }
+            self.subscribe(follow.subscription).await?;
+            self.untracked = self.pending_events.len();
+            return Ok(self.events());
+        }
+        let resume = follow
+            .after
+            .map(|seq| Cursor { instance: follow.instance.clone().unwrap_or_default(), seq });
+        let live = !follow.replays();
+        let reply = self.request_any(&Request::Follow(follow)).await?;
+        let start = match reply {
+            IpcResponse::Data { data } => FollowStart::deserialize(&data).map_err(|e| {
+                IpcError::UnexpectedReply { expected: "FollowStart", got: e.to_string() }
+            })?,
+            IpcResponse::Error { message } => return Err(IpcError::Refused { message }),
+            other => {
+                let got = format!("{other:?}");
+                return Err(IpcError::UnexpectedReply { expected: "Data", got });
+            }
+        };
+        self.untracked = self.pending_events.len();
+        self.cursor = Some(match resume {
+            // A cursor of this bus stands until an event moves it (one of another bus, until
+            // the `reset` notice).
+            Some(mut cursor) => {
+                if cursor.instance.is_empty() {
+                    cursor.instance = start.instance;
+                }
+                (cursor, true)
+            }
+            None => (Cursor { instance: start.instance, seq: start.seq }, live),
+        });
+        Ok(self.events())
+    }
+
+    /// Where this connection's [`follow`](Self::follow) has got to: the bus and the position
+    /// of the last event handed out (a `lagged` notice's last lost position counts as reached;
+    /// after a `reset`, the new bus at 0). `None` before `follow`, on an old server, and in a
+    /// history replay before its first event.
+    pub fn cursor(&self) -> Option<&Cursor> {
+        self.cursor.as_ref().filter(|(_, shown)| *shown).map(|(cursor, _)| cursor)
+    }
+
+    /// Moves the cursor past `event`, which is being handed to the caller.
+    fn track(&mut self, event: &Event) {
+        if event.event_type == RESET {
+            if let Some(instance) = event.data.get("instance").and_then(Value::as_str) {
+                self.cursor = Some((Cursor { instance: instance.to_owned(), seq: 0 }, true));
+            }
+            return;
+        }
+        let Some((cursor, shown)) = &mut self.cursor else {
+            return;
+        };
+        let reached = match (event.seq(), event.event_type == LAGGED) {
+            (Some(seq), _) => Some(seq),
+            (None, true) => event.lost_range().map(|r| *r.end()),
+            (None, false) => None,
+        };
+        if let Some(seq) = reached {
+            // A history's first event places it (the reply's position is only a bound).
+            cursor.seq = if *shown { cursor.seq.max(seq) } else { seq };
+            *shown = true;
+        }
+    }
+
     /// Waits, without a timeout, for the next event. Cancel-safe, so it fits a `select!` loop
     /// beside other work. Late replies of abandoned requests are discarded; any other reply
     /// that arrives with no request waiting for it is logged and skipped.
@@ -339,7 +527,10 @@ impl IpcClient {
         }
         loop {
             match frame(ready!(self.conn.poll_recv(cx))) {
-                Ok(Frame::Event(event)) => return Poll::Ready(Ok(event)),
+                Ok(Frame::Event(event)) => {
+                    self.track(&event);
+                    return Poll::Ready(Ok(event));
+                }
                 owed if self.owed_replies > 0 && takes_a_reply_place(&owed) => {
                     self.discard_owed_reply(&owed)
                 }
@@ -355,15 +546,24 @@ impl IpcClient {
         {
             // A dropped notice stood for the events it announced.
             self.missed_events.merge(dropped.lost_as());
+            self.untracked = self.untracked.saturating_sub(1);
         }
         self.pending_events.push_back(event);
     }
 
+    /// The next held event, a `lagged` notice first if some had to be dropped.
     fn take_pending_event(&mut self) -> Option<Event> {
-        if !self.missed_events.is_empty() {
-            return Some(std::mem::take(&mut self.missed_events).notice());
+        let event = if self.missed_events.is_empty() {
+            self.pending_events.pop_front()?
+        } else {
+            std::mem::take(&mut self.missed_events).notice()
+        };
+        if self.untracked > 0 {
+            self.untracked -= 1;
+        } else {
+            self.track(&event);
         }
-        self.pending_events.pop_front()
+        Some(event)
     }
 
     /// Sets the limit for each later `send` and `recv`.
@@ -425,6 +625,13 @@ fn expect_success(reply: IpcResponse) -> Result<()> {
 #[derive(Debug)]
 pub struct EventStream<'a> {
     client: &'a mut IpcClient,
+}
+
+impl EventStream<'_> {
+    /// Where the events handed out so far have got to: [`IpcClient::cursor`].
+    pub fn cursor(&self) -> Option<&Cursor> {
+        self.client.cursor()
+    }
 }
 
 impl Stream for EventStream<'_> {

@@ -255,18 +255,18 @@ impl<E: Serialize> FrameWriter<E> {
     }
 
     /// Encodes `item` behind whatever is queued. Nothing is queued when this fails.
-    fn queue(&mut self, item: &E) -> Result<()> {
+    fn queue<M: Serialize>(&mut self, item: &M) -> Result<()> {
         if self.poisoned {
             return Err(IpcError::Poisoned);
         }
-        IpcCodec::<(), E>::with_config(self.config).encode(item, &mut self.buf)?;
+        IpcCodec::<(), M>::with_config(self.config).encode(item, &mut self.buf)?;
         self.grew |= self.buf.capacity() > IDLE_BUFFER_LIMIT;
         Ok(())
     }
 
     /// Queues `item` as the frame a timed send will flush: returns where the queue stood
     /// before it and where it ends, for [`poll_send`](Self::poll_send).
-    fn queue_for_send(&mut self, item: &E) -> Result<(usize, usize)> {
+    fn queue_for_send<M: Serialize>(&mut self, item: &M) -> Result<(usize, usize)> {
         let before = self.buf.len();
         self.queue(item)?;
         trace!(bytes = self.buf.len() - before, "sending message");
@@ -770,8 +770,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin, D: DeserializeOwned, E: Serialize> Conne
         self.timer.finish();
     }
 
-    /// Queues `message` for [`poll_send_queued`](Self::poll_send_queued).
-    pub(crate) fn queue_message(&mut self, message: &E) -> Result<(usize, usize)> {
+    /// Queues `message` (an `E`, or another message the peer reads) for
+    /// [`poll_send_queued`](Self::poll_send_queued).
+    pub(crate) fn queue_message<M: Serialize>(&mut self, message: &M) -> Result<(usize, usize)> {
         self.writer.queue_for_send(message)
     }
 

@@ -130,6 +130,20 @@ impl Loss {
         self.missed += later.missed;
     }
 
+    /// Adds the losses of `other`, which are not in stream order with these (another app's or
+    /// kind's): the range becomes the smallest that covers both.
+    pub(crate) fn cover(&mut self, other: Loss) {
+        if other.is_empty() {
+            return;
+        }
+        self.range = match (self.is_empty(), self.range, other.range) {
+            (true, _, range) => range,
+            (false, Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            _ => None,
+        };
+        self.missed += other.missed;
+    }
+
     /// The notice's data: `{"missed": N, "first_seq": A, "last_seq": B}` (the range when known).
     pub(crate) fn data(&self) -> Value {
         match self.range {

@@ -92,7 +92,7 @@ mod sys;
 
 pub use bus::{
     BusEvent, BusOptions, DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETAINED_BYTES,
-    DEFAULT_RETAINED_EVENTS, EventBus, Subscription,
+    DEFAULT_RETAINED_EVENTS, EventBus, Replay, Subscription,
 };
 pub use client::{ClientConnection, ClientOptions, DEFAULT_HELD_EVENTS, EventStream, IpcClient};
 pub use conn::{Connection, FramedIo, RecvHalf, SendHalf, SplitStream};
@@ -107,8 +107,9 @@ pub use server::{
 };
 
 pub use ipc_proto::{
-    self as proto, ClientCodec, DEFAULT_TIMEOUT, EndpointStep, FrameConfig, IpcCodec, IpcError,
-    IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Operation, Result, ServerCodec, SubscriptionType,
+    self as proto, ClientCodec, Cursor, DEFAULT_TIMEOUT, EndpointStep, Follow, FollowStart,
+    FrameConfig, Hello, IpcCodec, IpcError, IpcMessage, IpcResponse, MAX_MESSAGE_SIZE, Operation,
+    PROTOCOL_VERSION, Request, Result, ServerCodec, ServerInfo, SubscriptionType,
 };
 
 /// Event type names (`"log_line"`, `"process_started"`, ...) and the subscription filter.

@@ -118,7 +118,7 @@ impl fmt::Display for EndpointStep {
 /// * the connection: [`Timeout`](Self::Timeout), [`Closed`](Self::Closed),
 ///   [`Truncated`](Self::Truncated), [`Poisoned`](Self::Poisoned), [`Io`](Self::Io);
 /// * the other side's answer: [`Refused`](Self::Refused),
-///   [`UnexpectedReply`](Self::UnexpectedReply);
+///   [`UnexpectedReply`](Self::UnexpectedReply), [`Unsupported`](Self::Unsupported);
 /// * endpoints: [`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse),
 ///   [`NotASocket`](Self::NotASocket), [`PathTooLong`](Self::PathTooLong),
 ///   [`InsecurePath`](Self::InsecurePath), [`Endpoint`](Self::Endpoint),
@@ -223,6 +223,16 @@ pub enum IpcError {
         got: String,
     },
 
+    /// The server does not support what was asked of it: it speaks an older protocol (e.g.
+    /// "the daemon does not support following from a cursor (it speaks protocol 0)").
+    #[error("the daemon does not support {feature} (it speaks protocol {protocol})")]
+    Unsupported {
+        /// What was asked, e.g. `"history"`, `"following from a cursor"`.
+        feature: &'static str,
+        /// The protocol the server speaks.
+        protocol: u32,
+    },
+
     /// No server is listening at the endpoint (nothing there, or nobody accepting).
     #[error("no bunctl server is running at {}: {source}", endpoint.display())]
     NotRunning {
@@ -323,7 +333,7 @@ impl IpcError {
     /// | [`Timeout`](Self::Timeout) on receive | yes: a partial frame is kept |
     /// | [`Timeout`](Self::Timeout) on send | yes if the frame was withdrawn, no if it was torn |
     /// | [`Timeout`](Self::Timeout) on connect | no: there is no connection |
-    /// | [`Refused`](Self::Refused), [`UnexpectedReply`](Self::UnexpectedReply) | yes: a whole reply was read |
+    /// | [`Refused`](Self::Refused), [`UnexpectedReply`](Self::UnexpectedReply), [`Unsupported`](Self::Unsupported) | yes: a whole reply was read |
     /// | [`Closed`](Self::Closed), [`Truncated`](Self::Truncated), [`Poisoned`](Self::Poisoned), [`Io`](Self::Io) | no |
     /// | endpoint errors ([`NotRunning`](Self::NotRunning), [`AddrInUse`](Self::AddrInUse), ...) | no: there is no connection |
     pub fn is_recoverable(&self) -> bool {
@@ -332,6 +342,7 @@ impl IpcError {
             | IpcError::InvalidMessage(_)
             | IpcError::Encode(_)
             | IpcError::Refused { .. }
+            | IpcError::Unsupported { .. }
             | IpcError::UnexpectedReply { .. } => true,
             IpcError::FrameTooLarge { operation, .. } => *operation == Operation::Send,
             IpcError::Timeout { operation: Operation::Receive, .. } => true,
@@ -382,6 +393,7 @@ impl IpcError {
             IpcError::Closed | IpcError::Truncated { .. } => io::ErrorKind::UnexpectedEof,
             IpcError::Poisoned => io::ErrorKind::BrokenPipe,
             IpcError::Refused { .. } => io::ErrorKind::Other,
+            IpcError::Unsupported { .. } => io::ErrorKind::Unsupported,
             IpcError::AddrInUse { .. } => io::ErrorKind::AddrInUse,
             IpcError::NotASocket { .. } => io::ErrorKind::AlreadyExists,
             IpcError::PathTooLong { .. } => io::ErrorKind::InvalidInput,
@@ -484,9 +496,10 @@ mod tests {
             IpcError::Endpoint { .. } => 16,
             IpcError::ServerIdentity { .. } => 17,
             IpcError::NotAListener { .. } => 18,
+            IpcError::Unsupported { .. } => 19,
         }
     }
-    const VARIANTS: usize = 19;
+    const VARIANTS: usize = 20;
 
     #[test]
     fn every_error_and_direction_says_whether_the_connection_is_usable() {
@@ -511,6 +524,7 @@ mod tests {
             (IpcError::Poisoned, false),
             (IpcError::Refused { message: "no such app".into() }, true),
             (IpcError::UnexpectedReply { expected: "Success", got: "Data".into() }, true),
+            (IpcError::Unsupported { feature: "history", protocol: 0 }, true),
             (
                 IpcError::NotRunning { endpoint: path(), source: io::ErrorKind::NotFound.into() },
                 false,

@@ -34,6 +34,9 @@ pub const LOG_LINE: &str = "log_line";
 /// Sent to a subscriber that fell behind, before the events it still gets:
 /// `{"missed": N}` says how many it lost. Never filtered.
 pub const LAGGED: &str = "lagged";
+/// Sent to a follower that resumed from a cursor of another bus (the daemon restarted), before
+/// the new bus's events: `{"instance": "<the new bus>"}`. Positions start over. Never filtered.
+pub const RESET: &str = "reset";
 
 /// The event types that [`SubscriptionType::StatusEvents`] receives.
 pub const STATUS_EVENTS: [&str; 5] =

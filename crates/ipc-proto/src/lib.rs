@@ -101,6 +101,7 @@ mod error;
 pub mod event;
 mod frame;
 mod message;
+pub mod protocol;
 
 #[cfg(feature = "codec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
@@ -108,6 +109,9 @@ pub use codec::{ClientCodec, IpcCodec, ServerCodec};
 pub use error::{EndpointStep, IpcError, Operation, Result};
 pub use frame::FrameConfig;
 pub use message::{IpcMessage, IpcResponse, SubscriptionType};
+pub use protocol::{
+    Cursor, FEATURE_FOLLOW, Follow, FollowStart, Hello, PROTOCOL_VERSION, Request, ServerInfo,
+};
 
 use std::time::Duration;
 

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use ipc_proto::{
-    ClientCodec, FrameConfig, HEADER_LEN, IpcCodec, IpcError, IpcMessage, IpcResponse, ServerCodec,
+    ClientCodec, FollowStart, FrameConfig, HEADER_LEN, IpcCodec, IpcError, IpcMessage, IpcResponse,
+    Request, ServerCodec, ServerInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -114,6 +115,51 @@ fn positioned(entry: &Value) -> Value {
     out
 }
 
+/// A protocol 1 request or reply (WIRE.md, "Protocol 1"): canonical both ways like the brief's
+/// messages; a request also shows what a protocol 0 server makes of it (`old_server`), and a
+/// reply's data reads as the type `reads_as` names.
+fn protocol(entry: &Value) -> Value {
+    let name = entry["name"].clone();
+    match text(entry, "direction").as_str() {
+        "request" => {
+            let mut out = canonical::<Request, _, _>(
+                entry,
+                IpcCodec::<(), Request>::new(),
+                IpcCodec::<Request, ()>::new(),
+            );
+            let frame = unhex(&text(&out, "frame"));
+            let old = ServerCodec::new().decode(&mut BytesMut::from(&frame[..]));
+            let kind = match old {
+                Ok(m) => panic!("vector {name}: a protocol 0 server read it as {m:?}"),
+                Err(e) => error_kind(&e),
+            };
+            out["old_server"] = json!(kind);
+            out
+        }
+        "reply" => {
+            let out = canonical::<IpcResponse, _, _>(entry, ServerCodec::new(), ClientCodec::new());
+            let response: IpcResponse =
+                serde_json::from_value(field(entry, "value").clone()).expect("a response");
+            match (text(entry, "reads_as").as_str(), response) {
+                ("ServerInfo", IpcResponse::Data { data }) => {
+                    let info: ServerInfo = serde_json::from_value(data).expect("ServerInfo");
+                    assert_eq!(info.protocol, ipc_proto::PROTOCOL_VERSION, "vector {name}");
+                }
+                ("FollowStart", IpcResponse::Data { data }) => {
+                    serde_json::from_value::<FollowStart>(data).expect("FollowStart");
+                }
+                ("reset", IpcResponse::Event { event_type, data }) => {
+                    assert_eq!(event_type, ipc_proto::event::RESET, "vector {name}");
+                    assert!(data["instance"].is_string(), "vector {name}: instance");
+                }
+                (other, response) => panic!("vector {name}: {other} vs {response:?}"),
+            }
+            out
+        }
+        other => panic!("unknown direction {other}"),
+    }
+}
+
 fn error_kind(e: &IpcError) -> &'static str {
     match e {
         IpcError::EmptyFrame => "empty_frame",
@@ -210,6 +256,8 @@ fn derive(file: &Value) -> Value {
     let malformed: Vec<Value> = list("malformed").iter().map(malformed).collect();
     let positioned: Vec<Value> = list("positioned").iter().map(positioned).collect();
     out.insert("positioned".into(), Value::Array(positioned));
+    let protocol: Vec<Value> = list("protocol").iter().map(protocol).collect();
+    out.insert("protocol".into(), Value::Array(protocol));
     out.insert("messages".into(), Value::Array(messages));
     out.insert("responses".into(), Value::Array(responses));
     out.insert("accepted".into(), Value::Array(accepted));
@@ -219,7 +267,7 @@ fn derive(file: &Value) -> Value {
 
 fn differences(file: &Value, derived: &Value) -> Vec<String> {
     let mut diffs = Vec::new();
-    for section in ["messages", "responses", "accepted", "malformed", "positioned"] {
+    for section in ["messages", "responses", "accepted", "malformed", "positioned", "protocol"] {
         let (a, b) = (&file[section], &derived[section]);
         let (a, b) = (a.as_array().cloned().unwrap_or_default(), b.as_array().expect("derived"));
         for (old, new) in a.iter().zip(b) {
@@ -281,6 +329,10 @@ fn every_variant_has_a_vector() {
         ["Start", "Stop", "Restart", "Delete", "Status", "List", "Logs", "Subscribe", "Unsubscribe"]
     {
         assert!(messages.iter().any(|m| m == v), "no message vector for {v}");
+    }
+    let protocol = seen("protocol");
+    for v in ["Hello", "Follow"] {
+        assert!(protocol.iter().any(|m| m == v), "no protocol vector for {v}");
     }
     let responses = seen("responses");
     for v in ["Success", "Error", "Data", "Event"] {

@@ -79,6 +79,12 @@ pub trait Handler {
         let _ = context;
         self.handle(message)
     }
+
+    /// The server's name and version, as `Hello` answers it (see `WIRE.md`, "Protocol 1").
+    /// The default is this library's: `"bunctl-ipc <version>"`.
+    fn server_name(&self) -> String {
+        format!("bunctl-ipc {}", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 /// What a [`Handler`] may know about a request besides the message.

@@ -34,7 +34,11 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result, SubscriptionType};
+use ipc_proto::event::RESET;
+use ipc_proto::{
+    FEATURE_FOLLOW, Follow, FollowStart, IpcError, IpcMessage, IpcResponse, PROTOCOL_VERSION,
+    Request, Result, ServerInfo,
+};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -44,7 +48,8 @@ use super::deadlines::{Deadlines, Waiting};
 use super::pump::{EventPump, LONGEST_NOTICE, ReplyGate};
 use super::wire::Wire;
 use super::{Handler, RequestContext, SUBSCRIBED, UNSUBSCRIBED};
-use crate::{Connection, EventBus, PeerCredentials};
+use crate::bus::Serving;
+use crate::{Connection, EventBus, PeerCredentials, Replay};
 
 /// Rounds of work done in one poll before yielding to the runtime, so that an endless supply of
 /// events cannot monopolize a worker thread. (Reading requests also spends tokio's
@@ -56,7 +61,7 @@ const ROUNDS_PER_POLL: usize = 128;
 /// (an `async fn` would hold both the connection it was given and the state made from it).
 pub(super) struct Served<S> {
     wire: Wire<S>,
-    bus: EventBus,
+    bus: Serving,
     pump: EventPump,
     gate: ReplyGate,
     deadlines: Deadlines,
@@ -65,8 +70,8 @@ pub(super) struct Served<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     pub(super) fn new(conn: Connection<S, IpcMessage, IpcResponse>, bus: EventBus) -> Self {
         Served {
-            wire: Wire::new(conn),
-            bus,
+            wire: Wire::new(conn.decoding()),
+            bus: bus.serving(),
             pump: EventPump::new(),
             gate: ReplyGate::new(),
             deadlines: Deadlines::new(),
@@ -94,7 +99,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
             served,
             shutdown,
             handling: HandlerSlot { boxed: None },
-            start: move |context, message| handler.handle_request(context, message),
+            calls: Calls {
+                start: move |context, message| handler.handle_request(context, message),
+                name: move || handler.server_name(),
+            },
             _stream: PhantomData,
         }
     }
@@ -103,23 +111,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
 pin_project! {
     /// The future of a served connection: its state and the handler's future for the request
     /// being answered.
-    struct Run<'a, S, St, F, M, Fut> {
+    struct Run<'a, S, St, F, M, N, Fut> {
         served: St,
         #[pin]
         shutdown: F,
         handling: HandlerSlot<Fut>,
-        // Starts the handler on a request.
-        start: M,
+        calls: Calls<M, N>,
         _stream: PhantomData<fn() -> &'a S>,
     }
 }
 
-impl<S, St, F, M, Fut> Future for Run<'_, S, St, F, M, Fut>
+/// What a served connection asks of its handler.
+struct Calls<M, N> {
+    /// Starts the handler on a request.
+    start: M,
+    /// The server's name and version, for `Hello`.
+    name: N,
+}
+
+impl<S, St, F, M, N, Fut> Future for Run<'_, S, St, F, M, N, Fut>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     St: BorrowMut<Served<S>>,
     F: Future<Output = ()>,
     M: Fn(RequestContext, IpcMessage) -> Fut,
+    N: Fn() -> String,
     Fut: Future<Output = IpcResponse>,
 {
     type Output = Result<()>;
@@ -127,7 +143,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.project();
         let served = this.served.borrow_mut();
-        let outcome = served.poll_loop(cx, this.shutdown, this.handling, this.start);
+        let outcome = served.poll_loop(cx, this.shutdown, this.handling, this.calls);
         if let Poll::Ready(Err(e)) = &outcome {
             debug!(error = %e, "connection ends");
         }
@@ -142,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         cx: &mut Context<'_>,
         shutdown: Pin<&mut F>,
         handling: &mut HandlerSlot<Fut>,
-        start: &impl Fn(RequestContext, IpcMessage) -> Fut,
+        calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Poll<Result<()>>
     where
         F: Future<Output = ()>,
@@ -152,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
             return Poll::Ready(Err(e));
         }
         for _ in 0..ROUNDS_PER_POLL {
-            let added = match self.run_steps(cx, handling, start) {
+            let added = match self.run_steps(cx, handling, calls) {
                 Ok(added) => added,
                 Err(e) => return Poll::Ready(Err(e)),
             };
@@ -185,12 +201,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         &mut self,
         cx: &mut Context<'_>,
         handling: &mut HandlerSlot<Fut>,
-        start: &impl Fn(RequestContext, IpcMessage) -> Fut,
+        calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Result<bool>
     where
         Fut: Future<Output = IpcResponse>,
     {
-        let read = self.poll_read(cx, handling, start)?;
+        let read = self.poll_read(cx, handling, calls)?;
         let answered = self.poll_handler(cx, handling)?;
         let pumped = self.poll_events(cx)?;
         let released = self.poll_gate()?;
@@ -233,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         &mut self,
         cx: &mut Context<'_>,
         handling: &mut HandlerSlot<Fut>,
-        start: &impl Fn(RequestContext, IpcMessage) -> Fut,
+        calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Result<bool>
     where
         Fut: Future<Output = IpcResponse>,
@@ -244,12 +260,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         let Poll::Ready(received) = self.wire.poll_request(cx) else { return Ok(false) };
         self.deadlines.received();
         match received {
-            Ok(IpcMessage::Subscribe { subscription }) => self.resubscribe(Some(subscription))?,
-            Ok(IpcMessage::Unsubscribe) => self.resubscribe(None)?,
-            Ok(message) => {
+            Ok(Request::Message(IpcMessage::Subscribe { subscription })) => {
+                self.resubscribe(Some((Follow::live(subscription), Asked::Subscribe)))?
+            }
+            Ok(Request::Message(IpcMessage::Unsubscribe)) => self.resubscribe(None)?,
+            Ok(Request::Follow(follow)) => self.resubscribe(Some((follow, Asked::Follow)))?,
+            Ok(Request::Hello(hello)) => {
+                debug!(client = hello.client, protocol = hello.protocol, "hello");
+                let info = self.server_info((calls.name)());
+                self.queue_reply(&IpcResponse::Data { data: json(&info) })?;
+            }
+            Ok(Request::Message(message)) => {
                 trace!(?message, "request");
                 let context = RequestContext::new(self.wire.conn.peer_credentials());
-                handling.start(start(context, message));
+                handling.start((calls.start)(context, message));
             }
             Err(IpcError::Closed) => {
                 debug!("client closed its end");
@@ -274,26 +298,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         Ok(true)
     }
 
-    /// `Subscribe` (`Some`) or `Unsubscribe` (`None`): the old subscription ends first, so
-    /// nothing of it follows the reply, and what it still had waiting is announced before it.
-    fn resubscribe(&mut self, subscription: Option<SubscriptionType>) -> Result<()> {
+    /// `Subscribe` or `Follow` (`Some`) or `Unsubscribe` (`None`): the old subscription ends
+    /// first, so nothing of it follows the reply, and what it still had waiting is announced
+    /// before it. A `Follow`'s replay comes right after its reply (a `reset` notice first when
+    /// its cursor is of another bus), then live events.
+    fn resubscribe(&mut self, to: Option<(Follow, Asked)>) -> Result<()> {
         self.pump.end(&mut self.wire)?;
-        let reply = match subscription {
-            None => UNSUBSCRIBED.to_owned(),
-            Some(_) if !self.wire.fits(*LONGEST_NOTICE) => {
-                debug!("subscription refused: the frame limit cannot carry a loss notice");
-                let message = format!(
-                    "events need a frame limit of {} bytes",
-                    *LONGEST_NOTICE - ipc_proto::HEADER_LEN
-                );
-                return self.queue_reply(&IpcResponse::Error { message });
-            }
-            Some(subscription) => {
-                self.pump.subscribe(self.bus.subscribe(subscription));
-                SUBSCRIBED.to_owned()
+        let Some((follow, asked)) = to else {
+            return self.queue_reply(&IpcResponse::Success { message: UNSUBSCRIBED.to_owned() });
+        };
+        if !self.wire.fits(*LONGEST_NOTICE) {
+            debug!("subscription refused: the frame limit cannot carry a loss notice");
+            let message = format!(
+                "events need a frame limit of {} bytes",
+                *LONGEST_NOTICE - ipc_proto::HEADER_LEN
+            );
+            return self.queue_reply(&IpcResponse::Error { message });
+        }
+        if follow.history.is_some() && follow.after.is_some() {
+            let message = "Follow takes history or after, not both".to_owned();
+            return self.queue_reply(&IpcResponse::Error { message });
+        }
+        let reset = follow.instance.as_deref().is_some_and(|i| i != self.bus.instance());
+        let replay = match (reset, follow.after, follow.history) {
+            (true, _, _) => Replay::After(0),
+            (false, Some(after), _) => Replay::After(after),
+            (false, None, Some(events)) => Replay::Last(events),
+            (false, None, None) => Replay::None,
+        };
+        let sub = self.bus.follow(follow.subscription, replay);
+        let reply = match asked {
+            Asked::Subscribe => IpcResponse::Success { message: SUBSCRIBED.to_owned() },
+            Asked::Follow => {
+                let instance = self.bus.instance().to_owned();
+                IpcResponse::Data { data: json(&FollowStart { instance, seq: sub.boundary() }) }
             }
         };
-        self.queue_reply(&IpcResponse::Success { message: reply })
+        self.pump.subscribe(sub);
+        self.queue_reply(&reply)?;
+        if reset {
+            debug!(from = follow.instance, "follower of another bus; reset");
+            let data = serde_json::json!({ "instance": self.bus.instance() });
+            self.wire.queue_notice(&IpcResponse::Event { event_type: RESET.to_owned(), data })?;
+        }
+        Ok(())
+    }
+
+    /// The answer to `Hello`.
+    fn server_info(&self, server: String) -> ServerInfo {
+        let bus = &*self.bus;
+        ServerInfo {
+            protocol: PROTOCOL_VERSION,
+            server,
+            instance: bus.instance().to_owned(),
+            seq: bus.last_seq(),
+            features: vec![FEATURE_FOLLOW.to_owned()],
+            pid: Some(std::process::id()),
+            uptime_ms: u64::try_from(bus.uptime().as_millis()).unwrap_or(u64::MAX),
+            connections: Some(bus.serving_count() as u64),
+            subscribers: bus.subscriber_count() as u64,
+            published: bus.last_seq(),
+            lost: bus.lost_count(),
+        }
     }
 
     /// Runs the handler; its reply goes to the gate when events must go first, else straight
@@ -384,6 +450,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         let (limit, idle_limit) = (self.wire.conn.timeout(), self.wire.conn.idle_timeout());
         self.deadlines.poll(cx, state, limit, idle_limit)
     }
+}
+
+/// Which request started a subscription: they are answered differently.
+#[derive(Clone, Copy)]
+enum Asked {
+    Subscribe,
+    Follow,
+}
+
+/// A protocol 1 reply's data.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    // Plain structs of strings and numbers: serializing them cannot fail.
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// The handler's future for the request being answered (one at a time), in a box that

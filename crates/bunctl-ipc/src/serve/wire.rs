@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ipc_proto::{IpcError, IpcMessage, IpcResponse, Result};
+use ipc_proto::{IpcError, IpcResponse, Request, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::warn;
@@ -32,7 +32,7 @@ pub(super) const HIGH_WATER: usize = 64 * 1024;
 const WRITE_BATCH: usize = 8 * 1024;
 
 pub(super) struct Wire<S> {
-    pub(super) conn: Connection<S, IpcMessage, IpcResponse>,
+    pub(super) conn: Connection<S, Request, IpcResponse>,
     /// No more requests: the client's end of stream, an oversize frame, a read error, or
     /// shutdown.
     closed: bool,
@@ -46,7 +46,7 @@ pub(super) struct Wire<S> {
 
 enum Aside {
     /// A request read while the output had no room for its reply (see `poll_request`).
-    Ahead(Result<IpcMessage>),
+    Ahead(Result<Request>),
     /// The read error that ended the input, returned once what is owed has been written.
     Ending(IpcError),
 }
@@ -78,14 +78,14 @@ impl Owed {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    pub(super) fn new(conn: Connection<S, IpcMessage, IpcResponse>) -> Self {
+    pub(super) fn new(conn: Connection<S, Request, IpcResponse>) -> Self {
         Wire { conn, closed: false, partial: false, closing: false, aside: None }
     }
 
     /// The next request, once the output has room for its reply. Without room, one request is
     /// read ahead and kept for then, so that the end of the input and read errors are seen
     /// (and returned at once) even while the client is not reading its output.
-    pub(super) fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<IpcMessage>> {
+    pub(super) fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
         if self.closed {
             return Poll::Pending;
         }
@@ -320,6 +320,6 @@ impl OwedList {
 }
 
 /// A request, or a bad frame that the connection answers and goes on after.
-fn is_answerable(received: &Result<IpcMessage>) -> bool {
+fn is_answerable(received: &Result<Request>) -> bool {
     received.as_ref().map_or_else(|e| e.is_recoverable(), |_| true)
 }
