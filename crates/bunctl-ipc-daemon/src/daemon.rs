@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_CHANGE};
-use bunctl_ipc::{EventBus, Handler, IpcError, IpcMessage, IpcResponse, IpcServer};
+use bunctl_ipc::{
+    EventBus, Handler, IpcError, IpcMessage, IpcResponse, IpcServer, SubscriptionType,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncRead;
@@ -19,7 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::output::{AppLog, LogLine, OutputStream, read_lines};
+use crate::output::{AppLog, OutputStream, read_lines};
 use crate::tree::ProcessTree;
 
 /// How long an app's output readers may take to reach end of stream after the app exited,
@@ -32,24 +34,20 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// use bunctl_ipc_daemon::DaemonOptions;
 /// use std::time::Duration;
 ///
-/// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2)).log_lines(200);
+/// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2));
 /// assert_eq!(options.stop_grace_period(), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     stop_grace: Duration,
-    log_lines: usize,
     max_line_len: usize,
 }
 
 impl DaemonOptions {
-    /// Defaults: a 5 s stop grace period, 1000 kept lines per app, lines split at 16 KiB.
+    /// Defaults: a 5 s stop grace period, lines split at 16 KiB. (How many lines each app
+    /// keeps for `Logs` is the bus's retention: [`bunctl_ipc::BusOptions`].)
     pub fn new() -> Self {
-        DaemonOptions {
-            stop_grace: Duration::from_secs(5),
-            log_lines: 1000,
-            max_line_len: 16 * 1024,
-        }
+        DaemonOptions { stop_grace: Duration::from_secs(5), max_line_len: 16 * 1024 }
     }
 
     /// How long `Stop` gives an app's main process after SIGTERM before the whole group gets
@@ -57,12 +55,6 @@ impl DaemonOptions {
     /// signal and stops at once).
     pub fn stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
-        self
-    }
-
-    /// The output lines kept per app for `Logs`.
-    pub fn log_lines(mut self, lines: usize) -> Self {
-        self.log_lines = lines;
         self
     }
 
@@ -144,6 +136,8 @@ struct App {
     signal: Option<i32>,
     /// Behind its own lock: output capture never takes the app table's.
     logs: Arc<AppLog>,
+    /// The bus's position when the app was created: its kept lines are those after it.
+    since: u64,
     run: Option<Run>,
     /// Serializes Start/Stop/Restart/Delete of this app.
     op: Arc<tokio::sync::Mutex<()>>,
@@ -173,7 +167,6 @@ struct Inner {
     options: DaemonOptions,
     apps: Mutex<Apps>,
     next_id: AtomicU64,
-    log_seq: AtomicU64,
     closing: AtomicBool,
 }
 
@@ -234,7 +227,6 @@ impl Daemon {
                 options,
                 apps: Mutex::new(BTreeMap::new()),
                 next_id: AtomicU64::new(0),
-                log_seq: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
             }),
         }
@@ -369,6 +361,7 @@ impl Daemon {
                     exit_code: None,
                     signal: None,
                     logs: Arc::default(),
+                    since: self.inner.bus.last_seq(),
                     run: None,
                     op,
                 },
@@ -544,9 +537,8 @@ impl Daemon {
         let log = Arc::clone(log);
         let name = name.to_owned();
         tokio::spawn(async move {
-            let (keep, max) = (inner.options.log_lines, inner.options.max_line_len);
-            read_lines(output, max, |line| {
-                log.record(&inner.log_seq, keep, stream, line, |line| {
+            read_lines(output, inner.options.max_line_len, |line| {
+                log.record(|| {
                     let data = json!({ "app": name, "stream": stream.as_str(), "line": line });
                     inner.bus.publish(LOG_LINE, Some(&name), data);
                 });
@@ -624,6 +616,10 @@ impl Handler for Daemon {
     fn handle(&self, message: IpcMessage) -> impl Future<Output = IpcResponse> + Send {
         Daemon::handle(self, message)
     }
+
+    fn server_name(&self) -> String {
+        format!("bunctl-ipc-daemon {}", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 /// Stops the app's tree: asks politely (SIGTERM to the group; Windows has no polite signal),
@@ -674,30 +670,36 @@ impl Daemon {
         }
     }
 
+    /// The last `lines` kept lines of one app or of all, from the bus's retention: the store
+    /// `Follow` replays, so the two always agree. Each line has its position (`seq`), so a
+    /// client that subscribed first can drop the lines it already has.
     fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
-        // The table lock only long enough to find the logs; each log is then read under its own.
-        let logs: Vec<(String, Arc<AppLog>)> = {
+        // The table lock only long enough to learn which apps exist, and since when.
+        let since: BTreeMap<String, u64> = {
             let apps = self.lock();
             match name {
                 Some(name) => match apps.get(name) {
-                    Some(app) => vec![(name.to_owned(), Arc::clone(&app.logs))],
+                    Some(app) => BTreeMap::from([(name.to_owned(), app.since)]),
                     None => return unknown(name),
                 },
-                None => {
-                    apps.iter().map(|(name, app)| (name.clone(), Arc::clone(&app.logs))).collect()
-                }
+                None => apps.iter().map(|(name, app)| (name.clone(), app.since)).collect(),
             }
         };
-        let mut picked: Vec<(&str, LogLine)> = logs
+        let filter = SubscriptionType::LogEvents { app_name: name.map(str::to_owned) };
+        let mut kept = self.inner.bus.history(&filter);
+        // Lines of a deleted app, or of an earlier app of the same name, are not this one's.
+        kept.retain(|event| {
+            let app = event.app_name().and_then(|app| since.get(app));
+            app.is_some_and(|since| event.seq().is_some_and(|seq| seq > *since))
+        });
+        let skip = kept.len().saturating_sub(lines);
+        let data = kept[skip..]
             .iter()
-            .flat_map(|(name, log)| log.last(lines).into_iter().map(|l| (name.as_str(), l)))
-            .collect();
-        picked.sort_by_key(|(_, l)| l.seq);
-        let skip = picked.len().saturating_sub(lines);
-        let data = picked
-            .into_iter()
-            .skip(skip)
-            .map(|(app, l)| json!({ "app": app, "stream": l.stream.as_str(), "line": l.line }))
+            .map(|event| {
+                let mut line = event.data().clone();
+                line["seq"] = json!(event.seq());
+                line
+            })
             .collect();
         IpcResponse::Data { data: Value::Array(data) }
     }

@@ -33,14 +33,14 @@
 //! | `Delete { name }` | `Success` once stopped (if running) and forgotten |
 //! | `Status { name }` | `Data`: one record, or an array of all records sorted by name |
 //! | `List` | `Data`: the app names, sorted |
-//! | `Logs { name, lines }` | `Data`: the last `lines` output lines of one app, or of all apps merged in output order |
+//! | `Logs { name, lines }` | `Data`: the last `lines` output lines of one app, or of all apps merged in output order, each `{"app", "stream", "line", "seq"}` |
 //!
 //! `config` is JSON text: `{"command": "bun", "args": ["run", "server.ts"], "cwd": "/srv/web",
 //! "env": {"PORT": "3000"}}`; only `command` is required, `env` adds to the daemon's own
 //! environment, and unknown keys are refused (they are most likely typos). A status record is
 //! `{"name", "state", "pid", "restarts", "exit_code", "signal"}`, with `state` one of
 //! `starting`, `running`, `stopping`, `stopped` (by request), `exited` (on its own) and
-//! `errored` (a restart could not spawn). A log record is `{"app", "stream", "line"}`. Unknown
+//! `errored` (a restart could not spawn). A log record is `{"app", "stream", "line", "seq"}`. Unknown
 //! apps get `Error { message: "unknown app: NAME" }`.
 //!
 //! # Events
@@ -80,10 +80,13 @@
 //! # Output capture
 //!
 //! stdout and stderr are read line by line; a line longer than
-//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and the last
-//! [`DaemonOptions::log_lines`] lines of each app are kept. Memory per app is therefore bounded.
-//! Each app's lines have a lock of their own: an app printing a flood of lines does not hold up
-//! requests, nor the capture of other apps' output.
+//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and each line is
+//! published as a `log_line` event. The lines `Logs` returns are the ones the bus keeps for the
+//! app (its retention, [`bunctl_ipc::BusOptions::with_retained_events`]: 1000 lines and 1 MiB
+//! per app by default), the same store `Follow` replays, so the two always agree; each line has
+//! its position (`seq`). Memory per app is therefore bounded. Each app's output has a lock of
+//! its own: an app printing a flood of lines does not hold up requests, nor the capture of other
+//! apps' output.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The README's examples, compiled and run as doctests so that they stay true.

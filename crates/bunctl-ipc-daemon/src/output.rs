@@ -1,11 +1,9 @@
-//! Output capture: reading an app's stdout and stderr as lines, and the lines kept per app.
+//! Output capture: reading an app's stdout and stderr as lines, and publishing them.
 //!
-//! Each app's kept lines sit behind a lock of their own ([`AppLog`]), so an app that prints a
-//! flood of lines never holds up requests about other apps, nor the app table: capture does not
-//! touch the table at all.
+//! Each app's output has a gate of its own ([`AppLog`]), so an app that prints a flood of lines
+//! never holds up requests about other apps, nor the app table: capture does not touch the
+//! table at all.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -27,69 +25,32 @@ impl OutputStream {
     }
 }
 
-/// One kept output line.
-#[derive(Debug, Clone)]
-pub(crate) struct LogLine {
-    /// Daemon-wide output order, to merge apps' logs.
-    pub(crate) seq: u64,
-    pub(crate) stream: OutputStream,
-    pub(crate) line: String,
-}
-
-/// The last lines of one app's output.
+/// The gate of one app's output: lines are published while the app exists, none after it is
+/// deleted. (The lines themselves are kept by the bus, for `Logs` and `Follow` alike.)
 #[derive(Debug, Default)]
 pub(crate) struct AppLog {
-    state: Mutex<LogState>,
-}
-
-#[derive(Debug, Default)]
-struct LogState {
-    lines: VecDeque<LogLine>,
     /// Set when the app is deleted: later lines (from a descendant that still holds the pipes)
     /// are dropped, so that no `log_line` follows the app's `deleted`.
-    closed: bool,
+    closed: Mutex<bool>,
 }
 
 impl AppLog {
-    fn state(&self) -> MutexGuard<'_, LogState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn closed(&self) -> MutexGuard<'_, bool> {
+        self.closed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `line` (and at most `keep` lines in all), numbered from `seq`, and calls `publish`
-    /// with it while this log's lock is held, so that a client told about the line finds it in
-    /// `Logs`. Does nothing once the log is [closed](Self::close).
-    pub(crate) fn record(
-        &self,
-        seq: &AtomicU64,
-        keep: usize,
-        stream: OutputStream,
-        line: String,
-        publish: impl FnOnce(&str),
-    ) {
-        let mut state = self.state();
-        if state.closed {
-            return;
-        }
-        publish(&line);
-        if keep > 0 {
-            while state.lines.len() >= keep {
-                state.lines.pop_front();
-            }
-            let seq = seq.fetch_add(1, Ordering::Relaxed);
-            state.lines.push_back(LogLine { seq, stream, line });
+    /// Calls `publish` (for one line) while this log's lock is held, unless the log is
+    /// [closed](Self::close), so that no line is published after the close returns.
+    pub(crate) fn record(&self, publish: impl FnOnce()) {
+        let closed = self.closed();
+        if !*closed {
+            publish();
         }
     }
 
     /// Drops every later line (the app is gone).
     pub(crate) fn close(&self) {
-        self.state().closed = true;
-    }
-
-    /// The last `n` kept lines, oldest first.
-    pub(crate) fn last(&self, n: usize) -> Vec<LogLine> {
-        let state = self.state();
-        let skip = state.lines.len().saturating_sub(n);
-        state.lines.iter().skip(skip).cloned().collect()
+        *self.closed() = true;
     }
 }
 
@@ -161,21 +122,14 @@ mod tests {
     }
 
     #[test]
-    fn a_log_keeps_its_last_lines_and_nothing_after_it_is_closed() {
+    fn nothing_is_published_once_a_log_is_closed() {
         let log = AppLog::default();
-        let seq = AtomicU64::new(0);
         let mut published = Vec::new();
-        for line in ["a", "b", "c"] {
-            log.record(&seq, 2, OutputStream::Stdout, line.into(), |l| {
-                published.push(l.to_owned())
-            });
+        for line in ["a", "b"] {
+            log.record(|| published.push(line));
         }
-        let kept: Vec<(u64, String)> = log.last(10).into_iter().map(|l| (l.seq, l.line)).collect();
-        assert_eq!(kept, [(1, "b".to_owned()), (2, "c".to_owned())]);
-        assert_eq!(log.last(1).len(), 1);
         log.close();
-        log.record(&seq, 2, OutputStream::Stderr, "late".into(), |l| published.push(l.to_owned()));
-        assert_eq!(published, ["a", "b", "c"], "nothing is published once closed");
-        assert_eq!(log.last(10).len(), 2);
+        log.record(|| published.push("late"));
+        assert_eq!(published, ["a", "b"]);
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bunctl_ipc::event_types::{LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_CHANGE};
 use bunctl_ipc::{
-    Event, EventBus, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, SubscriptionType,
+    BusOptions, Event, EventBus, Follow, IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer,
+    SubscriptionType,
 };
 use bunctl_ipc_daemon::{Daemon, DaemonOptions};
 use serde_json::{Value, json};
@@ -35,6 +36,10 @@ struct Running {
 
 impl Running {
     async fn start(options: DaemonOptions) -> Running {
+        Self::start_on(EventBus::new(), options).await
+    }
+
+    async fn start_on(bus: EventBus, options: DaemonOptions) -> Running {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -45,7 +50,7 @@ impl Running {
             dir.path().join("daemon.sock")
         };
         let server = IpcServer::bind(&path).await.expect("bind");
-        let daemon = Daemon::with_options(EventBus::new(), options);
+        let daemon = Daemon::with_options(bus, options);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             daemon
@@ -242,6 +247,11 @@ async fn app_output_and_exit_arrive_as_events_and_stay_in_logs_and_status() {
         data(call(&mut client, IpcMessage::Logs { name: Some("t".into()), lines: 10 }).await);
     let logs = logs.as_array_mut().expect("array");
     logs.sort_by_key(|l| l["line"].as_str().map(str::to_owned));
+    // The same lines, each with its position besides.
+    for log in logs.iter_mut() {
+        let seq = log.as_object_mut().and_then(|l| l.remove("seq"));
+        assert!(seq.is_some_and(|s| s.as_u64().is_some()), "{log}: a position");
+    }
     assert_eq!(logs.as_slice(), lines.as_slice());
 
     let status = data(call(&mut client, IpcMessage::Status { name: Some("t".into()) }).await);
@@ -511,7 +521,8 @@ async fn duplicate_names_are_refused() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_keep_the_last_lines_of_each_app_and_merge_apps_in_output_order() {
-    let daemon = Running::start(DaemonOptions::new().log_lines(5)).await;
+    let bus = EventBus::with_options(BusOptions::new().with_retained_events(5));
+    let daemon = Running::start_on(bus, DaemonOptions::new()).await;
     let mut client = daemon.client().await;
     client.subscribe(SubscriptionType::StatusEvents { app_name: None }).await.expect("sub");
     assert_success(
@@ -544,6 +555,57 @@ async fn logs_keep_the_last_lines_of_each_app_and_merge_apps_in_output_order() {
         lines(call(&mut client, IpcMessage::Logs { name: None, lines: 4 }).await),
         ["a:a7", "a:a8", "b:b1", "b:b2"]
     );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_follow_history_are_one_store_and_lines_carry_their_positions() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::StatusEvents { app_name: None }).await.expect("sub");
+    let script = "for i in 1 2 3 4 5 6; do echo a$i; done";
+    assert_success(call(&mut client, start("a", "sh", &["-c", script])).await);
+    events_until(&mut client, PROCESS_EXITED).await;
+
+    let logs = data(call(&mut client, IpcMessage::Logs { name: Some("a".into()), lines: 4 }).await);
+    let from_logs: Vec<(u64, String)> = logs
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| (l["seq"].as_u64().expect("seq"), l["line"].as_str().expect("line").to_owned()))
+        .collect();
+    let mut follower = daemon.client().await;
+    let logs_of_a = SubscriptionType::LogEvents { app_name: Some("a".into()) };
+    within("follow", follower.follow(Follow::history(logs_of_a, 4))).await.expect("follow");
+    let mut from_follow = Vec::new();
+    for _ in 0..4 {
+        let event = within("event", follower.next_event()).await.expect("event");
+        from_follow
+            .push((event.seq().expect("seq"), event.data["line"].as_str().expect("l").into()));
+    }
+    assert_eq!(from_logs, from_follow);
+    assert_eq!(
+        from_logs.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(),
+        ["a3", "a4", "a5", "a6"]
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_created_again_under_an_old_name_has_none_of_the_old_ones_lines() {
+    let daemon = Running::start(DaemonOptions::new()).await;
+    let mut client = daemon.client().await;
+    client.subscribe(SubscriptionType::StatusEvents { app_name: None }).await.expect("sub");
+    assert_success(call(&mut client, start("a", "sh", &["-c", "echo old"])).await);
+    events_until(&mut client, PROCESS_EXITED).await;
+    assert_success(call(&mut client, IpcMessage::Delete { name: "a".into() }).await);
+    assert_success(call(&mut client, start("a", "sh", &["-c", "echo new"])).await);
+    events_until(&mut client, PROCESS_EXITED).await;
+    let logs =
+        data(call(&mut client, IpcMessage::Logs { name: Some("a".into()), lines: 10 }).await);
+    let lines: Vec<&str> =
+        logs.as_array().expect("array").iter().filter_map(|l| l["line"].as_str()).collect();
+    assert_eq!(lines, ["new"]);
 }
 
 #[cfg(unix)]
