@@ -21,6 +21,7 @@ Examples:
   bunctl-ipc serve --socket /tmp/b.sock &
   bunctl-ipc -s /tmp/b.sock call start web --command sleep -- 30
   bunctl-ipc -s /tmp/b.sock call status
+  bunctl-ipc -s /tmp/b.sock logs web --follow --lines 20
   bunctl-ipc -s /tmp/b.sock watch --logs --app web --json | jq .
   bunctl-ipc demo";
 
@@ -74,8 +75,15 @@ pub enum Command {
     Serve,
     /// Send one request and print the reply.
     Call(CallArgs),
-    /// Subscribe to events and print them as they happen, until Ctrl-C or the server leaves.
+    /// Print events as they happen (after some history, or from a cursor), until Ctrl-C;
+    /// carries on across daemon restarts.
     Watch(WatchArgs),
+    /// Print the last lines of output of one app (or of all), and with --follow keep printing
+    /// new ones as they come, like `tail -f`.
+    Logs(LogsArgs),
+    /// Ask the daemon who it is (Hello) and print what it says: version, protocol, uptime,
+    /// connections, events.
+    Info,
     /// Turn NDJSON messages on stdin into frames on stdout (e.g. to pipe into socat).
     Encode,
     /// Turn frames on stdin into NDJSON on stdout, one line per frame, payload as received.
@@ -245,6 +253,33 @@ pub struct WatchArgs {
     /// Only events about this app.
     #[arg(long, value_name = "APP")]
     pub app: Option<String>,
+    /// Show the last N kept events first, then live ones
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
+    /// Start after the cursor in FILE, if there is one; write the cursor of the last event
+    /// shown to FILE on exit (journalctl's --cursor-file)
+    #[arg(long, value_name = "FILE")]
+    pub cursor_file: Option<PathBuf>,
+}
+
+/// `logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// The app; all apps (each line after its app's name) when left out.
+    pub app: Option<String>,
+    /// How many of the last lines to show.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: usize,
+    /// Keep printing new lines as they come, until Ctrl-C (across daemon restarts).
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+impl LogsArgs {
+    /// The subscription `--follow` makes.
+    pub fn subscription(&self) -> SubscriptionType {
+        SubscriptionType::LogEvents { app_name: self.app.clone() }
+    }
 }
 
 impl WatchArgs {

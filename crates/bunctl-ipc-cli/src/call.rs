@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use bunctl_ipc::{ClientOptions, IpcClient, IpcMessage, IpcResponse};
+use bunctl_ipc::{ClientOptions, Event, IpcClient, IpcMessage, IpcResponse};
+use serde_json::Value;
 
 use crate::error::{CliError, Status};
 use crate::render;
@@ -60,6 +61,53 @@ pub async fn run(
 ) -> Result<Status, CliError> {
     let reply = request(endpoint, timeout, message).await?;
     print_reply(message, &reply, json, out, err)
+}
+
+/// `logs` without `--follow`: the last `lines` lines of `app` (or of all apps, each after its
+/// app's name), one per line; with `json`, each line's record as a JSON line.
+pub async fn logs(
+    endpoint: &Path,
+    timeout: Duration,
+    app: Option<&str>,
+    lines: usize,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CliError> {
+    let message = IpcMessage::Logs { name: app.map(str::to_owned), lines };
+    let reply = request(endpoint, timeout, &message).await?;
+    let IpcResponse::Data { data: Value::Array(records) } = &reply else {
+        return print_reply(&message, &reply, json, out, err);
+    };
+    for record in records {
+        if json {
+            writeln!(out, "{record}")?;
+        } else {
+            let line = Event::new(bunctl_ipc::event_types::LOG_LINE, record.clone());
+            writeln!(out, "{}", render::log_text(&line, app.is_none()))?;
+        }
+    }
+    out.flush()?;
+    Ok(Status::Success)
+}
+
+/// `info`: the server's answer to `Hello`, as a table, or with `json` as a JSON line.
+pub async fn info(
+    endpoint: &Path,
+    timeout: Duration,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Status, CliError> {
+    let mut client = connect(endpoint, timeout).await?;
+    let info = client.hello().await.map_err(|e| CliError::talking(endpoint, e))?;
+    if json {
+        let reply = IpcResponse::Data { data: serde_json::to_value(&info).unwrap_or_default() };
+        writeln!(out, "{}", render::json_line(&reply))?;
+    } else {
+        out.write_all(render::info_text(&info, endpoint).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(Status::Success)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | `serve` | `lib.rs`: [`bunctl_ipc_daemon::run_daemon`] |
 //! | `call` | `call`, printing through `render` and `table` |
-//! | `watch` | `watch` |
+//! | `watch`, `logs --follow` | `watch` |
+//! | `logs`, `info` | `call` |
 //! | `encode`, `decode` | `codec` |
 //! | `bench` | `bench`, with `local` for `--spawn` |
 //! | `demo` | `demo` |
@@ -78,15 +79,57 @@ pub fn run(
                 err,
             ))
         }
-        Command::Watch(watch) => current_thread()?.block_on(watch::run(
+        Command::Watch(watch) => {
+            let how = watch::Following {
+                subscription: watch.subscription(),
+                history: watch.history,
+                cursor_file: watch.cursor_file.as_deref(),
+                json: global.json,
+                text: render::event_text,
+            };
+            current_thread()?.block_on(watch::run(
+                &endpoint,
+                global.timeout,
+                how,
+                out,
+                err,
+                shutdown_signal(),
+            ))
+        }
+        Command::Logs(logs) if logs.follow => {
+            let with_app = logs.app.is_none();
+            let how = watch::Following {
+                subscription: logs.subscription(),
+                history: Some(logs.lines),
+                cursor_file: None,
+                json: global.json,
+                text: if with_app {
+                    |e| render::log_text(e, true)
+                } else {
+                    |e| render::log_text(e, false)
+                },
+            };
+            current_thread()?.block_on(watch::run(
+                &endpoint,
+                global.timeout,
+                how,
+                out,
+                err,
+                shutdown_signal(),
+            ))
+        }
+        Command::Logs(logs) => current_thread()?.block_on(call::logs(
             &endpoint,
             global.timeout,
-            watch.subscription(),
+            logs.app.as_deref(),
+            logs.lines,
             global.json,
             out,
             err,
-            shutdown_signal(),
         )),
+        Command::Info => {
+            current_thread()?.block_on(call::info(&endpoint, global.timeout, global.json, out))
+        }
         Command::Serve => multi_thread()?.block_on(async {
             run_daemon(&endpoint, shutdown_signal()).await.map_err(|e| {
                 CliError::Other(format!("cannot serve at {}: {e}", endpoint.display()))

@@ -7,7 +7,7 @@
 //! one compact line each.
 
 use bunctl_ipc::event_types::{LAGGED, LOG_LINE, PROCESS_EXITED, PROCESS_STARTED, STATUS_CHANGE};
-use bunctl_ipc::{Event, IpcMessage, IpcResponse};
+use bunctl_ipc::{Event, IpcMessage, IpcResponse, ServerInfo};
 use serde_json::Value;
 
 use crate::table::Table;
@@ -16,6 +16,76 @@ use crate::table::Table;
 pub fn json_line(response: &IpcResponse) -> String {
     // Cannot fail: the enums derive `Serialize` and every map in a `Value` has string keys.
     serde_json::to_string(response).expect("an IpcResponse always serializes")
+}
+
+/// An event as one compact JSON line (without the newline), as on the wire: the `Event`
+/// frame, with its position (`seq`) when the server gave one.
+pub fn event_json_line(event: &Event) -> String {
+    #[derive(serde::Serialize)]
+    enum Wire<'a> {
+        Event {
+            event_type: &'a str,
+            data: &'a Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            seq: Option<u64>,
+        },
+    }
+    let wire = Wire::Event { event_type: &event.event_type, data: &event.data, seq: event.seq() };
+    // Cannot fail, as above.
+    serde_json::to_string(&wire).expect("an event always serializes")
+}
+
+/// A log line as `logs` prints it: the line alone, or after its app's name when `with_app`.
+pub fn log_text(event: &Event, with_app: bool) -> String {
+    let line = event.data.get("line").and_then(Value::as_str).unwrap_or_default();
+    match event.app() {
+        Some(app) if with_app => format!("{app} | {line}"),
+        _ => line.to_owned(),
+    }
+}
+
+/// `info`'s table: one row per thing the server said, ending in a newline.
+pub fn info_text(info: &ServerInfo, endpoint: &std::path::Path) -> String {
+    if info.protocol == 0 {
+        return format!(
+            "{}: an old daemon (protocol 0): it does not answer Hello, so it has no history, \
+             no cursors and nothing to report\n",
+            endpoint.display()
+        );
+    }
+    let or_dash = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+    let mut table = Table::headless();
+    let uptime = std::time::Duration::from_millis(info.uptime_ms);
+    let rows = [
+        ("endpoint", endpoint.display().to_string()),
+        ("server", info.server.clone()),
+        ("protocol", info.protocol.to_string()),
+        ("features", info.features.join(", ")),
+        ("pid", or_dash(info.pid.map(u64::from))),
+        ("uptime", human_duration(uptime)),
+        ("instance", info.instance.clone()),
+        ("last seq", info.seq.to_string()),
+        ("connections", or_dash(info.connections)),
+        ("subscribers", info.subscribers.to_string()),
+        ("events published", info.published.to_string()),
+        ("events lost", format!("{} (dropped for subscribers that fell behind)", info.lost)),
+    ];
+    for (key, value) in rows {
+        table.push([key.to_owned(), value]);
+    }
+    table.to_string()
+}
+
+/// `3d 4h`, `2h 5m`, `4m 2s`, `12s`.
+fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
 }
 
 /// The human form of `reply` to `request`, ending in a newline (empty for an empty reply).

@@ -1,11 +1,14 @@
-//! `watch`: subscribe, then print each event as it arrives.
+//! `watch` and `logs --follow`: follow events (history first, or from a cursor), print each as
+//! it arrives, and keep going across daemon restarts.
 
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
-use bunctl_ipc::{Event, IpcError, IpcResponse, SubscriptionType};
+use bunctl_ipc::event_types::{LAGGED, RESET};
+use bunctl_ipc::{Cursor, Event, Follow, IpcClient, IpcError, SubscriptionType};
 
 use crate::call::connect;
 use crate::error::{CliError, Status};
@@ -24,56 +27,214 @@ pub fn describe(subscription: &SubscriptionType) -> String {
     }
 }
 
-/// One event as `watch` prints it, newline included: [`render::event_text`], or with `json`
-/// the `Event` frame as on the wire.
-pub fn event_line(event: &Event, json: bool) -> String {
-    let mut line = if json {
-        render::json_line(&IpcResponse::from(event.clone()))
-    } else {
-        render::event_text(event)
-    };
-    line.push('\n');
-    line
+/// What to follow and how to show it.
+pub struct Following<'a> {
+    /// Which events.
+    pub subscription: SubscriptionType,
+    /// How many past events to show first, when there is no cursor to resume from.
+    pub history: Option<usize>,
+    /// Where the cursor is kept (journalctl's `--cursor-file`): read at the start, written at
+    /// the end.
+    pub cursor_file: Option<&'a Path>,
+    /// Event frames as JSON lines instead of text.
+    pub json: bool,
+    /// An event as text (without its newline).
+    pub text: fn(&Event) -> String,
 }
 
-/// `watch`: subscribes at `endpoint`, then prints events to `out` until `stop` completes or the
-/// server closes the connection.
+/// The first wait before connecting again to a daemon that went away, and the longest.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MOST: Duration = Duration::from_secs(2);
+
+/// Follows events at `endpoint` as `how` says, printing them to `out`, until `stop` completes.
 ///
-/// Once the subscription is confirmed, one line saying what is watched goes to `err` — a script
-/// or test can wait for it before making events happen. A clean close by the server is reported
-/// on `err` and is a success; a broken connection is [`CliError::Connection`].
+/// Once the first subscription is confirmed, one line saying what is watched goes to `err` —
+/// a script or test can wait for it before making events happen. When the daemon goes away
+/// the follower says so on `err`, connects again with backoff and resumes from its cursor; a
+/// restart (`reset`) and lost events (`lagged`, with how many) are one line each on `err`. The
+/// cursor of the last event shown is written to the cursor file when it ends, however it ends.
 pub async fn run(
     endpoint: &Path,
     timeout: Duration,
-    subscription: SubscriptionType,
-    json: bool,
+    how: Following<'_>,
     out: &mut dyn Write,
     err: &mut dyn Write,
     stop: impl Future<Output = ()>,
 ) -> Result<Status, CliError> {
-    let mut client = connect(endpoint, timeout).await?;
-    let what = describe(&subscription);
-    client.subscribe(subscription).await.map_err(|e| CliError::talking(endpoint, e))?;
-    writeln!(err, "watching {what} at {} (Ctrl-C to stop)", endpoint.display())?;
-    err.flush()?;
-    tokio::pin!(stop);
-    loop {
-        let event = tokio::select! {
-            () = &mut stop => return Ok(Status::Success),
-            event = client.next_event() => event,
-        };
-        match event {
-            Ok(event) => {
-                out.write_all(event_line(&event, json).as_bytes())?;
-                out.flush()?;
-            }
-            Err(IpcError::Closed) => {
-                writeln!(err, "the server closed the connection")?;
-                return Ok(Status::Success);
-            }
-            Err(e) => return Err(CliError::talking(endpoint, e)),
-        }
+    let mut cursor = match how.cursor_file {
+        Some(file) => read_cursor(file)?,
+        None => None,
+    };
+    let mut stop = std::pin::pin!(stop);
+    let outcome = follow(endpoint, timeout, &how, &mut cursor, out, err, stop.as_mut()).await;
+    if let (Some(file), Some(cursor)) = (how.cursor_file, &cursor) {
+        write_cursor(file, cursor)?;
     }
+    outcome
+}
+
+async fn follow(
+    endpoint: &Path,
+    timeout: Duration,
+    how: &Following<'_>,
+    cursor: &mut Option<Cursor>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) -> Result<Status, CliError> {
+    let what = describe(&how.subscription);
+    // The first connect fails fast: no daemon at all is a mistake to report, not to wait out.
+    let mut client = connect(endpoint, timeout).await?;
+    let mut again = false;
+    loop {
+        start(&mut client, how, cursor.as_ref(), err)
+            .await
+            .map_err(|e| CliError::talking(endpoint, e))?;
+        if again {
+            writeln!(err, "reconnected to {}", endpoint.display())?;
+        } else {
+            writeln!(err, "watching {what} at {} (Ctrl-C to stop)", endpoint.display())?;
+        }
+        err.flush()?;
+        loop {
+            let event = tokio::select! {
+                () = stop.as_mut() => return Ok(Status::Success),
+                event = client.next_event() => event,
+            };
+            match event {
+                Ok(event) => {
+                    show(&event, how, out, err)?;
+                    if let Some(now) = client.cursor() {
+                        *cursor = Some(now.clone());
+                    }
+                }
+                Err(e) if e.is_disconnect() => break,
+                Err(e) => return Err(CliError::talking(endpoint, e)),
+            }
+        }
+        writeln!(err, "the daemon went away; reconnecting (Ctrl-C to stop)")?;
+        err.flush()?;
+        match reconnect(endpoint, timeout, stop.as_mut()).await {
+            Some(fresh) => client = fresh,
+            None => return Ok(Status::Success),
+        }
+        again = true;
+    }
+}
+
+/// Subscribes `client`: after `cursor` if there is one, else with the history asked for. An
+/// old daemon that cannot do either is followed live, and `err` says so.
+async fn start(
+    client: &mut IpcClient,
+    how: &Following<'_>,
+    cursor: Option<&Cursor>,
+    err: &mut dyn Write,
+) -> Result<(), IpcError> {
+    let subscription = how.subscription.clone();
+    let follow = match (cursor, how.history) {
+        (Some(cursor), _) => Follow::after(subscription, cursor),
+        (None, Some(events)) => Follow::history(subscription, events),
+        (None, None) => Follow::live(subscription),
+    };
+    match client.follow(follow).await {
+        Ok(_) => Ok(()),
+        Err(e @ IpcError::Unsupported { .. }) => {
+            let _ = writeln!(err, "{e}; following live events only");
+            client.follow(Follow::live(how.subscription.clone())).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints one event: to `out`, except notices in text form, which are one line on `err`.
+fn show(
+    event: &Event,
+    how: &Following<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    let notice = notice_text(event);
+    if let Some(notice) = &notice {
+        writeln!(err, "{notice}")?;
+        err.flush()?;
+    }
+    if how.json || notice.is_none() {
+        out.write_all(event_line(event, how.json, how.text).as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// The one line a `lagged` or `reset` notice is shown as.
+pub fn notice_text(event: &Event) -> Option<String> {
+    match event.event_type.as_str() {
+        LAGGED => {
+            let missed = event.missed().map_or("some".to_owned(), |n| n.to_string());
+            let range = event
+                .lost_range()
+                .map(|r| format!(" (positions {}-{})", r.start(), r.end()))
+                .unwrap_or_default();
+            Some(format!("missed {missed} events{range}"))
+        }
+        RESET => {
+            let instance = event.data.get("instance").and_then(|i| i.as_str()).unwrap_or("?");
+            Some(format!("the daemon restarted (instance {instance}); showing what it kept since"))
+        }
+        _ => None,
+    }
+}
+
+/// Connects again, waiting longer after each failure, until `stop` completes (`None`).
+async fn reconnect(
+    endpoint: &Path,
+    timeout: Duration,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) -> Option<IpcClient> {
+    let mut wait = RECONNECT_FIRST;
+    loop {
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            connected = connect(endpoint, timeout) => if let Ok(client) = connected {
+                return Some(client);
+            },
+        }
+        tokio::select! {
+            () = stop.as_mut() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RECONNECT_MOST);
+    }
+}
+
+/// The cursor kept in `file`, if it exists and holds one.
+fn read_cursor(file: &Path) -> Result<Option<Cursor>, CliError> {
+    match std::fs::read_to_string(file) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| CliError::Usage(format!("--cursor-file {}: {e}", file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CliError::Other(format!("cannot read {}: {e}", file.display()))),
+    }
+}
+
+/// Writes `cursor` to `file` whole or not at all (a new file renamed over the old).
+fn write_cursor(file: &Path, cursor: &Cursor) -> Result<(), CliError> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{cursor}\n"))
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| CliError::Other(format!("cannot write {}: {e}", file.display())))
+}
+
+/// One event as printed, newline included: `text` of it, or with `json` the `Event` frame as
+/// on the wire.
+pub fn event_line(event: &Event, json: bool, text: fn(&Event) -> String) -> String {
+    let mut line = if json { render::event_json_line(event) } else { text(event) };
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]
@@ -97,9 +258,9 @@ mod tests {
     fn json_event_lines_are_event_frames() {
         let event = Event::new("status_change", json!({"app": "a", "state": "running"}));
         assert_eq!(
-            event_line(&event, true),
+            event_line(&event, true, render::event_text),
             "{\"Event\":{\"event_type\":\"status_change\",\"data\":{\"app\":\"a\",\"state\":\"running\"}}}\n"
         );
-        assert_eq!(event_line(&event, false), "a  status_change    running\n");
+        assert_eq!(event_line(&event, false, render::event_text), "a  status_change    running\n");
     }
 }

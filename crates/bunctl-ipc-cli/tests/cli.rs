@@ -188,11 +188,36 @@ impl Server {
     /// SIGTERM, then waits: the server must exit 0 and remove its socket.
     #[cfg(unix)]
     fn stop(mut self) {
+        self.stop_child();
+    }
+
+    #[cfg(unix)]
+    fn stop_child(&mut self) {
         let child = self.child.take().expect("running");
         signal(&child, libc::SIGTERM);
         let output = finish(child);
         assert!(output.status.success(), "serve: {:?}\n{}", output.status, self.log());
         assert!(!self.socket.exists(), "socket removed");
+    }
+
+    /// Stops the daemon and starts a new one on the same socket (a new bus, no apps).
+    #[cfg(unix)]
+    fn restart(&mut self) {
+        self.stop_child();
+        let log = std::fs::File::options()
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .expect("log file");
+        let child = bin()
+            .args(["serve", "--socket"])
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bunctl-ipc serve");
+        self.child = Some(child);
+        self.wait_until_ready();
     }
 }
 
@@ -244,13 +269,35 @@ impl Lines {
     fn next(&self, what: &str) -> String {
         self.rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no line: waited for {what}"))
     }
+
+    /// The same lines, each passed through `f`.
+    fn map(self, f: impl Fn(&str) -> String + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok(line) = self.rx.recv() {
+                if tx.send(f(&line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
 }
 
 /// A running `watch` and its stdout and stderr lines, once it has confirmed its subscription.
 #[cfg(unix)]
 fn start_watch(server: &Server, args: &[&str]) -> (Child, Lines, Lines) {
+    let mut all = vec!["watch"];
+    all.extend_from_slice(args);
+    start_follower(server, &all)
+}
+
+/// A running follower (`watch ...`, `logs ... --follow`) and its stdout and stderr lines, once
+/// it has confirmed its subscription.
+#[cfg(unix)]
+fn start_follower(server: &Server, args: &[&str]) -> (Child, Lines, Lines) {
     let mut child = bin()
-        .args(["--socket", server.socket(), "watch"])
+        .args(["--socket", server.socket()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -337,13 +384,21 @@ fn call_logs_shows_an_apps_output_and_honours_lines() {
         "echo  stdout  one\necho  stdout  two\necho  stdout  three\n"
     );
     assert_eq!(server.call_ok(&["logs", "--lines", "1"]), "echo  stdout  three\n");
+    let mut records = server.call_data(&["logs", "echo", "-n", "2"]);
+    for record in records.as_array_mut().expect("array") {
+        let seq = record.as_object_mut().and_then(|r| r.remove("seq"));
+        assert!(seq.is_some_and(|s| s.is_u64()), "each line has its position");
+    }
     assert_eq!(
-        server.call_data(&["logs", "echo", "-n", "2"]),
+        records,
         json!([
             {"app": "echo", "stream": "stdout", "line": "two"},
             {"app": "echo", "stream": "stdout", "line": "three"},
         ])
     );
+    // `logs` prints the lines themselves.
+    assert_eq!(stdout(&server.run(&["logs", "echo", "-n", "2"])), "two\nthree\n");
+    assert_eq!(stdout(&server.run(&["logs", "-n", "1"])), "echo | three\n");
 }
 
 #[cfg(unix)]
@@ -522,7 +577,7 @@ fn watch_json_receives_the_events_of_an_app_started_by_call() {
 
 #[cfg(unix)]
 #[test]
-fn watch_prints_readable_lines_and_ends_cleanly_when_the_server_leaves() {
+fn watch_prints_readable_lines_and_waits_for_the_server_when_it_leaves() {
     let server = Server::start();
     let (watch, lines, errors) = start_watch(&server, &["--status"]);
     server.call_ok(&["start", "t", "--command", "sh", "--", "-c", "echo filtered out; exit 4"]);
@@ -537,7 +592,8 @@ fn watch_prints_readable_lines_and_ends_cleanly_when_the_server_leaves() {
     assert_eq!(lines.next("exited"), "t  status_change    exited");
 
     server.stop();
-    assert_eq!(errors.next("the close notice"), "the server closed the connection");
+    assert_eq!(errors.next("the notice"), "the daemon went away; reconnecting (Ctrl-C to stop)");
+    signal(&watch, libc::SIGINT);
     let status = wait_status(watch);
     assert!(status.success(), "{status:?}");
 }
@@ -702,4 +758,135 @@ fn missing_default_private_directory_is_no_server_running_naming_the_socket() {
     assert!(err.contains(&format!("no bunctl server is running at {socket}")), "{err}");
     assert!(!err.contains("I/O error"), "{err}");
     assert!(!Path::new(&format!("/tmp/bunctl-{uid}")).exists(), "a client creates nothing");
+}
+
+/// A `sh` script printing 0, 1, 2, ... one line every few milliseconds, forever.
+#[cfg(unix)]
+const COUNTER: &str = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.002; done";
+
+/// Reads `n` lines of numbers and checks that each is one more than the one before it (and,
+/// when given, than `after`). Returns the last.
+#[cfg(unix)]
+#[track_caller]
+fn contiguous(lines: &Lines, n: usize, after: Option<u64>) -> u64 {
+    let mut last = after;
+    for _ in 0..n {
+        let line = lines.next("a numbered line");
+        let number: u64 = line.trim().parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        if let Some(last) = last {
+            assert_eq!(number, last + 1, "a contiguous run: no line repeated, none missing");
+        }
+        last = Some(number);
+    }
+    last.expect("n > 0")
+}
+
+/// Waits until the app has printed at least `lines` lines (by asking for its logs).
+#[cfg(unix)]
+fn wait_for_lines(server: &Server, app: &str, lines: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    let n = lines.to_string();
+    while server.call_data(&["logs", app, "-n", &n]).as_array().map_or(0, Vec::len) < lines {
+        assert!(Instant::now() < deadline, "{app} did not print {lines} lines");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn logs_follow_shows_the_last_lines_then_new_ones_with_no_repeat_and_no_gap() {
+    let server = Server::start();
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    wait_for_lines(&server, "count", 30);
+    let (follower, lines, _errors) =
+        start_follower(&server, &["logs", "count", "--follow", "-n", "5"]);
+    contiguous(&lines, 200, None);
+    signal(&follower, libc::SIGINT);
+    assert!(wait_status(follower).success());
+}
+
+#[cfg(unix)]
+#[test]
+fn watch_with_a_cursor_file_stopped_and_started_again_misses_and_repeats_nothing() {
+    let server = Server::start();
+    let cursor_file = server.dir.path().join("cursor");
+    let cursor = cursor_file.to_str().expect("UTF-8");
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    wait_for_lines(&server, "count", 5);
+    let text = |w: &[&str]| -> Vec<String> { w.iter().map(|s| (*s).to_owned()).collect() };
+    let args = text(&["--logs", "--app", "count", "--history", "3", "--cursor-file", cursor]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let numbered = |line: &str| -> String {
+        // `count  log_line         [stdout] 17` -> `17`
+        line.rsplit(' ').next().unwrap_or_default().to_owned()
+    };
+
+    let mut last = None;
+    for run in 0..3 {
+        let (watch, lines, _errors) = start_watch(&server, &args);
+        let numbers = Lines::map(lines, numbered);
+        last = Some(contiguous(&numbers, 40, last));
+        signal(&watch, libc::SIGINT);
+        assert!(wait_status(watch).success(), "run {run}");
+        let saved = std::fs::read_to_string(&cursor_file).expect("the cursor was written");
+        assert!(saved.trim().contains(':'), "{saved}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn logs_follow_and_watch_survive_a_daemon_restart_and_say_so() {
+    let mut server = Server::start();
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    wait_for_lines(&server, "count", 3);
+    let (logs, log_lines, log_errors) =
+        start_follower(&server, &["logs", "count", "--follow", "-n", "3"]);
+    let (watch, watch_lines, watch_errors) = start_watch(&server, &["--logs", "--app", "count"]);
+    contiguous(&log_lines, 10, None);
+    watch_lines.next("a line before the restart");
+
+    server.restart();
+    for errors in [&log_errors, &watch_errors] {
+        assert_eq!(
+            errors.next("the went-away notice"),
+            "the daemon went away; reconnecting (Ctrl-C to stop)"
+        );
+        let reconnected = errors.next("the reconnect notice");
+        assert!(reconnected.starts_with("reconnected to "), "{reconnected}");
+        let reset = errors.next("the reset notice");
+        assert!(reset.starts_with("the daemon restarted (instance "), "{reset}");
+    }
+    // The new daemon's app, from its first line.
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    drain_until(&log_lines, "0");
+    contiguous(&log_lines, 20, Some(0));
+    let line = watch_lines.next("a line after the restart");
+    assert!(line.starts_with("count  log_line"), "{line}");
+    for follower in [logs, watch] {
+        signal(&follower, libc::SIGINT);
+        assert!(wait_status(follower).success());
+    }
+}
+
+/// Skips lines until one that is exactly `wanted`.
+#[cfg(unix)]
+#[track_caller]
+fn drain_until(lines: &Lines, wanted: &str) {
+    loop {
+        if lines.next(wanted) == wanted {
+            return;
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn info_prints_the_daemons_hello() {
+    let server = Server::start();
+    let table = stdout(&server.run(&["info"]));
+    assert!(table.contains("bunctl-ipc-daemon"), "{table}");
+    assert!(table.contains("protocol") && table.contains("follow"), "{table}");
+    let json = stdout(&server.run(&["info", "--json"]));
+    let reply: Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(reply["Data"]["data"]["protocol"], 1);
+    assert_eq!(reply["Data"]["data"]["connections"], 1);
 }
