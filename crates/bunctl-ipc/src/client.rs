@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_core::Stream;
-use ipc_proto::event::{LAGGED, RESET};
+use ipc_proto::event::RESET;
 use ipc_proto::{
     Cursor, Follow, FollowStart, Hello, IpcError, IpcMessage, IpcResponse, Request, Result,
     ServerInfo, SubscriptionType,
@@ -178,7 +178,8 @@ pub struct IpcClient {
     options: ClientOptions,
     /// What `hello` learned, once asked.
     server: Option<Box<ServerInfo>>,
-    /// Where this connection's `follow` has got to; `shown` once it has a place to tell.
+    /// Where this connection's `follow` has got to; `placed` once an event has put it there
+    /// (before that, in a history replay, it is the reply's boundary).
     cursor: Option<(Cursor, bool)>,
     /// The first this many held events came before the `follow` reply: they are the replaced
     /// subscription's and do not move the cursor.
@@ -338,6 +339,8 @@ impl IpcClient {
     /// Subscribes this connection to events, replacing any earlier subscription. Fails with
     /// [`IpcError::Refused`] if the server answers with an error.
     pub async fn subscribe(&mut self, subscription: SubscriptionType) -> Result<()> {
+        // A plain subscription has no place to resume from.
+        self.cursor = None;
         expect_success(self.request(&IpcMessage::Subscribe { subscription }).await?)
     }
 
@@ -477,33 +480,33 @@ impl IpcClient {
     }
 
     /// Where this connection's [`follow`](Self::follow) has got to: the bus and the position
-    /// of the last event handed out (a `lagged` notice's last lost position counts as reached;
-    /// after a `reset`, the new bus at 0). `None` before `follow`, on an old server, and in a
-    /// history replay before its first event.
+    /// of the last event handed out (notices do not move it; after a `reset`, the new bus at
+    /// 0). Before the first event it is the cursor followed
+    /// from, or the reply's boundary (live, and history: the history is not owed, what comes
+    /// after the boundary is). `None` before `follow`, after a plain `subscribe`, and on an old
+    /// server.
+    ///
+    /// Resuming from it later ([`Follow::after`]) hands over every matching event after it,
+    /// once, or names it in a `lagged` notice.
     pub fn cursor(&self) -> Option<&Cursor> {
-        self.cursor.as_ref().filter(|(_, shown)| *shown).map(|(cursor, _)| cursor)
+        self.cursor.as_ref().map(|(cursor, _)| cursor)
     }
 
     /// Moves the cursor past `event`, which is being handed to the caller.
     fn track(&mut self, event: &Event) {
-        if event.event_type == RESET {
+        if is_reset(event) {
             if let Some(instance) = event.data.get("instance").and_then(Value::as_str) {
                 self.cursor = Some((Cursor { instance: instance.to_owned(), seq: 0 }, true));
             }
             return;
         }
-        let Some((cursor, shown)) = &mut self.cursor else {
-            return;
-        };
-        let reached = match (event.seq(), event.event_type == LAGGED) {
-            (Some(seq), _) => Some(seq),
-            (None, true) => event.lost_range().map(|r| *r.end()),
-            (None, false) => None,
-        };
-        if let Some(seq) = reached {
-            // A history's first event places it (the reply's position is only a bound).
-            cursor.seq = if *shown { cursor.seq.max(seq) } else { seq };
-            *shown = true;
+        // Only events move it: a notice's range may reach past events still to come (the
+        // replay's notice of forgotten events spans apps whose kept events follow it), and a
+        // resume re-announces what is still lost rather than skip what is not.
+        if let (Some((cursor, placed)), Some(seq)) = (&mut self.cursor, event.seq()) {
+            // A history's first event places it below the boundary it stood at.
+            cursor.seq = if *placed { cursor.seq.max(seq) } else { seq };
+            *placed = true;
         }
     }
 
@@ -541,19 +544,26 @@ impl IpcClient {
     }
 
     fn hold_event(&mut self, event: Event) {
-        if self.pending_events.len() >= self.held_limit
-            && let Some(dropped) = self.pending_events.pop_front()
-        {
-            // A dropped notice stood for the events it announced.
-            self.missed_events.merge(dropped.lost_as());
-            self.untracked = self.untracked.saturating_sub(1);
+        if self.pending_events.len() >= self.held_limit {
+            // A `reset` is never dropped (it is what says that positions start over): the
+            // event after it goes instead, and the notice for it comes after the reset.
+            let oldest = usize::from(self.pending_events.front().is_some_and(is_reset));
+            if let Some(dropped) = self.pending_events.remove(oldest) {
+                // A dropped notice stood for the events it announced.
+                self.missed_events.merge(dropped.lost_as());
+                if oldest < self.untracked {
+                    self.untracked -= 1;
+                }
+            }
         }
         self.pending_events.push_back(event);
     }
 
-    /// The next held event, a `lagged` notice first if some had to be dropped.
+    /// The next held event, a `lagged` notice first if some had to be dropped (after a
+    /// `reset` held before them).
     fn take_pending_event(&mut self) -> Option<Event> {
-        let event = if self.missed_events.is_empty() {
+        let reset_first = self.pending_events.front().is_some_and(is_reset);
+        let event = if self.missed_events.is_empty() || reset_first {
             self.pending_events.pop_front()?
         } else {
             std::mem::take(&mut self.missed_events).notice()
@@ -595,12 +605,20 @@ impl IpcClient {
     /// arrive on the connection first.
     pub fn into_connection(self) -> (ClientConnection, Vec<Event>) {
         let mut events = Vec::with_capacity(self.pending_events.len() + 1);
+        let mut pending = self.pending_events;
+        if pending.front().is_some_and(is_reset) {
+            events.extend(pending.pop_front());
+        }
         if !self.missed_events.is_empty() {
             events.push(self.missed_events.notice());
         }
-        events.extend(self.pending_events);
+        events.extend(pending);
         (self.conn.decoding(), events)
     }
+}
+
+fn is_reset(event: &Event) -> bool {
+    event.event_type == RESET
 }
 
 /// Whether a received frame answers a request: any reply, and also a frame that could not be

@@ -19,8 +19,13 @@
 //! mid-frame; request frames that stall half-way while events flow, then complete or never
 //! do; requests whose reply waits behind a full output while events are published on both
 //! sides of the handler's return; half-closes, read to the end or never read again;
-//! reconnects; shutdown in the middle of any of these. The bus's queues are bounded in events
-//! and in bytes, both in range of what the operations publish.
+//! reconnects; `Follow` live, with history, from the cursor a client slot's last connection
+//! had, from a cursor at a random position (before, among and after the events the bus has
+//! forgotten), and from another bus's cursor (a restarted daemon's); shutdown in the middle of
+//! any of these. The bus's queues are bounded in events and in bytes, both in range of what the
+//! operations publish, and it keeps few events of each app and kind, so that replays cross
+//! what it forgot. (Following across daemon restarts, over several connections of one
+//! subscriber, is `follow_model.rs`.)
 //!
 //! The invariants:
 //! * every completed request got its own reply, and it completed exactly when the model says
@@ -31,7 +36,10 @@
 //! * every subscriber saw the events its filter matches, in publish order, and every gap is
 //!   announced by `lagged` notices (the server's or the client's own) whose counts add up:
 //!   delivered + missed = published and matching, also across resubscribes, half-closes and
-//!   shutdown;
+//!   shutdown; a follower's replay is exactly what the bus keeps after its cursor (or its last
+//!   N), preceded by one notice that counts what it forgot (all of an app and kind's forgotten
+//!   events when the cursor falls among them), and by a `reset` for another bus's cursor; its
+//!   cursor is the position of the last event handed to it;
 //! * a connection the server ended with `Timeout { Send }` had a reply (or output left when
 //!   its input ended) that really waited that long: ready at least the timeout before the end,
 //!   and not read by the client before it; one ended with `Timeout { Receive }` had a request
@@ -50,10 +58,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bunctl_ipc::event_types::{LOG_LINE, STATUS_CHANGE};
+use bunctl_ipc::event_types::{LOG_LINE, RESET, STATUS_CHANGE};
 use bunctl_ipc::{
-    BusOptions, ClientConnection, ClientOptions, ConnectionGauge, Event, EventBus, IpcClient,
-    IpcError, IpcMessage, IpcResponse, IpcServer, Operation, ServerOptions, SubscriptionType,
+    BusOptions, ClientConnection, ClientOptions, ConnectionGauge, Cursor, Event, EventBus, Follow,
+    IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, Operation, ServerOptions,
+    SubscriptionType,
 };
 use common::{Endpoint, fresh_endpoint};
 use proptest::prelude::*;
@@ -71,6 +80,9 @@ const BUS_CAPACITY: usize = 8;
 /// The bus's queue bound in bytes: a few padded events, so that floods of them are bounded by
 /// bytes and floods of small ones by count.
 const BUS_BYTES: usize = 6 * 1024;
+/// The events the bus keeps of each app and kind for `Follow`: few, so that cursors fall
+/// before, among and after forgotten ones.
+const RETAINED: usize = 6;
 /// What a client holds back while it waits for a reply: small, so that floods overflow it.
 const HELD_EVENTS: usize = 16;
 const MARGIN: Duration = Duration::from_millis(2);
@@ -200,6 +212,16 @@ enum Op {
         after: usize,
         pad: usize,
     },
+    /// Unsubscribes (reading the old subscription's notice), then follows `filter` from
+    /// `from`: 0 live, 1 the last `n` kept events, 2 the cursor this client slot had when its
+    /// last connection went (or 3 if none), 3 a cursor at about `n`/19 of the events published
+    /// so far, 4 a cursor of another bus (a restarted daemon: `reset`, then all that is kept).
+    Follow {
+        client: usize,
+        filter: u8,
+        from: u8,
+        n: usize,
+    },
     /// Waits until every handler is idle, then checks the open connections exactly.
     Quiesce,
     /// Shuts the server down; nothing runs after it.
@@ -273,6 +295,8 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
             .prop_map(move |(client, before, after)| {
                 Op::GatedRequest { client, before, after, pad: if each { PAD } else { 0 } }
             }),
+        3 => (c.clone(), 0u8..3, 0u8..5, 0usize..20)
+            .prop_map(|(client, filter, from, n)| Op::Follow { client, filter, from, n }),
         1 => Just(Op::Quiesce),
         1 => Just(Op::Shutdown),
     ]
@@ -304,6 +328,12 @@ struct Watch {
     expected: VecDeque<u64>,
     /// Missed events announced since the last delivered one.
     announced: u64,
+    /// A `reset` notice is due before the events (a `Follow` with another bus's cursor).
+    reset_due: bool,
+    /// Where the client's cursor must be once everything expected is accounted for, and
+    /// whether an event has placed it (a history's starts at the boundary, above its events):
+    /// `None` for a subscription that is not a `Follow`.
+    cursor: Option<(u64, bool)>,
 }
 
 /// What one of the server's connections was asked, and when its client read the answers.
@@ -353,6 +383,10 @@ struct World {
     gone_unsettled: usize,
     next_id: u64,
     next_seq: u64,
+    /// Every event published, by app and kind (the bus's retention windows).
+    published: HashMap<(&'static str, &'static str), Vec<u64>>,
+    /// The cursor each client slot had when its last connection went (for `Follow` to resume).
+    cursors: Vec<Option<Cursor>>,
 }
 
 impl World {
@@ -363,6 +397,9 @@ impl World {
 
     fn remove(&mut self, i: usize) -> Option<Client> {
         let gone = self.clients[i].take()?;
+        if let Some(cursor) = gone.client.cursor() {
+            self.cursors[i] = Some(cursor.clone());
+        }
         self.gone_busy_until = self.gone_busy_until.max(gone.server_free_at);
         self.gone_unsettled += 1;
         Some(gone)
@@ -389,13 +426,21 @@ impl World {
     }
 
     /// Publishes one event and notes which clients expect it.
-    fn publish(&mut self, kind: &str, app: &str, pad: usize) {
+    fn publish(&mut self, kind: &'static str, app: &'static str, pad: usize) {
+        let seq = self.note_published(kind, app);
+        self.bus.publish(kind, Some(app), json!({ "seq": seq, "pad": "x".repeat(pad) }));
+    }
+
+    /// Notes the next event as published (the bus numbers them the same way) and which
+    /// clients expect it; returns its position.
+    fn note_published(&mut self, kind: &'static str, app: &'static str) -> u64 {
         self.next_seq += 1;
         let seq = self.next_seq;
+        self.published.entry((app, kind)).or_default().push(seq);
         for c in self.clients.iter_mut().flatten() {
             c.watch.expect(seq, kind, app);
         }
-        self.bus.publish(kind, Some(app), json!({ "seq": seq, "pad": "x".repeat(pad) }));
+        seq
     }
 }
 
@@ -524,7 +569,10 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let server = IpcServer::bind_with(endpoint.path(), options).await.expect("bind");
     let gauge = server.connection_gauge();
     let bus = EventBus::with_options(
-        BusOptions::new().with_queue_capacity(BUS_CAPACITY).with_queue_bytes(BUS_BYTES),
+        BusOptions::new()
+            .with_queue_capacity(BUS_CAPACITY)
+            .with_queue_bytes(BUS_BYTES)
+            .with_retained_events(RETAINED),
     );
     let ready = Arc::new(Mutex::new(HashMap::new()));
     let outcomes = Outcomes::default();
@@ -567,6 +615,8 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
         gone_unsettled: 0,
         next_id: 0,
         next_seq: 0,
+        published: HashMap::new(),
+        cursors: (0..CLIENTS).map(|_| None).collect(),
     };
 
     for op in ops {
@@ -672,6 +722,7 @@ async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
             resubscribe(world, client, Some(filter(0)), false).await?;
             gated_request(world, client, before, after, pad).await
         }
+        Op::Follow { client, filter: f, from, n } => follow(world, client, f, from, n).await,
         Op::Quiesce => quiesce(world).await,
         Op::Shutdown => shutdown(world).await,
     }
@@ -842,6 +893,21 @@ impl Watch {
     /// Accounts for one event the client received: the next expected one (after as many as
     /// the notices since the last one announced), or a notice.
     fn account(&mut self, event: &Event) -> Result<(), TestCaseError> {
+        if event.event_type == RESET {
+            prop_assert!(self.reset_due, "a reset notice nobody was owed: {:?}", event);
+            self.reset_due = false;
+            reached::note(&reached::RESETS);
+            self.cursor = Some((0, true));
+            return Ok(());
+        }
+        prop_assert!(!self.reset_due, "the reset notice must come first, not {:?}", event);
+        // The model's numbering is the bus's; raw reads drop positions, not the data's.
+        // Notices do not move a cursor.
+        let reached = if event.missed().is_some() { None } else { event.data["seq"].as_u64() };
+        if let (Some((cursor, placed)), Some(reached)) = (&mut self.cursor, reached) {
+            *cursor = if *placed { (*cursor).max(reached) } else { reached };
+            *placed = true;
+        }
         if let Some(missed) = event.missed() {
             reached::note(&reached::NOTICES);
             let from = self.announced as usize;
@@ -932,11 +998,124 @@ async fn server_cut_off(world: &World, conn: usize, i: usize) -> Result<(), Test
 
 async fn drain(world: &mut World, i: usize) -> Result<(), TestCaseError> {
     let Some(c) = world.clients[i].as_mut() else { return Ok(()) };
-    while !c.watch.expected.is_empty() {
+    while !c.watch.expected.is_empty() || c.watch.reset_due {
         let Some(event) = next_expected(c).await? else { return cut_off(world, i).await };
         c.watch.account(&event)?;
     }
+    if let Some(cursor) = c.watch.cursor {
+        // The client's cursor is where the model says the events it handed out reached.
+        let want = cursor.0;
+        prop_assert_eq!(c.client.cursor().map(|c| c.seq), Some(want), "the follower's cursor");
+    }
     Ok(())
+}
+
+/// The `Follow` operation (see `Op::Follow`).
+async fn follow(
+    world: &mut World,
+    i: usize,
+    f: u8,
+    from: u8,
+    n: usize,
+) -> Result<(), TestCaseError> {
+    resubscribe(world, i, None, false).await?;
+    let Some(conn) = world.clients[i].as_ref().map(|c| c.conn) else { return Ok(()) };
+    let subscription = filter(f);
+    let instance = world.bus.instance().to_owned();
+    let saved = world.cursors[i].clone().filter(|c| c.instance == instance);
+    let from = if from == 2 && saved.is_none() { 3 } else { from };
+    let at = |seq: u64| Cursor { instance: instance.clone(), seq };
+    let (request, expected, cursor) = match from {
+        0 => (Follow::live(subscription.clone()), VecDeque::new(), (world.next_seq, true)),
+        1 => {
+            let kept = world.kept(&subscription);
+            let last = kept.len().saturating_sub(n);
+            let replay = kept.into_iter().skip(last).collect();
+            (Follow::history(subscription.clone(), n), replay, (world.next_seq, false))
+        }
+        2 | 3 => {
+            let seq = match saved {
+                Some(saved) if from == 2 => saved.seq,
+                _ => world.next_seq * n as u64 / 19,
+            };
+            let request = Follow::after(subscription.clone(), &at(seq));
+            (request, world.replay_after(&subscription, seq), (seq, true))
+        }
+        _ => {
+            let other = Cursor { instance: "0".repeat(32), seq: n as u64 };
+            let request = Follow::after(subscription.clone(), &other);
+            (request, world.replay_after(&subscription, 0), (n as u64, true))
+        }
+    };
+    let Some(c) = world.clients[i].as_mut() else { return Ok(()) };
+    let asks_hello = c.client.server_info().is_none();
+    let hello_at = asks_hello.then(|| world.owe(conn, None));
+    let reply_at = world.owe(conn, None);
+    let Some(c) = world.clients[i].as_mut() else { return Ok(()) };
+    match c.client.follow(request).await {
+        Ok(_) => {}
+        Err(e) if e.is_disconnect() => return cut_off(world, i).await,
+        Err(e) => prop_assert!(false, "follow: {e}"),
+    }
+    prop_assert_eq!(c.client.server_info().map(|s| s.protocol), Some(1));
+    c.server_free_at = c.server_free_at.max(Instant::now());
+    reached::note(&reached::FOLLOWS);
+    c.watch = Watch {
+        subscription: Some(subscription),
+        expected,
+        announced: 0,
+        reset_due: from == 4,
+        cursor: Some(cursor),
+    };
+    prop_assert_eq!(
+        c.client.cursor().map(|c| c.seq),
+        Some(cursor.0),
+        "the cursor right after the reply (the old one until a reset)"
+    );
+    if let Some(hello_at) = hello_at {
+        world.answered(conn, hello_at);
+    }
+    world.answered(conn, reply_at);
+    Ok(())
+}
+
+impl World {
+    /// The windows of kept events that `subscription` matches: each app and kind's events.
+    fn windows<'a>(
+        &'a self,
+        subscription: &'a SubscriptionType,
+    ) -> impl Iterator<Item = &'a [u64]> {
+        self.published
+            .iter()
+            .filter(|((app, kind), _)| subscription.matches(kind, Some(app)))
+            .map(|(_, seqs)| seqs.as_slice())
+    }
+
+    /// What the bus keeps that `subscription` matches, oldest first.
+    fn kept(&self, subscription: &SubscriptionType) -> Vec<u64> {
+        let mut kept: Vec<u64> = self
+            .windows(subscription)
+            .flat_map(|seqs| seqs[seqs.len().saturating_sub(RETAINED)..].iter().copied())
+            .collect();
+        kept.sort_unstable();
+        kept
+    }
+
+    /// What a follower resuming after `after` is owed, in the order it is owed: the forgotten
+    /// events a notice must count (all of a window's when `after` falls among them: the bus
+    /// over-counts then, by design), then the kept ones after `after`.
+    fn replay_after(&self, subscription: &SubscriptionType, after: u64) -> VecDeque<u64> {
+        let mut forgotten: Vec<u64> = self
+            .windows(subscription)
+            .map(|seqs| &seqs[..seqs.len().saturating_sub(RETAINED)])
+            .filter(|gone| gone.last().is_some_and(|last| *last > after))
+            .flatten()
+            .copied()
+            .collect();
+        forgotten.sort_unstable();
+        let kept = self.kept(subscription).into_iter().filter(|seq| *seq > after);
+        forgotten.into_iter().chain(kept).collect()
+    }
 }
 
 async fn steady_read(
@@ -997,11 +1176,7 @@ async fn flooded_request(
     let (reply, ()) = tokio::join!(c.client.request(&message), publisher);
     c.server_free_at = c.server_free_at.max(Instant::now());
     for _ in 0..flood {
-        world.next_seq += 1;
-        let seq = world.next_seq;
-        for c in world.clients.iter_mut().flatten() {
-            c.watch.expect(seq, LOG_LINE, "a");
-        }
+        world.note_published(LOG_LINE, "a");
     }
     match reply {
         Ok(reply) => {
@@ -1550,6 +1725,8 @@ mod reached {
     pub static FRAME_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
     pub static SUBSTITUTE_REPLIES: AtomicU64 = AtomicU64::new(0);
     pub static GATED_EVENTS: AtomicU64 = AtomicU64::new(0);
+    pub static FOLLOWS: AtomicU64 = AtomicU64::new(0);
+    pub static RESETS: AtomicU64 = AtomicU64::new(0);
 
     pub fn note(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -1560,7 +1737,8 @@ mod reached {
         format!(
             "send timeouts {}, slow readers cut off {}, lagged notices {}, held-queue overflows {}, \
              resets at shutdown {}, shutdowns with never-reading clients {}, stalled frames \
-             timed out {}, oversize replies substituted {}, events checked against a gated reply {}",
+             timed out {}, oversize replies substituted {}, events checked against a gated reply {}, \
+             follows {}, resets {}",
             n(&SEND_TIMEOUTS),
             n(&CUT_OFF_READERS),
             n(&NOTICES),
@@ -1569,7 +1747,9 @@ mod reached {
             n(&SHUTDOWNS_WITH_ZOMBIES),
             n(&FRAME_TIMEOUTS),
             n(&SUBSTITUTE_REPLIES),
-            n(&GATED_EVENTS)
+            n(&GATED_EVENTS),
+            n(&FOLLOWS),
+            n(&RESETS)
         )
     }
 }
@@ -1657,4 +1837,19 @@ fn a_reply_held_behind_a_full_output_goes_out_before_the_events_published_after_
     // position.
     let ops = vec![Op::Connect(0), Op::GatedRequest { client: 0, before: 159, after: 3, pad: PAD }];
     run_known_case(Setup { serving: Serving::Each, timeout_ms: 400 }, ops).expect("case");
+}
+
+#[test]
+fn a_reset_held_while_a_request_waits_is_never_dropped_by_the_held_queue() {
+    // A follower of a restarted daemon's cursor gets `reset`, a notice and the replay, then
+    // more live events than its held queue takes while a request waits: the queue must drop
+    // events after the reset, never the reset itself (it once became a `lagged` of 1).
+    let ops = vec![
+        Op::Connect(2),
+        Op::Publish { log: false, app_a: false, count: 7, big: 0, padded: false },
+        Op::Follow { client: 2, filter: 0, from: 4, n: 0 },
+        Op::Publish { log: false, app_a: false, count: 9, big: 0, padded: false },
+        Op::Request { client: 2, delay_ms: 0, timeout_ms: 50, oversize: false },
+    ];
+    run_known_case(Setup { serving: Serving::Each, timeout_ms: 1000 }, ops).expect("case");
 }
