@@ -1,12 +1,24 @@
-// The client: connect, pipelined requests paired first in first out, events kept for events().
+// The client: connect, pipelined requests paired first in first out, events kept for events(),
+// protocol 1 (hello, follow) with its fallbacks for protocol 0 servers.
 
 import { createConnection, type Socket } from "node:net";
 
-import { DEFAULT_TIMEOUT_MS, MAX_MESSAGE_SIZE, encodeMessage, responseDecoder, type Decoded, type FrameDecoder } from "./codec.js";
+import { DEFAULT_TIMEOUT_MS, MAX_MESSAGE_SIZE, encodeMessage, responseDecoder, type Decoded } from "./codec.js";
 import { checkPrivateDir, defaultSocketPath, verifyServerFile } from "./endpoint.js";
 import { IpcError } from "./errors.js";
-import type { AppConfig, IpcEvent, IpcMessage, IpcReply, IpcResponse, JsonValue, SubscriptionType } from "./types.js";
-import { lostEvents } from "./types.js";
+import type {
+  AppConfig,
+  Cursor,
+  FollowStart,
+  IpcEvent,
+  IpcReply,
+  IpcRequest,
+  IpcResponse,
+  JsonValue,
+  ServerInfo,
+  SubscriptionType,
+} from "./types.js";
+import { FEATURE_FOLLOW, PROTOCOL_VERSION, cursorAfter, lostEvents, readFollowStart, readServerInfo, resetInstance } from "./types.js";
 
 /** Events kept while nobody reads them, before the oldest are dropped (as the Rust client). */
 export const DEFAULT_MAX_PENDING_EVENTS = 4096;
@@ -34,12 +46,26 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link IpcClient.hello}. */
+export interface HelloOptions extends RequestOptions {
+  /** The name and version the server logs for this client (default {@link CLIENT_NAME}). */
+  client?: string;
+}
+
+/** Where {@link IpcClient.follow} starts: the last `history` events, or right after a cursor. */
+export type FollowFrom = { history: number; after?: never } | { after: Cursor; history?: never };
+
+/** The name and version this client gives in `Hello` (the package's version; a test checks it). */
+export const CLIENT_NAME = "bunctl-ipc-ts 0.1.0";
+
 interface Pending {
   resolve: (reply: IpcReply) => void;
   reject: (error: IpcError) => void;
   /** Set once the caller gave up (timeout, abort): the reply is dropped when it comes. */
   abandoned: boolean;
   cleanup: () => void;
+  /** Called as the reply is read, before anything after it in the stream. */
+  atReply: (() => void) | undefined;
 }
 
 const BUSY_PREFIX = "server busy";
@@ -53,10 +79,15 @@ const BUSY_PREFIX = "server busy";
  */
 export async function connect(path?: string, options: ConnectOptions = {}): Promise<IpcClient> {
   const endpoint = path ?? defaultSocketPath();
+  return new IpcClient(await openSocket(endpoint, options), endpoint, options);
+}
+
+/** The checks of {@link connect}, then a connected socket. */
+async function openSocket(endpoint: string, options: ConnectOptions): Promise<Socket> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   await checkPrivateDir(endpoint);
   if (options.verifyServer ?? true) await verifyServerFile(endpoint);
-  const socket = await new Promise<Socket>((resolve, reject) => {
+  return new Promise<Socket>((resolve, reject) => {
     const s = createConnection({ path: endpoint });
     const timer = setTimeout(() => {
       s.destroy();
@@ -72,7 +103,6 @@ export async function connect(path?: string, options: ConnectOptions = {}): Prom
       reject(connectError(e, endpoint));
     });
   });
-  return new IpcClient(socket, endpoint, options);
 }
 
 function connectError(e: Error & { code?: string }, endpoint: string): IpcError {
@@ -98,8 +128,8 @@ function connectError(e: Error & { code?: string }, endpoint: string): IpcError 
 export class IpcClient {
   /** The socket path or pipe name this client is connected to. */
   readonly endpoint: string;
-  readonly #socket: Socket;
-  readonly #decoder: FrameDecoder<IpcResponse>;
+  readonly #options: ConnectOptions;
+  #socket!: Socket;
   readonly #max: number;
   readonly #timeoutMs: number;
   readonly #maxEvents: number;
@@ -112,29 +142,43 @@ export class IpcClient {
   #error: IpcError | null = null; // why the connection ended, once it has
   #closedByUser = false;
   #framesSeen = 0;
-  #closed: Promise<void>;
+  #closed!: Promise<void>;
   #discarded = 0;
   #corked = false;
+  #serverInfo: ServerInfo | null = null;
+  #hello: Promise<ServerInfo> | null = null;
 
   /** @internal Use {@link connect}. */
   constructor(socket: Socket, endpoint: string, options: ConnectOptions = {}) {
     this.endpoint = endpoint;
-    this.#socket = socket;
+    this.#options = options;
     this.#max = options.maxMessageSize ?? MAX_MESSAGE_SIZE;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#maxEvents = Math.max(1, options.maxPendingEvents ?? DEFAULT_MAX_PENDING_EVENTS);
-    this.#decoder = responseDecoder({ maxMessageSize: this.#max, endpoint });
+    this.#attach(socket);
+  }
+
+  /** Makes `socket` this client's connection; what its predecessor still reports is ignored. */
+  #attach(socket: Socket): void {
+    const { endpoint } = this;
+    const decoder = responseDecoder({ maxMessageSize: this.#max, endpoint });
+    const current = () => this.#socket === socket;
+    this.#socket = socket;
+    this.#error = null;
+    this.#framesSeen = 0;
     socket.setNoDelay?.(true);
     socket.on("data", (chunk: Uint8Array) => {
-      for (const item of this.#decoder.push(chunk)) this.#dispatch(item);
+      if (!current()) return;
+      for (const item of decoder.push(chunk)) this.#dispatch(item);
     });
     socket.on("error", (e: Error & { code?: string }) => {
-      const kind = e.code === "ECONNRESET" || e.code === "EPIPE" ? (this.#decoder.midFrame ? "truncated" : "closed") : "io";
+      if (!current()) return;
+      const kind = e.code === "ECONNRESET" || e.code === "EPIPE" ? (decoder.midFrame ? "truncated" : "closed") : "io";
       this.#fail(new IpcError(kind, `connection lost: ${e.message}`, { endpoint, cause: e }));
     });
     this.#closed = new Promise((resolve) => {
       socket.once("close", () => {
-        this.#fail(this.#decoder.end() ?? new IpcError("closed", "connection closed", { endpoint }));
+        if (current()) this.#fail(decoder.end() ?? new IpcError("closed", "connection closed", { endpoint }));
         resolve();
       });
     });
@@ -155,12 +199,21 @@ export class IpcClient {
     return this.#discarded;
   }
 
+  /** What the last {@link hello} learnt about the server; `null` before one was answered. */
+  get serverInfo(): ServerInfo | null {
+    return this.#serverInfo;
+  }
+
   /**
    * Sends `message` and resolves with its reply (`Success`, `Error` or `Data`; the daemon's
    * `Error` is a reply, not a rejection). Rejects with an {@link IpcError}: `timeout`,
    * `aborted`, `frame_too_large` (nothing was sent), `invalid_message`, `closed`, ...
    */
-  request(message: IpcMessage, options: RequestOptions = {}): Promise<IpcReply> {
+  request(message: IpcRequest, options: RequestOptions = {}): Promise<IpcReply> {
+    return this.#request(message, options, undefined);
+  }
+
+  #request(message: IpcRequest, options: RequestOptions, atReply: (() => void) | undefined): Promise<IpcReply> {
     if (this.#error !== null) return Promise.reject(this.#error);
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(this.#aborted(signal));
@@ -176,6 +229,7 @@ export class IpcClient {
       const entry: Pending = {
         resolve,
         reject,
+        atReply,
         abandoned: false,
         cleanup: () => {
           clearTimeout(timer);
@@ -201,6 +255,95 @@ export class IpcClient {
       this.#pending.push(entry);
       this.#write(frame);
     });
+  }
+
+  /**
+   * Asks the server who it is and what it supports (`Hello`), and keeps the answer as
+   * {@link serverInfo}. A server of protocol 0 is taken for `readServerInfo({})` (protocol 0,
+   * no features), whether it answers `Error` (bunctl-ipc's servers before protocol 1) or closes
+   * the connection (bunctl's own daemon, on any message it cannot parse): then this client
+   * connects again, once, to the same endpoint with the same options, and stays usable. That
+   * ends the first connection, so requests still waiting on it reject with `closed`: say hello
+   * first. Concurrent calls share one `Hello`.
+   *
+   * Rejects as {@link request} does, `unexpected_reply` when the answer is not a `ServerInfo`,
+   * and with {@link connect}'s errors when connecting again fails.
+   */
+  hello(options: HelloOptions = {}): Promise<ServerInfo> {
+    this.#hello ??= this.#sayHello(options).finally(() => (this.#hello = null));
+    return this.#hello;
+  }
+
+  async #sayHello(options: HelloOptions): Promise<ServerInfo> {
+    const wasOpen = this.#error === null;
+    const hello: IpcRequest = { Hello: { protocol: PROTOCOL_VERSION, client: options.client ?? CLIENT_NAME } };
+    const reply = await this.request(hello, options).catch(async (e: unknown) => {
+      const hungUp = wasOpen && !this.#closedByUser && e instanceof IpcError && e.kind === "closed";
+      if (!hungUp) throw e;
+      const socket = await openSocket(this.endpoint, this.#options);
+      if (this.#closedByUser) {
+        socket.destroy(); // close() was called while connecting again
+        throw e;
+      }
+      this.#attach(socket);
+      return null;
+    });
+    // An `Error`, or the connection closed on it: a server of protocol 0, of which nothing is known.
+    const data = reply === null || "Error" in reply ? {} : expectData(reply, this.endpoint);
+    const info = readServerInfo(data);
+    if (info === undefined) {
+      throw new IpcError("unexpected_reply", `unexpected reply from server: expected ServerInfo, got ${JSON.stringify(data).slice(0, 200)}`, { endpoint: this.endpoint });
+    }
+    this.#serverInfo = info;
+    return info;
+  }
+
+  /**
+   * Follows events matching `subscription` (replacing this connection's subscription): with
+   * `{ history: n }` the last `n` the server kept first, with `{ after: cursor }` every kept
+   * one after that cursor first, then live events; without `from`, live events only. Says
+   * {@link hello} first unless it was answered already.
+   *
+   * Resolves once the server has answered, with a {@link Follower}: iterate it for the events
+   * (`lagged` and `reset` notices among them) and read its `cursor` to resume later. Events
+   * still queued from the connection's earlier subscription are dropped: they are not the
+   * follower's. The follower reads {@link events}' queue, so iterate only one of them per
+   * connection.
+   *
+   * A server without the `follow` feature (protocol 0) gets a plain `Subscribe` when `from` is
+   * left out: live events, without positions or cursor. With `from` this rejects with
+   * `unsupported`, naming what it cannot do. Otherwise rejects as {@link request} does,
+   * `refused` when the server answers `Error` (e.g. both `history` and `after`),
+   * `unexpected_reply` for an answer that is not a `FollowStart`.
+   */
+  async follow(subscription: SubscriptionType, from?: FollowFrom, options?: RequestOptions): Promise<Follower> {
+    const info = this.#serverInfo ?? (await this.hello(options));
+    const history = from?.history ?? null;
+    const after = from?.after ?? null;
+    // What the server sends before its reply belongs to the subscription this one replaces.
+    const dropQueued = () => {
+      this.#events = [];
+      this.#eventsHead = 0;
+      this.#missed = { missed: 0 };
+    };
+    if (!info.features.includes(FEATURE_FOLLOW)) {
+      if (history !== null || after !== null) {
+        const what = history !== null ? "history" : "following from a cursor";
+        throw new IpcError("unsupported", `the daemon does not support ${what} (it speaks protocol ${info.protocol})`, { endpoint: this.endpoint });
+      }
+      expectSuccess(await this.#request({ Subscribe: { subscription } }, options ?? {}, dropQueued), this.endpoint);
+      return new Follower(this, null, null);
+    }
+    const follow = { subscription, history, after: after?.seq ?? null, instance: after?.instance ?? null };
+    const reply = await this.#request({ Follow: follow }, options ?? {}, dropQueued);
+    const start = readFollowStart(expectData(reply, this.endpoint));
+    if (start === undefined) {
+      throw new IpcError("unexpected_reply", `unexpected reply from server: expected FollowStart, got ${describe(reply)}`, { endpoint: this.endpoint });
+    }
+    // Live: everything up to the boundary is behind the follower already. History: the
+    // boundary until the first event (the history is not owed; what follows the boundary is).
+    const cursor = after !== null ? { instance: after.instance, seq: after.seq } : { ...start };
+    return new Follower(this, start, cursor);
   }
 
   /** Subscribes this connection to events (replacing an earlier subscription); `refused` on `Error`. */
@@ -301,15 +444,16 @@ export class IpcClient {
    * requests made as replies come in) leave in one system call.
    */
   #write(frame: Uint8Array): void {
+    const socket = this.#socket;
     if (!this.#corked) {
       this.#corked = true;
-      this.#socket.cork();
+      socket.cork();
       queueMicrotask(() => {
         this.#corked = false;
-        this.#socket.uncork();
+        socket.uncork();
       });
     }
-    this.#socket.write(frame);
+    socket.write(frame);
   }
 
   #aborted(signal: AbortSignal): IpcError {
@@ -371,14 +515,26 @@ export class IpcClient {
     }
     entry.abandoned = true;
     entry.cleanup();
-    if (reply !== null) entry.resolve(reply);
-    else entry.reject(error as IpcError);
+    if (reply !== null) {
+      entry.atReply?.();
+      entry.resolve(reply);
+    } else {
+      entry.reject(error as IpcError);
+    }
   }
 
   #pushEvent(event: IpcEvent): void {
     if (this.#events.length - this.#eventsHead >= this.#maxEvents) {
-      const dropped = this.#events[this.#eventsHead] as IpcEvent;
-      this.#eventsHead += 1;
+      // A `reset` is never dropped (it says that positions start over): the event after it
+      // goes instead, and the notice for it comes after the reset (see #takeEvent).
+      const head = this.#events[this.#eventsHead] as IpcEvent;
+      const at = resetInstance(head) !== undefined ? this.#eventsHead + 1 : this.#eventsHead;
+      const dropped = this.#events[at] as IpcEvent;
+      if (at === this.#eventsHead) {
+        this.#eventsHead += 1;
+      } else {
+        this.#events.splice(at, 1);
+      }
       // A dropped notice stood for the events it announced.
       this.#missed = mergeLoss(this.#missed, lossOf(dropped));
     }
@@ -391,7 +547,9 @@ export class IpcClient {
   }
 
   #takeEvent(): IpcEvent | undefined {
-    if (this.#missed.missed > 0) {
+    const head = this.#events[this.#eventsHead];
+    const resetFirst = head !== undefined && resetInstance(head) !== undefined;
+    if (this.#missed.missed > 0 && !resetFirst) {
       const { missed, firstSeq, lastSeq } = this.#missed;
       this.#missed = { missed: 0 };
       const data: JsonValue =
@@ -429,6 +587,46 @@ export class IpcClient {
       entry.reject(error);
     }
     this.#wake();
+  }
+}
+
+/**
+ * The events of one {@link IpcClient.follow}, and where they have got to: iterate it (as
+ * {@link IpcClient.events}: it ends after `close()`, throws when the connection is lost), and
+ * store `cursor` to resume from with `follow(subscription, { after: cursor })`.
+ */
+export class Follower implements AsyncIterable<IpcEvent> {
+  /**
+   * The server's answer: its bus, and the boundary between replayed events (`seq <= start.seq`)
+   * and live ones. `null` from a server of protocol 0 (a plain `Subscribe`).
+   */
+  readonly start: FollowStart | null;
+  readonly #client: IpcClient;
+  #cursor: Cursor | null;
+
+  /** @internal Use {@link IpcClient.follow}. */
+  constructor(client: IpcClient, start: FollowStart | null, cursor: Cursor | null) {
+    this.#client = client;
+    this.start = start;
+    this.#cursor = cursor;
+  }
+
+  /**
+   * Where the follower stands, counting the event last yielded (see {@link cursorAfter}): at
+   * first the `after` cursor given, else the reply's boundary (live; and with `history` until
+   * its first event, which the cursor then moves back to: the history is not owed, what
+   * follows the boundary is). Notices do not move it. Always `null` from a server of
+   * protocol 0.
+   */
+  get cursor(): Cursor | null {
+    return this.#cursor;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<IpcEvent, void, undefined> {
+    for await (const event of this.#client.events()) {
+      if (this.start !== null) this.#cursor = cursorAfter(this.#cursor, this.start.instance, event);
+      yield event;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // The `[u32 little-endian length][UTF-8 JSON]` framer (WIRE.md, crates/ipc-proto/src/codec.rs).
 
 import { IpcError } from "./errors.js";
-import { checkMessage, checkResponse, type Checked, type IpcMessage, type IpcResponse } from "./types.js";
+import { checkMessage, checkRequest, checkResponse, type Checked, type IpcMessage, type IpcRequest, type IpcResponse } from "./types.js";
 
 /** The largest payload a frame may carry by default, in bytes: 10 MiB (the header not counted). */
 export const MAX_MESSAGE_SIZE = 10 * 1024 * 1024;
@@ -16,6 +16,8 @@ const utf8 = new TextEncoder();
 const FIELD_ORDER: Record<string, readonly string[]> = {
   Start: ["name", "config"],
   Logs: ["name", "lines"],
+  Hello: ["protocol", "client"],
+  Follow: ["subscription", "history", "after", "instance"],
   Event: ["event_type", "data"],
 };
 
@@ -54,8 +56,11 @@ export function encodeFrame(value: unknown, max: number = MAX_MESSAGE_SIZE, endp
   return frame.subarray(0, HEADER_LEN + written);
 }
 
-/** The frame of a request, its fields in the order the Rust implementation writes them. */
-export function encodeMessage(message: IpcMessage, max: number = MAX_MESSAGE_SIZE, endpoint?: string): Uint8Array {
+/**
+ * The frame of a request (the brief's {@link IpcMessage} or protocol 1's `Hello` and `Follow`),
+ * its fields in the order the Rust implementation writes them.
+ */
+export function encodeMessage(message: IpcRequest, max: number = MAX_MESSAGE_SIZE, endpoint?: string): Uint8Array {
   return encodeFrame(message, max, endpoint);
 }
 
@@ -258,7 +263,15 @@ export function responseDecoder(options: DecoderOptions = {}): FrameDecoder<IpcR
   return new FrameDecoder(checkResponse, options);
 }
 
-/** A decoder of the client's frames (`IpcMessage`), as a server needs. */
+/**
+ * A decoder of the client's frames as a protocol 0 server reads them (the brief's `IpcMessage`:
+ * `Hello` and `Follow` are `invalid_message`).
+ */
 export function messageDecoder(options: DecoderOptions = {}): FrameDecoder<IpcMessage> {
   return new FrameDecoder(checkMessage, options);
+}
+
+/** A decoder of the client's frames as a protocol 1 server reads them (`IpcRequest`). */
+export function requestDecoder(options: DecoderOptions = {}): FrameDecoder<IpcRequest> {
+  return new FrameDecoder(checkRequest, options);
 }

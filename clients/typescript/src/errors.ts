@@ -17,7 +17,7 @@
  * | `unexpected_reply` | the server answered with a response of the wrong kind | usable |
  * | `server_identity` | the socket or its directory belongs to another user (`verifyServer`) | - |
  * | `insecure_path` | the private fallback directory is not private | - |
- * | `unsupported` | the platform cannot do this | - |
+ * | `unsupported` | the platform cannot do this, or the daemon cannot (it speaks an older protocol) | - / usable |
  * | `io` | another operating-system error | closed |
  */
 export type IpcErrorKind =
@@ -59,7 +59,8 @@ export class IpcError extends Error {
       this.kind === "empty_frame" ||
       this.kind === "invalid_message" ||
       this.kind === "unexpected_reply" ||
-      this.kind === "refused"
+      this.kind === "refused" ||
+      this.kind === "unsupported"
     );
   }
 }

@@ -3,8 +3,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 
 import { connect, type IpcClient } from "../src/client.js";
-import type { IpcEvent } from "../src/types.js";
-import { connectWhenReady, rejection, startDaemon, waitForEvent, type Daemon } from "./helpers.js";
+import type { Cursor, IpcEvent } from "../src/types.js";
+import { collect, connectWhenReady, rejection, startDaemon, waitForEvent, type Daemon } from "./helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -160,6 +160,53 @@ describe("against bunctl-ipc serve", () => {
       else expect(r).toEqual({ Error: { message: `unknown app: missing-${i}` } });
     });
   });
+
+  test("follow: the last 10 lines, then live ones; a follower resuming from that cursor gets only what came after", async () => {
+    const d = await daemon();
+    const c = await client(d.path);
+    const watcher = await client(d.path);
+    const logs = { LogEvents: { app_name: "counter" } };
+    await watcher.subscribe(logs);
+    await c.start("counter", sh("i=0; while [ $i -lt 30 ]; do echo line-$i; i=$((i+1)); done; sleep 30"));
+    await waitForEvent(watcher, about("counter", "log_line", (x) => x.line === "line-29"));
+    const lines = (events: IpcEvent[]) => events.map((e) => (e.data as { line: string }).line);
+    const numbered = (n: number) => Array.from({ length: n }, (_, i) => `line-${i}`);
+
+    const f = await client(d.path);
+    const info = await f.hello();
+    // Not toMatchObject with expect.arrayContaining: Bun writes the matcher into the object it
+    // checks (oven-sh/bun#3521), and `info` is the client's own record of the server.
+    expect(info.protocol).toBe(1);
+    expect(info.features).toContain("follow");
+    expect(info.instance).toMatch(/^[0-9a-f]{32}$/);
+    const feed = await f.follow(logs, { history: 10 });
+    expect(feed.start?.instance).toBe(info.instance);
+    const boundary = feed.start?.seq ?? -1;
+    expect(feed.cursor).toEqual({ instance: info.instance, seq: boundary }); // until the first event
+
+    const replayed = await collect(feed, (_e, seen) => seen.length === 10);
+    expect(lines(replayed)).toEqual(numbered(30).slice(20));
+    expect(replayed.every((e) => e.seq !== undefined && e.seq <= boundary)).toBe(true);
+    const resumeFrom = feed.cursor;
+    expect(resumeFrom).toEqual({ instance: info.instance, seq: replayed.at(-1)?.seq as number });
+
+    // Live: the app runs again and prints its lines anew, after the boundary.
+    await c.restart("counter");
+    const live = await collect(feed, (e) => (e.data as { line?: string }).line === "line-29");
+    expect(lines(live)).toEqual(numbered(30));
+    expect(live.every((e) => e.seq !== undefined && e.seq > boundary)).toBe(true);
+    const positions = [...replayed, ...live].map((e) => e.seq as number);
+    expect(positions.every((p, i) => i === 0 || p > (positions[i - 1] as number))).toBe(true); // no repeat
+    expect(feed.cursor).toEqual({ instance: info.instance, seq: positions.at(-1) as number });
+
+    // A second follower from the first's cursor after the replay: exactly the live events.
+    const g = await client(d.path);
+    const resumed = await g.follow(logs, { after: resumeFrom as Cursor });
+    expect(resumed.cursor).toEqual(resumeFrom);
+    const again = await collect(resumed, (_e, seen) => seen.length === live.length);
+    expect(again).toEqual(live);
+    expect(resumed.cursor).toEqual(feed.cursor);
+  }, 30_000);
 
   test("the daemon stopping mid-stream ends events() with closed", async () => {
     const d = await daemon();

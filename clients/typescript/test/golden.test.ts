@@ -2,8 +2,19 @@
 
 import { describe, expect, test } from "bun:test";
 
-import { encodeFrame, encodeMessage, messageDecoder, responseDecoder, type FrameDecoder } from "../src/codec.js";
-import { lostEvents, type IpcMessage } from "../src/types.js";
+import { encodeFrame, encodeMessage, messageDecoder, requestDecoder, responseDecoder, type FrameDecoder } from "../src/codec.js";
+import {
+  FEATURE_FOLLOW,
+  PROTOCOL_VERSION,
+  RESET,
+  lostEvents,
+  readFollowStart,
+  readServerInfo,
+  resetInstance,
+  type IpcMessage,
+  type IpcRequest,
+  type IpcResponse,
+} from "../src/types.js";
 import { hex, unhex, vectors, type MalformedVector } from "./vectors.js";
 
 const decoderFor = (direction: "message" | "response", max?: number): FrameDecoder<unknown> =>
@@ -60,6 +71,57 @@ describe("golden vectors: events with positions", () => {
       const lost = lostEvents({ event_type, data });
       expect(lost).toEqual(v.missed === undefined ? undefined : { missed: v.missed, firstSeq: v.first_seq, lastSeq: v.last_seq });
     });
+  }
+});
+
+describe("golden vectors: protocol 1", () => {
+  test("Hello and Follow each have a request vector", () => {
+    const requests = vectors.protocol.filter((v) => v.direction === "request").map((v) => Object.keys(v.value as object)[0]);
+    expect(new Set(requests)).toEqual(new Set(["Hello", "Follow"]));
+  });
+
+  for (const v of vectors.protocol) {
+    if (v.direction === "request") {
+      test(`${v.name}: encodes to the exact frame, decodes back, and a protocol 0 reader makes ${v.old_server} of it`, () => {
+        const frame = encodeMessage(v.value as IpcRequest);
+        expect(hex(frame)).toBe(v.frame);
+        expect(new TextDecoder().decode(frame.subarray(4))).toBe(v.json);
+        expect(requestDecoder().push(unhex(v.frame))).toEqual([{ ok: true, value: JSON.parse(v.json) }]);
+        const old = messageDecoder().push(unhex(v.frame));
+        expect(old.map((item): string => (item.ok ? "ok" : item.error.kind))).toEqual([v.old_server]);
+      });
+    } else {
+      test(`${v.name}: decodes to the value, encodes to the exact frame, and reads as ${v.reads_as}`, () => {
+        const decoded = responseDecoder().push(unhex(v.frame));
+        expect(decoded).toEqual([{ ok: true, value: v.value as IpcResponse }]);
+        expect(hex(encodeFrame(v.value))).toBe(v.frame);
+        const response = v.value as IpcResponse;
+        switch (v.reads_as) {
+          case "ServerInfo": {
+            if (!("Data" in response) || response.Data === undefined) throw new Error("a Data reply");
+            const info = readServerInfo(response.Data.data);
+            expect(info).toEqual(response.Data.data as never); // every field given, none extra
+            expect(info?.protocol).toBe(PROTOCOL_VERSION);
+            expect(info?.features).toContain(FEATURE_FOLLOW);
+            break;
+          }
+          case "FollowStart": {
+            if (!("Data" in response) || response.Data === undefined) throw new Error("a Data reply");
+            expect(readFollowStart(response.Data.data)).toEqual(response.Data.data as never);
+            break;
+          }
+          case "reset": {
+            if (!("Event" in response) || response.Event === undefined) throw new Error("an Event");
+            expect(response.Event.event_type).toBe(RESET);
+            const instance = (response.Event.data as { instance: string }).instance;
+            expect(resetInstance(response.Event)).toBe(instance);
+            break;
+          }
+          default:
+            throw new Error(`unknown reads_as ${String((v as { reads_as: unknown }).reads_as)}`);
+        }
+      });
+    }
   }
 });
 

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { connect, type ConnectOptions, type IpcClient } from "../src/client.js";
-import { encodeFrame, messageDecoder } from "../src/codec.js";
+import { encodeFrame, messageDecoder, type Decoded, type FrameDecoder } from "../src/codec.js";
 import { IpcError } from "../src/errors.js";
-import type { IpcEvent, IpcMessage, IpcResponse } from "../src/types.js";
+import type { IpcEvent, IpcRequest, IpcResponse } from "../src/types.js";
 
 export function tempDir(): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "bunctl-ts-"));
@@ -23,13 +23,20 @@ export const frameOf = (response: IpcResponse | unknown): Uint8Array => encodeFr
 /** A connection as a fake server sees it: the decoded requests, and the socket to answer on. */
 export interface FakeConnection {
   socket: Socket;
-  /** Resolves with the next request from the client. */
-  next(): Promise<IpcMessage>;
+  /** Resolves with the next request from the client; frames the server cannot read are skipped. */
+  next(): Promise<IpcRequest>;
+  /** Resolves with the next frame from the client: a request, or why the server cannot read it. */
+  nextFrame(): Promise<Decoded<IpcRequest>>;
 }
 
-/** A Unix-socket server whose behaviour a test scripts per connection. */
+/**
+ * A Unix-socket server whose behaviour a test scripts per connection. It reads requests with
+ * `decoder`: by default the brief's messages only, as a protocol 0 server does
+ * (`requestDecoder` for protocol 1).
+ */
 export async function fakeServer(
   onConnection: (conn: FakeConnection) => void | Promise<void>,
+  decoder: () => FrameDecoder<IpcRequest> = messageDecoder,
 ): Promise<{ path: string; server: Server; close: () => Promise<void> }> {
   const { dir, remove } = tempDir();
   const path = join(dir, "fake.sock");
@@ -38,25 +45,31 @@ export async function fakeServer(
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    const decoder = messageDecoder();
-    const queue: IpcMessage[] = [];
-    const waiting: Array<(m: IpcMessage) => void> = [];
+    const reader = decoder();
+    const queue: Array<Decoded<IpcRequest>> = [];
+    const waiting: Array<(frame: Decoded<IpcRequest>) => void> = [];
     socket.on("data", (chunk: Uint8Array) => {
-      for (const item of decoder.push(chunk)) {
-        if (!item.ok) continue;
+      for (const item of reader.push(chunk)) {
         const w = waiting.shift();
-        if (w) w(item.value);
-        else queue.push(item.value);
+        if (w) w(item);
+        else queue.push(item);
       }
     });
+    const nextFrame = () =>
+      new Promise<Decoded<IpcRequest>>((resolve) => {
+        const frame = queue.shift();
+        if (frame !== undefined) resolve(frame);
+        else waiting.push(resolve);
+      });
     const conn: FakeConnection = {
       socket,
-      next: () =>
-        new Promise((resolve) => {
-          const m = queue.shift();
-          if (m !== undefined) resolve(m);
-          else waiting.push(resolve);
-        }),
+      nextFrame,
+      next: async () => {
+        for (;;) {
+          const frame = await nextFrame();
+          if (frame.ok) return frame.value;
+        }
+      },
     };
     void onConnection(conn);
   });
@@ -152,10 +165,19 @@ export async function rejection(promise: Promise<unknown>): Promise<IpcError> {
   }
 }
 
-/** Reads events until `predicate` matches one; fails after `timeoutMs`. */
-export async function waitForEvent(
+/** Reads the client's events until `predicate` matches one; fails after `timeoutMs`. */
+export function waitForEvent(
   client: IpcClient,
   predicate: (e: IpcEvent) => boolean,
+  timeoutMs = 10_000,
+): Promise<Array<IpcEvent>> {
+  return collect(client.events(), predicate, timeoutMs);
+}
+
+/** Reads `events` (a client's, a follower's) until `predicate` matches one; fails after `timeoutMs`. */
+export async function collect(
+  events: AsyncIterable<IpcEvent>,
+  predicate: (e: IpcEvent, seen: IpcEvent[]) => boolean,
   timeoutMs = 10_000,
 ): Promise<Array<IpcEvent>> {
   const seen: Array<IpcEvent> = [];
@@ -164,9 +186,9 @@ export async function waitForEvent(
     handle = setTimeout(() => reject(new Error(`no matching event within ${timeoutMs}ms; saw ${JSON.stringify(seen)}`)), timeoutMs);
   });
   const loop = (async () => {
-    for await (const e of client.events()) {
+    for await (const e of events) {
       seen.push(e);
-      if (predicate(e)) return seen;
+      if (predicate(e, seen)) return seen;
     }
     throw new Error(`events ended; saw ${JSON.stringify(seen)}`);
   })();

@@ -36,8 +36,16 @@ export interface PositionedVector {
   first_seq?: number;
   last_seq?: number;
 }
+/**
+ * A protocol 1 request or reply (crates/ipc-proto/src/protocol.rs). A request also says what a
+ * protocol 0 server's reader makes of it; a reply names the type its data reads as.
+ */
+export type ProtocolVector =
+  | { name: string; direction: "request"; value: unknown; json: string; frame: string; old_server: string }
+  | { name: string; direction: "reply"; value: unknown; json: string; frame: string; reads_as: "ServerInfo" | "FollowStart" | "reset" };
 export interface Vectors {
   positioned: PositionedVector[];
+  protocol: ProtocolVector[];
   messages: CanonicalVector[];
   responses: CanonicalVector[];
   accepted: AcceptedVector[];
