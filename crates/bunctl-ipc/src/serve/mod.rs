@@ -2,8 +2,8 @@
 //!
 //! [`serve_connection`] runs one connection until the client leaves; [`serve`] accepts clients
 //! and runs each in its own task. A daemon supplies only a [`Handler`] for its own requests;
-//! `Subscribe` and `Unsubscribe` are answered here, and matching events are written out between
-//! replies. The daemon has no select loop of its own.
+//! `Subscribe`, `Unsubscribe` and protocol 1's `Hello` and `Follow` are answered here, and
+//! matching events are written out between replies. The daemon has no select loop of its own.
 
 mod deadlines;
 mod pump;
@@ -31,7 +31,8 @@ pub const SUBSCRIBED: &str = "Subscribed to events";
 /// The reply to `Unsubscribe`.
 pub const UNSUBSCRIBED: &str = "Unsubscribed from events";
 
-/// A daemon's answer to every request other than `Subscribe` and `Unsubscribe`.
+/// A daemon's answer to every request other than `Subscribe`, `Unsubscribe`, `Hello` and
+/// `Follow` (which [`serve`] answers itself).
 ///
 /// Any `Fn(IpcMessage) -> impl Future<Output = IpcResponse>` closure is a handler; implement the
 /// trait on your own type for anything more (the reference daemon, `bunctl-ipc-daemon`, does).
@@ -266,6 +267,17 @@ fn reap(joined: std::result::Result<(), JoinError>) {
 ///   subscription that were still waiting to be written are not dropped silently: one `lagged`
 ///   notice counting them comes right before the reply. The same notice is the last frame of a
 ///   subscribed connection whose input ends (the client's end of stream, or shutdown).
+/// * `Hello` (protocol 1, see `WIRE.md`) is answered with a [`ServerInfo`](crate::ServerInfo):
+///   [`Handler::server_name`], the bus's instance and last position, `"follow"` among the
+///   features, the process id, the bus's age, the connections served with this bus, its
+///   subscribers, and the events it published and lost.
+/// * `Follow { subscription, history, after, instance }` replaces the subscription as
+///   `Subscribe` does and is answered `Data { data: {"instance", "seq"} }` (a
+///   [`FollowStart`](crate::FollowStart)), then the replay [`EventBus::follow`] takes (the
+///   last `history` kept events; or every kept event after `after`, a `lagged` notice first for
+///   those no longer kept; or, for another bus's `instance`, a `reset` notice and everything
+///   kept), then live events: each matching event once, in position order. `history` with
+///   `after` is answered with an `Error`.
 /// * A subscription needs a frame limit that can carry any `lagged` notice (129 bytes);
 ///   on a connection with a smaller limit, `Subscribe` is answered with an `Error` (or, if not
 ///   even that fits, the connection ends with [`IpcError::FrameTooLarge`]), so that losses are
