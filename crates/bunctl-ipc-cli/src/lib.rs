@@ -79,45 +79,36 @@ pub fn run(
                 err,
             ))
         }
-        Command::Watch(watch) => {
-            let how = watch::Following {
+        Command::Watch(watch) => follow(
+            &endpoint,
+            global.timeout,
+            watch::Following {
                 subscription: watch.subscription(),
                 history: watch.history,
                 cursor_file: watch.cursor_file.as_deref(),
                 json: global.json,
                 text: render::event_text,
-            };
-            current_thread()?.block_on(watch::run(
-                &endpoint,
-                global.timeout,
-                how,
-                out,
-                err,
-                shutdown_signal(),
-            ))
-        }
-        Command::Logs(logs) if logs.follow => {
-            let with_app = logs.app.is_none();
-            let how = watch::Following {
+            },
+            out,
+            err,
+        ),
+        Command::Logs(logs) if logs.follow => follow(
+            &endpoint,
+            global.timeout,
+            watch::Following {
                 subscription: logs.subscription(),
                 history: Some(logs.lines),
                 cursor_file: None,
                 json: global.json,
-                text: if with_app {
+                text: if logs.app.is_none() {
                     |e| render::log_text(e, true)
                 } else {
                     |e| render::log_text(e, false)
                 },
-            };
-            current_thread()?.block_on(watch::run(
-                &endpoint,
-                global.timeout,
-                how,
-                out,
-                err,
-                shutdown_signal(),
-            ))
-        }
+            },
+            out,
+            err,
+        ),
         Command::Logs(logs) => current_thread()?.block_on(call::logs(
             &endpoint,
             global.timeout,
@@ -174,6 +165,17 @@ pub fn run(
         }
         Command::Demo => multi_thread()?.block_on(demo::run(out)),
     }
+}
+
+/// `watch` and `logs --follow`: follows until Ctrl-C or SIGTERM, on one thread.
+fn follow(
+    endpoint: &std::path::Path,
+    timeout: std::time::Duration,
+    how: watch::Following<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CliError> {
+    current_thread()?.block_on(watch::run(endpoint, timeout, how, out, err, shutdown_signal()))
 }
 
 fn current_thread() -> Result<tokio::runtime::Runtime, CliError> {

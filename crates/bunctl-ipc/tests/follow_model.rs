@@ -66,14 +66,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn subscription(n: u8) -> SubscriptionType {
-    match n {
-        0 => SubscriptionType::AllEvents { app_name: None },
-        1 => SubscriptionType::LogEvents { app_name: Some("a".into()) },
-        _ => SubscriptionType::StatusEvents { app_name: None },
-    }
-}
-
 async fn handler(message: IpcMessage) -> IpcResponse {
     IpcResponse::Success { message: format!("{message:?}") }
 }
@@ -313,7 +305,7 @@ impl World {
 async fn run_case(filter: u8, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut world = World {
         endpoint: fresh_endpoint(),
-        filter: subscription(filter),
+        filter: common::filter(filter),
         lives: Vec::new(),
         stop: None,
         serving: None,

@@ -64,7 +64,7 @@ use bunctl_ipc::{
     IpcClient, IpcError, IpcMessage, IpcResponse, IpcServer, Operation, ServerOptions,
     SubscriptionType,
 };
-use common::{Endpoint, fresh_endpoint};
+use common::{Endpoint, filter, fresh_endpoint};
 use proptest::prelude::*;
 use serde_json::json;
 use tokio::sync::watch;
@@ -300,14 +300,6 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
         1 => Just(Op::Quiesce),
         1 => Just(Op::Shutdown),
     ]
-}
-
-fn filter(n: u8) -> SubscriptionType {
-    match n {
-        0 => SubscriptionType::AllEvents { app_name: None },
-        1 => SubscriptionType::LogEvents { app_name: Some("a".into()) },
-        _ => SubscriptionType::StatusEvents { app_name: None },
-    }
 }
 
 /// What the model knows of one client.

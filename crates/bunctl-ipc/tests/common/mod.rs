@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bunctl_ipc::{IpcConnection, IpcMessage, IpcResponse, IpcServer};
+use bunctl_ipc::{IpcConnection, IpcMessage, IpcResponse, IpcServer, SubscriptionType};
 
 /// A fresh endpoint for one test: a socket path in a private temporary directory on Unix, a
 /// unique pipe name on Windows. Dropping it removes the directory.
@@ -140,4 +140,13 @@ pub fn outcomes(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<St
         }
     });
     rx
+}
+
+/// The model tests' filters: every event (0), app `a`'s log lines (1), every status event (2).
+pub fn filter(n: u8) -> SubscriptionType {
+    match n {
+        0 => SubscriptionType::AllEvents { app_name: None },
+        1 => SubscriptionType::LogEvents { app_name: Some("a".into()) },
+        _ => SubscriptionType::StatusEvents { app_name: None },
+    }
 }
