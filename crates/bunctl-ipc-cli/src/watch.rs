@@ -255,6 +255,19 @@ mod tests {
     }
 
     #[test]
+    fn losses_and_resets_are_one_line_each_saying_how_many_or_which_daemon() {
+        let lagged = Event::lagged_between(12, 1031, 1190);
+        assert_eq!(notice_text(&lagged).as_deref(), Some("missed 12 events (positions 1031-1190)"));
+        assert_eq!(notice_text(&Event::lagged(3)).as_deref(), Some("missed 3 events"));
+        let reset = Event::new("reset", json!({"instance": "ab12"}));
+        assert_eq!(
+            notice_text(&reset).as_deref(),
+            Some("the daemon restarted (instance ab12); showing what it kept since")
+        );
+        assert_eq!(notice_text(&Event::new("log_line", json!({"line": "x"}))), None);
+    }
+
+    #[test]
     fn json_event_lines_are_event_frames() {
         let event = Event::new("status_change", json!({"app": "a", "state": "running"}));
         assert_eq!(

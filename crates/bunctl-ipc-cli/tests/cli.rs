@@ -890,3 +890,42 @@ fn info_prints_the_daemons_hello() {
     assert_eq!(reply["Data"]["data"]["protocol"], 1);
     assert_eq!(reply["Data"]["data"]["connections"], 1);
 }
+
+#[cfg(unix)]
+#[test]
+fn watch_resuming_after_more_lines_than_the_daemon_keeps_says_how_many_it_missed() {
+    let server = Server::start();
+    let cursor_file = server.dir.path().join("cursor");
+    let cursor = cursor_file.to_str().expect("UTF-8");
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    let args = ["--logs", "--app", "count", "--cursor-file", cursor];
+    let (watch, lines, _) = start_watch(&server, &args);
+    let numbers =
+        Lines::map(lines, |line: &str| line.rsplit(' ').next().unwrap_or_default().into());
+    let seen = contiguous(&numbers, 3, None);
+    signal(&watch, libc::SIGINT);
+    assert!(wait_status(watch).success());
+
+    // The daemon keeps 1000 lines of an app: wait until more than that came after the cursor.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let last = server.call_data(&["logs", "count", "-n", "1"]);
+        let newest: u64 = last[0]["line"].as_str().and_then(|l| l.parse().ok()).unwrap_or(0);
+        if newest > seen + 1100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the app did not print 1100 more lines");
+    }
+    let (watch, lines, errors) = start_watch(&server, &args);
+    let notice = errors.next("the loss notice");
+    assert!(notice.starts_with("missed ") && notice.contains(" events (positions "), "{notice}");
+    let missed: u64 = notice.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(missed >= 100, "{notice}");
+    let numbers =
+        Lines::map(lines, |line: &str| line.rsplit(' ').next().unwrap_or_default().into());
+    let first: u64 = numbers.next("the first kept line").parse().expect("a number");
+    // The daemon remembers the positions of as many forgotten lines as it keeps: exact.
+    assert_eq!(first, seen + 1 + missed, "the notice counts exactly the lines it skipped");
+    signal(&watch, libc::SIGINT);
+    assert!(wait_status(watch).success());
+}

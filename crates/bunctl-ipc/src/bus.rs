@@ -276,16 +276,44 @@ struct Kept {
     window: Window,
     /// The events dropped from `window`: how many, and the first and last of them.
     forgotten: Loss,
+    /// The positions of the most recently dropped ones, as many as the window keeps events
+    /// (8 bytes each, next to events of a hundred bytes or more): what makes a resume's
+    /// notice exact for a cursor among them.
+    recent: VecDeque<u64>,
+}
+
+/// Notes that `old` was dropped from a window: counted in `forgotten`, its position among the
+/// `remember` most recent in `recent`.
+fn forget(forgotten: &mut Loss, recent: &mut VecDeque<u64>, old: BusEvent, remember: usize) {
+    forgotten.add(old.seq());
+    if let Some(seq) = old.seq() {
+        if recent.len() >= remember {
+            recent.pop_front();
+        }
+        recent.push_back(seq);
+    }
 }
 
 impl Kept {
     /// What a follower resuming after position `after` lost of this app and kind. Exact when
-    /// `after` is before the first forgotten event or after the last; in between, the bus no
-    /// longer knows how many came after it and counts them all (never fewer than were lost).
+    /// `after` is before the first forgotten event, among the most recently forgotten ones, or
+    /// after the last; before those, the bus no longer knows how many of the older ones came
+    /// after it and counts them all (never fewer than were lost).
     fn lost_after(&self, after: u64) -> Loss {
-        match self.forgotten.range {
-            Some((_, last)) if last > after => self.forgotten,
-            _ => Loss::default(),
+        let Some((first, last)) = self.forgotten.range else { return Loss::default() };
+        if last <= after {
+            return Loss::default();
+        }
+        match self.recent.front() {
+            // Everything forgotten after `after` is remembered.
+            Some(&oldest) if first <= after && oldest <= after => {
+                let mut lost = Loss::default();
+                for &seq in self.recent.iter().filter(|&&seq| seq > after) {
+                    lost.add(Some(seq));
+                }
+                lost
+            }
+            _ => self.forgotten,
         }
     }
 }
@@ -534,11 +562,12 @@ impl EventBus {
     /// ones above it.
     ///
     /// With [`Replay::After`], events after the cursor that the bus no longer keeps are
-    /// announced first, in one `lagged` notice whose range covers them. It is exact when the
-    /// cursor is older than everything the bus forgot of an app and kind, or newer; when it
-    /// falls among forgotten events, the bus cannot tell how many of them came after it and
-    /// counts them all, so the notice over-counts (its `first_seq` is then at or before the
-    /// cursor) and never under-counts.
+    /// announced first, in one `lagged` notice whose range covers them. For each app and kind
+    /// the bus remembers the positions of as many forgotten events as it keeps: the notice is
+    /// exact when the cursor is older than everything it forgot, among or after those it
+    /// remembers. A cursor older than those (but not than the first forgotten) leaves the bus
+    /// unable to tell how many came after it: it then counts them all, so the notice
+    /// over-counts (its `first_seq` is then at or before the cursor) and never under-counts.
     ///
     /// ```
     /// use bunctl_ipc::{EventBus, Replay, SubscriptionType};
@@ -676,10 +705,10 @@ fn keep(
             }
         }
     };
-    let kept = kinds.of(category);
-    let forgotten = &mut kept.forgotten;
-    kept.window.push(event, options.retained_events, options.retained_bytes, |old| {
-        forgotten.add(old.seq())
+    let Kept { window, forgotten, recent } = kinds.of(category);
+    let remember = options.retained_events;
+    window.push(event, remember, options.retained_bytes, |old| {
+        forget(forgotten, recent, old, remember)
     });
 }
 

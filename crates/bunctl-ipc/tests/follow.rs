@@ -313,3 +313,21 @@ mod old_servers {
         client_of_an_old_server_behaves(OnUnknown::Close).await;
     }
 }
+
+#[test]
+fn a_cursor_among_the_remembered_forgotten_events_gets_an_exact_notice() {
+    // Keeps 3 lines; of the 7 forgotten, remembers the positions of the last 3 (5, 6, 7).
+    let bus = EventBus::with_options(BusOptions::new().with_retained_events(3));
+    publish_lines(&bus, "web", 0..10);
+    let notice_after = |cursor: u64| {
+        let mut sub = bus.follow(logs("web"), bunctl_ipc::Replay::After(cursor));
+        let notice = sub.try_recv().expect("a notice");
+        (notice.missed(), notice.lost_range(), sub.try_recv().and_then(|e| e.seq()))
+    };
+    assert_eq!(notice_after(0), (Some(7), Some(1..=7), Some(8)), "before all: exact");
+    assert_eq!(notice_after(5), (Some(2), Some(6..=7), Some(8)), "at the oldest remembered");
+    assert_eq!(notice_after(6), (Some(1), Some(7..=7), Some(8)), "among the remembered");
+    assert_eq!(notice_after(4), (Some(7), Some(1..=7), Some(8)), "before them: over-counted");
+    let mut after_all = bus.follow(logs("web"), bunctl_ipc::Replay::After(7));
+    assert_eq!(after_all.try_recv().and_then(|e| e.seq()), Some(8), "after them: no notice");
+}

@@ -1094,15 +1094,21 @@ impl World {
     }
 
     /// What a follower resuming after `after` is owed, in the order it is owed: the forgotten
-    /// events a notice must count (all of a window's when `after` falls among them: the bus
-    /// over-counts then, by design), then the kept ones after `after`.
+    /// events a notice must count, then the kept ones after `after`. The bus remembers the
+    /// positions of the last `RETAINED` forgotten events of each window: a cursor among or
+    /// after those gets exactly the forgotten ones after it; one before them but not before
+    /// the first forgotten gets all of the window's (it over-counts then, by design).
     fn replay_after(&self, subscription: &SubscriptionType, after: u64) -> VecDeque<u64> {
         let mut forgotten: Vec<u64> = self
             .windows(subscription)
             .map(|seqs| &seqs[..seqs.len().saturating_sub(RETAINED)])
             .filter(|gone| gone.last().is_some_and(|last| *last > after))
-            .flatten()
-            .copied()
+            .flat_map(|gone| {
+                let remembered = &gone[gone.len().saturating_sub(RETAINED)..];
+                let exact = gone[0] > after || remembered[0] <= after;
+                let counted = if exact && gone[0] <= after { remembered } else { gone };
+                counted.iter().copied().filter(move |seq| !exact || *seq > after)
+            })
             .collect();
         forgotten.sort_unstable();
         let kept = self.kept(subscription).into_iter().filter(|seq| *seq > after);
