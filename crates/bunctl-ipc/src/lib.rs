@@ -59,6 +59,10 @@
 //! * **Errors are typed.** One [`IpcError`] enum; the peer leaving cleanly is
 //!   [`IpcError::Closed`], leaving mid-frame is [`IpcError::Truncated`], a bad frame is
 //!   [`IpcError::InvalidMessage`] and the connection goes on.
+//! * **History, then live, resumable.** [`IpcClient::follow`] gives the last N events or
+//!   every event after a [`Cursor`], then live ones: each matching event once, in order, with
+//!   every gap named in a `lagged` notice; a cursor of a restarted daemon gets a `reset` first.
+//!   [`IpcClient::hello`] tells an old daemon (protocol 0) from a new one.
 //! * **Access control.** The socket is owner-only and each connection's peer is checked against a
 //!   [`PeerPolicy`] (see [`ServerOptions`]).
 //!

@@ -25,6 +25,13 @@
 //! and [`MAX_MESSAGE_SIZE`] bytes, inclusive; the header is not counted. `WIRE.md` at the root of
 //! the repository documents every message and the error behaviour for other implementations.
 //!
+//! # Protocol 1
+//!
+//! Besides the brief's messages, servers built on bunctl-ipc answer [`Hello`] (who they are,
+//! what they support: a [`ServerInfo`]) and [`Follow`] (history or everything after a
+//! [`Cursor`], then live events). [`Request`] is what such a server reads; the [`protocol`]
+//! module says how a client tells an old server.
+//!
 //! # Getting started
 //!
 //! Tools without an async runtime use [`blocking::write_message`] and
