@@ -122,17 +122,26 @@ impl OpTimer {
 }
 
 /// The receiving state: a decoder and the bytes of a frame in progress.
+///
+/// A large frame's buffer is kept while frames keep arriving: the next frame is read into it
+/// (one allocation for a run of large frames, not one each: in a small process every fresh
+/// megabyte is fresh pages). It is given back as soon as a read would wait — right after a
+/// frame, with one look at the stream, and whenever the connection waits for input — so an
+/// idle connection holds none.
 #[derive(Debug)]
 struct FrameReader<D> {
     codec: IpcCodec<D, ()>,
     buf: BytesMut,
+    /// A read error met while looking ahead, returned by the next receive.
+    ahead_error: Option<io::Error>,
     /// Set by the `Stream` impl after a fatal error, so that it then ends.
     done: bool,
 }
 
 impl<D: DeserializeOwned> FrameReader<D> {
     fn new(config: FrameConfig) -> Self {
-        FrameReader { codec: IpcCodec::with_config(config), buf: BytesMut::new(), done: false }
+        let codec = IpcCodec::with_config(config).with_buffer_reuse(true);
+        FrameReader { codec, buf: BytesMut::new(), ahead_error: None, done: false }
     }
 
     /// Polls for the next message. All progress lives in `self`, never in a future, which is
@@ -143,11 +152,23 @@ impl<D: DeserializeOwned> FrameReader<D> {
         io: &mut R,
     ) -> Poll<Result<D>> {
         loop {
-            if let Some(item) = self.codec.decode(&mut self.buf)? {
-                trace!("message received");
-                return Poll::Ready(Ok(item));
+            if let Some(e) = self.ahead_error.take() {
+                return Poll::Ready(Err(e.into()));
             }
-            let n = if self.buf.is_empty() && !self.codec.is_mid_frame() {
+            match self.codec.decode(&mut self.buf) {
+                Ok(None) => {}
+                Ok(Some(item)) => {
+                    self.look_ahead(io);
+                    trace!("message received");
+                    return Poll::Ready(Ok(item));
+                }
+                Err(e) => {
+                    self.look_ahead(io);
+                    return Poll::Ready(Err(e));
+                }
+            }
+            let idle = self.buf.is_empty() && !self.codec.is_mid_frame();
+            let n = if idle && !self.codec.holds_large_buffer() {
                 let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
                 let mut rb = ReadBuf::uninit(&mut stack);
                 ready!(Pin::new(&mut *io).poll_read(cx, &mut rb))?;
@@ -155,10 +176,19 @@ impl<D: DeserializeOwned> FrameReader<D> {
                 rb.filled().len()
             } else {
                 if self.buf.len() == self.buf.capacity() {
-                    // Only a split header can get here: a body has its room reserved.
+                    // A split header, or a kept buffer (whose room this takes back): a body has
+                    // its room reserved.
                     self.buf.reserve(STACK_READ);
                 }
-                ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf))?
+                match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf) {
+                    Poll::Pending => {
+                        if idle {
+                            self.codec.release_idle_buffer(&mut self.buf);
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(read) => read?,
+                }
             };
             if n == 0 {
                 return Poll::Ready(match self.codec.decode_eof(&mut self.buf)? {
@@ -167,6 +197,29 @@ impl<D: DeserializeOwned> FrameReader<D> {
                 });
             }
             trace!(bytes = n, "read");
+        }
+    }
+
+    /// After a frame, with a large buffer kept and empty: one look for the next frame's bytes,
+    /// read into it if they are there; the buffer is given back if they are not. A read error
+    /// is kept for the next receive (the end of the stream is met again by the next read).
+    ///
+    /// The look registers no waker of the caller's: the caller has its frame and polls again
+    /// when it wants more, and a waker left with the stream would keep a finished task's
+    /// memory alive (as `OpTimer::finish` explains).
+    fn look_ahead<R: AsyncRead + Unpin>(&mut self, io: &mut R) {
+        if !self.buf.is_empty() || self.codec.is_mid_frame() || !self.codec.holds_large_buffer() {
+            return;
+        }
+        self.buf.reserve(STACK_READ);
+        let mut cx = Context::from_waker(Waker::noop());
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), &mut cx, &mut self.buf) {
+            Poll::Ready(Ok(n)) if n > 0 => trace!(bytes = n, "read ahead"),
+            Poll::Ready(Err(e)) => {
+                self.codec.release_idle_buffer(&mut self.buf);
+                self.ahead_error = Some(e);
+            }
+            _ => self.codec.release_idle_buffer(&mut self.buf),
         }
     }
 
@@ -505,10 +558,10 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     /// The same connection decoding into `D2`: buffered input, queued output, limits, timer
     /// and slot carry over.
     pub(crate) fn decoding<D2>(self) -> Connection<S, D2, E> {
-        let FrameReader { codec, buf, done } = self.reader;
+        let FrameReader { codec, buf, ahead_error, done } = self.reader;
         Connection {
             io: self.io,
-            reader: FrameReader { codec: codec.cast(), buf, done },
+            reader: FrameReader { codec: codec.cast(), buf, ahead_error, done },
             writer: self.writer,
             timer: self.timer,
             timeout: self.timeout,
@@ -573,7 +626,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     {
         // The decoder state carries over (a header may already be consumed); the release
         // threshold goes back to the codec's default, which suits `Framed`'s buffer handling.
-        let mut codec = self.reader.codec.cast::<D, E>();
+        let mut codec = self.reader.codec.cast::<D, E>().with_buffer_reuse(false);
         codec.set_config(
             codec.config().with_shrink_threshold(FrameConfig::new().shrink_threshold()),
         );
@@ -584,6 +637,8 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             _slot: self.slot,
         };
         let mut parts = FramedParts::new::<&E>(io, codec);
+        // A read error met while looking ahead (rare: only after a large frame) is not carried
+        // over; `Framed`'s next read meets the stream's state again.
         parts.read_buf = self.reader.buf;
         if parts.read_buf.capacity() == 0 {
             // `Framed` reads into spare capacity only; start it with a useful amount.
@@ -930,8 +985,8 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipc_proto::{IpcMessage, IpcResponse};
-    use tokio::io::{AsyncReadExt, duplex};
+    use ipc_proto::{ClientCodec, IpcMessage, IpcResponse};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     type Client<S> = Connection<S, IpcResponse, IpcMessage>;
     type Server<S> = Connection<S, IpcMessage, IpcResponse>;
@@ -994,6 +1049,36 @@ mod tests {
             "{}",
             server.reader.buf.capacity()
         );
+    }
+
+    #[tokio::test]
+    async fn back_to_back_large_frames_share_one_buffer_which_goes_once_input_stops() {
+        let (a, mut b) = duplex(4 << 20);
+        let mut server: Server<_> = Connection::new(a);
+        let big = |c: char| IpcMessage::Start { name: c.into(), config: "y".repeat(1 << 20) };
+        let mut wire = BytesMut::new();
+        for c in ['a', 'b', 'c'] {
+            ClientCodec::new().encode(&big(c), &mut wire).expect("encode");
+        }
+        b.write_all(&wire).await.expect("write");
+
+        assert_eq!(server.recv().await.expect("a"), big('a'));
+        // The next frame was there: read into the buffer the first one grew.
+        assert!(server.reader.codec.holds_large_buffer(), "kept while frames keep arriving");
+        let kept = server.reader.buf.as_ptr();
+        assert_eq!(server.recv().await.expect("b"), big('b'));
+        assert_eq!(server.reader.buf.as_ptr(), kept, "the third frame is read into it too");
+        assert_eq!(server.recv().await.expect("c"), big('c'));
+        // Nothing more has arrived: given back at once, before any further receive.
+        assert!(!server.reader.codec.holds_large_buffer());
+        server.reader.buf.reserve(1);
+        assert!(server.reader.buf.capacity() <= IDLE_BUFFER_LIMIT, "idle holds no large buffer");
+
+        // A frame that arrives while the reader waits is read into a buffer of its own again.
+        let (sent, got) = tokio::join!(b.write_all(&wire[..wire.len() / 3]), server.recv());
+        sent.expect("write");
+        assert_eq!(got.expect("again"), big('a'));
+        assert!(!server.reader.codec.holds_large_buffer());
     }
 
     #[tokio::test]

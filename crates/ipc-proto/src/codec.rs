@@ -67,7 +67,9 @@ enum DecodeState {
 /// * **Clean failures on encode.** A value whose JSON passes the limit stops serializing as soon
 ///   as it does, and a failed encode removes everything it wrote: `dst` is as it was.
 /// * **Small when idle.** After a frame is consumed and the buffer is empty, a buffer larger than
-///   [`FrameConfig::shrink_threshold`] is released.
+///   [`FrameConfig::shrink_threshold`] is released — or, with
+///   [`with_buffer_reuse`](Self::with_buffer_reuse), kept for the next frame until the caller
+///   gives it back with [`release_idle_buffer`](Self::release_idle_buffer).
 ///
 /// With `tokio_util::codec::Framed`:
 ///
@@ -95,7 +97,10 @@ pub struct IpcCodec<D, E> {
     /// Largest read-buffer capacity seen since the buffer was last released. `BytesMut` reports
     /// capacity from its read position, so an emptied buffer looks small even when it still owns
     /// a large allocation; this remembers how large it really got.
-    peak_capacity: usize,
+    /// (`u32`, saturating: a threshold is a `u32` too, and every connection carries one.)
+    peak_capacity: u32,
+    /// The buffer is kept between frames; the caller releases it (`release_idle_buffer`).
+    reuse: bool,
     _types: PhantomData<fn(&E) -> D>,
 }
 
@@ -112,7 +117,13 @@ impl<D, E> IpcCodec<D, E> {
 
     /// A codec with the given limits.
     pub const fn with_config(config: FrameConfig) -> Self {
-        IpcCodec { config, state: DecodeState::Head, peak_capacity: 0, _types: PhantomData }
+        IpcCodec {
+            config,
+            state: DecodeState::Head,
+            peak_capacity: 0,
+            reuse: false,
+            _types: PhantomData,
+        }
     }
 
     /// The limits in force.
@@ -130,20 +141,54 @@ impl<D, E> IpcCodec<D, E> {
         matches!(self.state, DecodeState::Body(..))
     }
 
+    /// Keeps (`true`) or releases (`false`, the default) a large read buffer once a frame is
+    /// consumed. Kept, the next frame's body is read into the buffer the previous body grew,
+    /// so back-to-back large frames are read into one allocation instead of one each (and the
+    /// room for the next frame's header is included); the caller gives it back with
+    /// [`release_idle_buffer`](Self::release_idle_buffer) when it is about to wait for input.
+    /// For callers that own their buffer and know when they wait (bunctl-ipc's connections):
+    /// under `Framed`, which never calls it, the buffer would stay at its largest.
+    pub fn with_buffer_reuse(mut self, reuse: bool) -> Self {
+        self.reuse = reuse;
+        self
+    }
+
+    /// True when `buf`, as this decoder last saw it, holds an allocation above
+    /// [`FrameConfig::shrink_threshold`] (which an empty `BytesMut` does not show).
+    pub fn holds_large_buffer(&self) -> bool {
+        self.peak_capacity as usize > self.config.shrink_threshold()
+    }
+
+    /// Releases `buf` if it is empty and holds an allocation above
+    /// [`FrameConfig::shrink_threshold`]: what the decoder does after each frame unless
+    /// [`with_buffer_reuse`](Self::with_buffer_reuse) asks it to leave that to the caller.
+    pub fn release_idle_buffer(&mut self, buf: &mut BytesMut) {
+        if buf.is_empty() && self.holds_large_buffer() {
+            *buf = BytesMut::new();
+            self.peak_capacity = 0;
+        }
+    }
+
     /// The same codec state with the directions swapped (used to reinterpret a stream).
     pub fn cast<D2, E2>(self) -> IpcCodec<D2, E2> {
         IpcCodec {
             config: self.config,
             state: self.state,
             peak_capacity: self.peak_capacity,
+            reuse: self.reuse,
             _types: PhantomData,
         }
     }
 
+    fn note_capacity(&mut self, buf: &BytesMut) {
+        let capacity = u32::try_from(buf.capacity()).unwrap_or(u32::MAX);
+        self.peak_capacity = self.peak_capacity.max(capacity);
+    }
+
+    /// After a frame: releases an idle buffer, unless the caller does.
     fn release_if_idle(&mut self, buf: &mut BytesMut) {
-        if buf.is_empty() && self.peak_capacity > self.config.shrink_threshold() {
-            *buf = BytesMut::new();
-            self.peak_capacity = 0;
+        if !self.reuse {
+            self.release_idle_buffer(buf);
         }
     }
 }
@@ -160,6 +205,7 @@ impl<D, E> Clone for IpcCodec<D, E> {
             config: self.config,
             state: self.state,
             peak_capacity: self.peak_capacity,
+            reuse: self.reuse,
             _types: PhantomData,
         }
     }
@@ -178,8 +224,9 @@ impl<D, E> fmt::Debug for IpcCodec<D, E> {
 /// to [`FIRST_BODY_RESERVE`] at first, then twice what has arrived, never past `len` (and all of
 /// `len` when less than half a step more would be left, so at most 96 KiB for a bare header). `ours` is
 /// the capacity of the buffer allocated here for this body (0 before the first); the new one's
-/// is returned.
-fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize) -> usize {
+/// is returned. `headroom` more is made when the room reaches the whole body (the next frame's
+/// header, for a buffer that is kept).
+fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize, headroom: usize) -> usize {
     let spare = buf.capacity() - buf.len();
     let missing = len.saturating_sub(buf.len());
     if spare >= missing.min(MIN_SPARE) {
@@ -189,6 +236,9 @@ fn reserve_body(buf: &mut BytesMut, len: usize, ours: usize) -> usize {
     if len - target < target / 2 {
         // A last step this small would cost a copy for a few bytes: take the whole frame now.
         target = len;
+    }
+    if target == len {
+        target += headroom;
     }
     if ours == 0 || buf.capacity() != ours {
         // The first room for this body: a buffer of exactly `target`, holding the few bytes
@@ -213,7 +263,7 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
     type Error = IpcError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<D>> {
-        self.peak_capacity = self.peak_capacity.max(src.capacity());
+        self.note_capacity(src);
         let len = match self.state {
             DecodeState::Broken(size) => {
                 return Err(IpcError::FrameTooLarge {
@@ -241,18 +291,21 @@ impl<D: DeserializeOwned, E> Decoder for IpcCodec<D, E> {
                     return Err(e);
                 }
                 src.advance(HEADER_LEN);
-                self.state = DecodeState::Body(header, 0);
+                // A buffer kept from an earlier body is this decoder's own, to grow in place.
+                let ours = if self.reuse && self.holds_large_buffer() { src.capacity() } else { 0 };
+                self.state = DecodeState::Body(header, u32::try_from(ours).unwrap_or(0));
                 len
             }
             DecodeState::Body(len, _) => len as usize,
         };
         if src.len() < len {
             if let DecodeState::Body(header, ours) = self.state {
-                let room = reserve_body(src, len, ours as usize);
+                let headroom = if self.reuse { HEADER_LEN } else { 0 };
+                let room = reserve_body(src, len, ours as usize, headroom);
                 // `room <= len <= u32::MAX`: it fits.
                 self.state = DecodeState::Body(header, u32::try_from(room).unwrap_or(u32::MAX));
             }
-            self.peak_capacity = self.peak_capacity.max(src.capacity());
+            self.note_capacity(src);
             return Ok(None);
         }
         self.state = DecodeState::Head;

@@ -126,6 +126,52 @@ proptest! {
         prop_assert_eq!(out, msgs);
     }
 
+    /// A decoder that keeps its buffer between frames (released by the caller at random
+    /// points, as a connection does when it waits) decodes exactly what one that releases it
+    /// after every frame does, large frames among small ones, however the bytes are cut; and
+    /// a released buffer holds nothing large. (Claims and limits in reuse mode are the same
+    /// code as without it: `arbitrary_bytes_never_panic_nor_overreserve`.)
+    #[test]
+    fn a_kept_buffer_decodes_the_same_frames_and_is_released_when_asked(
+        sizes in prop::collection::vec(prop_oneof![0usize..64, 70_000usize..300_000], 1..8),
+        cuts in prop::collection::vec(any::<usize>(), 0..24),
+        releases in prop::collection::vec(any::<bool>(), 24),
+    ) {
+        let msgs: Vec<IpcMessage> = sizes
+            .iter()
+            .map(|n| IpcMessage::Start { name: "x".repeat(*n), config: String::new() })
+            .collect();
+        let mut wire = BytesMut::new();
+        let mut enc = ClientCodec::new();
+        for m in &msgs {
+            enc.encode(m, &mut wire).expect("encode");
+        }
+        let (mut plain, mut kept) = (ServerCodec::new(), ServerCodec::new().with_buffer_reuse(true));
+        let (mut plain_buf, mut kept_buf) = (BytesMut::new(), BytesMut::new());
+        let (mut from_plain, mut from_kept) = (Vec::new(), Vec::new());
+        for (i, chunk) in chunks(&wire, cuts).into_iter().enumerate() {
+            plain_buf.extend_from_slice(chunk);
+            kept_buf.extend_from_slice(chunk);
+            while let Some(m) = plain.decode(&mut plain_buf).expect("decode") {
+                from_plain.push(m);
+            }
+            while let Some(m) = kept.decode(&mut kept_buf).expect("decode") {
+                from_kept.push(m);
+            }
+            if releases[i % releases.len()] {
+                kept.release_idle_buffer(&mut kept_buf);
+                if kept_buf.is_empty() {
+                    prop_assert!(!kept.holds_large_buffer());
+                    prop_assert!(kept_buf.capacity() <= 64 * 1024);
+                }
+            }
+        }
+        prop_assert_eq!(&from_kept, &from_plain);
+        prop_assert_eq!(from_kept, msgs);
+        kept.release_idle_buffer(&mut kept_buf);
+        prop_assert!(kept_buf.capacity() <= 64 * 1024, "{}", kept_buf.capacity());
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_nor_overreserve(
         data in prop::collection::vec(any::<u8>(), 0..4096),

@@ -292,3 +292,38 @@ fn a_body_behind_consumed_frames_gets_room_of_its_own_size_not_the_callers_buffe
     src.extend_from_slice(&wire[room.min(600)..]);
     assert_eq!(codec.decode(&mut src).expect("decode"), Some(body));
 }
+
+#[test]
+fn a_kept_buffer_carries_back_to_back_large_frames_in_one_allocation() {
+    let big = |n: usize| IpcMessage::Start { name: "x".repeat(n), config: String::new() };
+    let mut wire = BytesMut::new();
+    let mut enc = ClientCodec::new();
+    enc.encode(&big(200_000), &mut wire).expect("encode");
+    let first = wire.split().freeze();
+    enc.encode(&big(200_000), &mut wire).expect("encode");
+    let second = wire.split().freeze();
+
+    let mut dec = ServerCodec::new().with_buffer_reuse(true);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&first[..8192]);
+    assert!(dec.decode(&mut buf).expect("decode").is_none());
+    buf.extend_from_slice(&first[8192..]);
+    assert_eq!(dec.decode(&mut buf).expect("decode"), Some(big(200_000)));
+    assert!(dec.holds_large_buffer(), "kept after the frame");
+
+    // The next frame, header included, fits the kept allocation: no new one.
+    buf.reserve(second.len());
+    let start = buf.as_ptr();
+    buf.extend_from_slice(&second);
+    assert_eq!(buf.as_ptr(), start, "read into the same allocation");
+    assert_eq!(dec.decode(&mut buf).expect("decode"), Some(big(200_000)));
+
+    dec.release_idle_buffer(&mut buf);
+    assert_eq!(buf.capacity(), 0, "given back when asked");
+    assert!(!dec.holds_large_buffer());
+    // Without reuse the buffer goes as soon as the frame is through, as before.
+    let mut plain = ServerCodec::new();
+    let mut buf = BytesMut::from(&first[..]);
+    assert_eq!(plain.decode(&mut buf).expect("decode"), Some(big(200_000)));
+    assert_eq!(buf.capacity(), 0);
+}
