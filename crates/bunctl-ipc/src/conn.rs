@@ -339,8 +339,30 @@ impl<E: Serialize> FrameWriter<E> {
         Ok(())
     }
 
-    /// Writes out everything queued; frames go out in as few writes as the stream allows.
+    /// Writes out everything queued, then gives back a buffer that grew large: the end of a
+    /// send or of a batch.
     fn poll_flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut W,
+    ) -> Poll<Result<()>> {
+        ready!(self.poll_write_out(cx, io))?;
+        self.release_if_idle();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gives back the buffer if it is empty and grew past [`IDLE_BUFFER_LIMIT`].
+    fn release_if_idle(&mut self) {
+        // `advance` leaves the allocation behind the read position, where `capacity()` no longer
+        // shows it; `grew` remembers its size.
+        if self.buf.is_empty() && std::mem::take(&mut self.grew) {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Writes out everything queued, keeping the buffer for the frames that follow (a flush
+    /// that makes room for more); frames go out in as few writes as the stream allows.
+    fn poll_write_out<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut W,
@@ -363,11 +385,6 @@ impl<E: Serialize> FrameWriter<E> {
             }
         }
         ready!(Pin::new(&mut *io).poll_flush(cx))?;
-        // `advance` leaves the allocation behind the read position, where `capacity()` no longer
-        // shows it; `grew` remembers its size. Keep it for reuse only if it is small.
-        if std::mem::take(&mut self.grew) {
-            self.buf = BytesMut::new();
-        }
         Poll::Ready(Ok(()))
     }
 
@@ -429,7 +446,9 @@ impl<E: Serialize> FrameWriter<E> {
             return Poll::Ready(Err(IpcError::Poisoned));
         }
         if self.buf.len() >= BACKPRESSURE {
-            ready!(self.poll_flush(cx, io))?;
+            // More frames follow: the buffer they are encoded into is kept (the batch's own
+            // flush, or `send`'s, gives it back).
+            ready!(self.poll_write_out(cx, io))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -976,9 +995,15 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
         self.writer.buf.len()
     }
 
-    /// Writes out everything queued, without a deadline (the caller keeps its own).
+    /// Writes out everything queued, without a deadline (the caller keeps its own), keeping
+    /// the buffer for what follows; [`release_buffers`](Self::release_buffers) gives it back.
     pub(crate) fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.writer.poll_flush(cx, &mut self.io)
+        self.writer.poll_write_out(cx, &mut self.io)
+    }
+
+    /// Gives back a large write buffer that is empty: for a caller about to wait.
+    pub(crate) fn release_buffers(&mut self) {
+        self.writer.release_if_idle();
     }
 }
 
@@ -1079,6 +1104,29 @@ mod tests {
         sent.expect("write");
         assert_eq!(got.expect("again"), big('a'));
         assert!(!server.reader.codec.holds_large_buffer());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_large_frames_is_encoded_into_one_buffer_given_back_by_its_flush() {
+        use futures::SinkExt;
+        let (a, mut b) = duplex(8 << 20);
+        let mut client: Client<_> = Connection::new(a);
+        let big = |c: char| IpcMessage::Start { name: c.into(), config: "y".repeat(1 << 20) };
+        // `feed` flushes to make room for each next frame: the buffer stays.
+        client.feed(&big('a')).await.expect("feed");
+        client.feed(&big('b')).await.expect("feed");
+        assert!(client.writer.grew, "kept between the frames of a batch");
+        let kept = client.writer.buf.capacity();
+        client.feed(&big('c')).await.expect("feed");
+        assert!(client.writer.buf.capacity() <= kept + (1 << 20) + 64, "no new allocation");
+        // The batch's own flush gives it back.
+        SinkExt::<&IpcMessage>::flush(&mut client).await.expect("flush");
+        assert!(!client.writer.grew);
+        assert!(client.writer.buf.capacity() <= IDLE_BUFFER_LIMIT);
+        let mut server: Server<_> = Connection::new(&mut b);
+        for c in ['a', 'b', 'c'] {
+            assert_eq!(server.recv().await.expect("frame"), big(c));
+        }
     }
 
     #[tokio::test]
