@@ -191,10 +191,12 @@ mod imp {
         for (imp, rate) in budget.throughput(&imps, &make(Work::Pipelined(msgs::small_request()))) {
             put("pipelined", imp, "msg/s", rate);
         }
-        let request = msgs::start(1 << 20);
-        let (budget, size) = budget.mib(&request);
-        for (imp, rate) in budget.throughput(&imps, &make(Work::Pipelined(request))) {
-            put("1MiB", imp, "MiB/s", rate * size);
+        for (case, mib) in [("1MiB", 1), ("8MiB", 8)] {
+            let request = msgs::start(mib << 20);
+            let (budget, size) = budget.mib(&request);
+            for (imp, rate) in budget.throughput(&imps, &make(Work::Pipelined(request))) {
+                put(case, imp, "MiB/s", rate * size);
+            }
         }
     }
 
