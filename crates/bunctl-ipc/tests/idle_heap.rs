@@ -16,6 +16,11 @@ use alloc::heap;
 
 const MIB: usize = 1 << 20;
 
+/// What the connection pair may still hold: far below one kept 1 MiB buffer. A Windows named
+/// pipe keeps buffers of its own in the transport (about 110 KiB after this exchange, under
+/// Wine); a Unix socket none.
+const BOUND: isize = if cfg!(windows) { 256 * 1024 } else { 64 * 1024 };
+
 fn big(n: usize) -> String {
     "y".repeat(n)
 }
@@ -75,6 +80,6 @@ async fn a_served_connection_and_its_client_hold_no_large_buffer_once_back_to_ba
     // The server's side gives its buffers back once it waits for input; the client's read half
     // once a read would wait, its write half at the batch's flush. A 1 MiB buffer kept anywhere
     // would show here.
-    let held = held_since(before, 64 * 1024).await;
-    assert!(held < 64 * 1024, "{held} bytes held after the exchange");
+    let held = held_since(before, BOUND).await;
+    assert!(held < BOUND, "{held} bytes held after the exchange");
 }
