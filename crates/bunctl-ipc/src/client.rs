@@ -603,16 +603,10 @@ impl IpcClient {
     /// `lagged` event if some had to be dropped. Replies still owed to abandoned requests
     /// ([`unanswered_requests`](Self::unanswered_requests)) are no longer filtered out: they
     /// arrive on the connection first.
-    pub fn into_connection(self) -> (ClientConnection, Vec<Event>) {
+    pub fn into_connection(mut self) -> (ClientConnection, Vec<Event>) {
+        // In the order `next_event` would hand them out.
         let mut events = Vec::with_capacity(self.pending_events.len() + 1);
-        let mut pending = self.pending_events;
-        if pending.front().is_some_and(is_reset) {
-            events.extend(pending.pop_front());
-        }
-        if !self.missed_events.is_empty() {
-            events.push(self.missed_events.notice());
-        }
-        events.extend(pending);
+        events.extend(std::iter::from_fn(|| self.take_pending_event()));
         (self.conn.decoding(), events)
     }
 }

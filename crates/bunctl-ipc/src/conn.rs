@@ -996,13 +996,14 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
     }
 
     /// Writes out everything queued, without a deadline (the caller keeps its own), keeping
-    /// the buffer for what follows; [`release_buffers`](Self::release_buffers) gives it back.
+    /// the buffer for what follows; [`release_write_buffer`](Self::release_write_buffer) gives it back.
     pub(crate) fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.writer.poll_write_out(cx, &mut self.io)
     }
 
-    /// Gives back a large write buffer that is empty: for a caller about to wait.
-    pub(crate) fn release_buffers(&mut self) {
+    /// Gives back a large write buffer that is empty: for a caller about to wait (the read
+    /// buffer gives itself back when a read would wait).
+    pub(crate) fn release_write_buffer(&mut self) {
         self.writer.release_if_idle();
     }
 }

@@ -437,7 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     ) -> Poll<Result<()>> {
         handling.release();
         self.deadlines.ledger().release();
-        self.wire.conn.release_buffers();
+        self.wire.conn.release_write_buffer();
         self.read_clock();
         let busy = handling.is_running() || !self.gate.is_empty();
         let state = Waiting {
