@@ -789,6 +789,27 @@ fn missing_default_private_directory_is_no_server_running_naming_the_socket() {
 #[cfg(unix)]
 const COUNTER: &str = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.002; done";
 
+/// Starts app `count`, which prints [`COUNTER`]'s numbered lines.
+#[cfg(unix)]
+fn start_counting(server: &Server) {
+    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+}
+
+/// The number a `watch` line ends with: `count  log_line         [stdout] 17` -> `17`.
+fn last_word(line: &str) -> String {
+    line.rsplit(' ').next().unwrap_or_default().to_owned()
+}
+
+/// The number `line` holds, checked to be one more than `last` (when given).
+#[track_caller]
+fn continues(line: &str, last: Option<u64>) -> u64 {
+    let number: u64 = line.trim().parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+    if let Some(last) = last {
+        assert_eq!(number, last + 1, "a contiguous run: no line repeated, none missing");
+    }
+    number
+}
+
 /// Reads `n` lines of numbers and checks that each is one more than the one before it (and,
 /// when given, than `after`). Returns the last.
 #[cfg(unix)]
@@ -796,12 +817,7 @@ const COUNTER: &str = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.002; done";
 fn contiguous(lines: &Lines, n: usize, after: Option<u64>) -> u64 {
     let mut last = after;
     for _ in 0..n {
-        let line = lines.next("a numbered line");
-        let number: u64 = line.trim().parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-        if let Some(last) = last {
-            assert_eq!(number, last + 1, "a contiguous run: no line repeated, none missing");
-        }
-        last = Some(number);
+        last = Some(continues(&lines.next("a numbered line"), last));
     }
     last.expect("n > 0")
 }
@@ -820,7 +836,7 @@ fn wait_for_lines(server: &Server, app: &str, lines: usize) {
 #[test]
 fn logs_follow_shows_the_last_lines_then_new_ones_with_no_repeat_and_no_gap() {
     let server = Server::start();
-    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    start_counting(&server);
     wait_for_lines(&server, "count", 30);
     let (follower, lines, _errors) =
         start_follower(&server, &["logs", "count", "--follow", "-n", "5"]);
@@ -835,29 +851,21 @@ fn watch_with_a_cursor_file_stopped_and_started_again_misses_and_repeats_nothing
     let server = Server::start();
     let cursor_file = server.dir.path().join("cursor");
     let cursor = cursor_file.to_str().expect("UTF-8");
-    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    start_counting(&server);
     wait_for_lines(&server, "count", 5);
-    let text = |w: &[&str]| -> Vec<String> { w.iter().map(|s| (*s).to_owned()).collect() };
-    let args = text(&["--logs", "--app", "count", "--history", "3", "--cursor-file", cursor]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let numbered = |line: &str| -> String {
-        // `count  log_line         [stdout] 17` -> `17`
-        line.rsplit(' ').next().unwrap_or_default().to_owned()
-    };
+    let args = ["--logs", "--app", "count", "--history", "3", "--cursor-file", cursor];
 
     let mut last = None;
     for run in 0..3 {
         let (watch, lines, _errors) = start_watch(&server, &args);
-        let numbers = Lines::map(lines, numbered);
+        let numbers = Lines::map(lines, last_word);
         last = Some(contiguous(&numbers, 40, last));
         signal(&watch, libc::SIGINT);
         // What it printed after the lines read here, up to its exit: its cursor is the last.
         let rest = numbers.rest();
         assert!(wait_status(watch).success(), "run {run}");
         for line in rest {
-            let n: u64 = line.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-            assert_eq!(Some(n), last.map(|l| l + 1), "run {run}: contiguous to the end");
-            last = Some(n);
+            last = Some(continues(&line, last));
         }
         let saved = std::fs::read_to_string(&cursor_file).expect("the cursor was written");
         assert!(saved.trim().contains(':'), "{saved}");
@@ -868,7 +876,7 @@ fn watch_with_a_cursor_file_stopped_and_started_again_misses_and_repeats_nothing
 #[test]
 fn logs_follow_and_watch_survive_a_daemon_restart_and_say_so() {
     let mut server = Server::start();
-    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    start_counting(&server);
     wait_for_lines(&server, "count", 3);
     let (logs, log_lines, log_errors) =
         start_follower(&server, &["logs", "count", "--follow", "-n", "3"]);
@@ -889,7 +897,7 @@ fn logs_follow_and_watch_survive_a_daemon_restart_and_say_so() {
         assert!(reset.starts_with("the daemon restarted (instance "), "{reset}");
     }
     // The new daemon's app, from its first line.
-    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    start_counting(&server);
     drain_until(&log_lines, "0");
     contiguous(&log_lines, 20, Some(0));
     let line = watch_lines.next("a line after the restart");
@@ -930,11 +938,10 @@ fn watch_resuming_after_more_lines_than_the_daemon_keeps_says_how_many_it_missed
     let server = Server::start();
     let cursor_file = server.dir.path().join("cursor");
     let cursor = cursor_file.to_str().expect("UTF-8");
-    server.call_ok(&["start", "count", "--command", "sh", "--", "-c", COUNTER]);
+    start_counting(&server);
     let args = ["--logs", "--app", "count", "--cursor-file", cursor];
     let (watch, lines, _) = start_watch(&server, &args);
-    let numbers =
-        Lines::map(lines, |line: &str| line.rsplit(' ').next().unwrap_or_default().into());
+    let numbers = Lines::map(lines, last_word);
     let mut seen = contiguous(&numbers, 3, None);
     signal(&watch, libc::SIGINT);
     // Up to its exit: the last line it printed is its cursor.
@@ -958,8 +965,7 @@ fn watch_resuming_after_more_lines_than_the_daemon_keeps_says_how_many_it_missed
     assert!(notice.starts_with("missed ") && notice.contains(" events (positions "), "{notice}");
     let missed: u64 = notice.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a count");
     assert!(missed >= 100, "{notice}");
-    let numbers =
-        Lines::map(lines, |line: &str| line.rsplit(' ').next().unwrap_or_default().into());
+    let numbers = Lines::map(lines, last_word);
     let first: u64 = numbers.next("the first kept line").parse().expect("a number");
     // The daemon remembers the positions of as many forgotten lines as it keeps: exact.
     assert_eq!(first, seen + 1 + missed, "the notice counts exactly the lines it skipped");
