@@ -14,7 +14,8 @@
 //! for the connection, some large enough to fill the output; slow but steady readers of a
 //! flood; requests sent by a flooded subscriber, whose held-event queue overflows with
 //! `lagged` notices in it; pipelined bursts past the rounds of one poll and past the output's
-//! high-water mark, read at a steady pace; oversize requests (refused by the client, or by the
+//! high-water mark, read at a steady pace, of requests small or large enough for the server to
+//! keep its read buffer between them (large replies do the same on the client's side); oversize requests (refused by the client, or by the
 //! server, which then closes) and oversize replies (replaced by an error); disconnects, also
 //! mid-frame; request frames that stall half-way while events flow, then complete or never
 //! do; requests whose reply waits behind a full output while events are published on both
@@ -164,12 +165,14 @@ enum Op {
         delay_ms: u64,
         flood: usize,
     },
-    /// `count` pipelined requests with replies of `pad` bytes, read `per_tick` frames every
-    /// `tick_ms`; the client then leaves.
+    /// `count` pipelined requests of `request_pad` bytes more than a bare request (large
+    /// enough for the server's connection to keep its read buffer between them) with replies
+    /// of `pad` bytes, read `per_tick` frames every `tick_ms`; the client then leaves.
     Burst {
         client: usize,
         count: usize,
         pad: usize,
+        request_pad: usize,
         per_tick: usize,
         tick_ms: u64,
     },
@@ -274,9 +277,12 @@ fn op(setup: Setup) -> impl Strategy<Value = Op> {
         1 => (c.clone(), prop::sample::select(vec![0u64, 20]), 10usize..100)
             .prop_map(|(client, delay_ms, flood)| Op::FloodedRequest { client, delay_ms, flood }),
         3 => (c.clone(), prop::sample::select(burst_counts), prop::sample::select(pads.clone()),
+              prop::sample::select(vec![0usize, 0, 600]),
               prop::sample::select(vec![1usize, 16, 64, 1000]), prop::sample::select(vec![1u64, 10]))
-            .prop_map(|(client, count, pad, per_tick, tick_ms)| {
-                Op::Burst { client, count, pad, per_tick, tick_ms }
+            .prop_map(|(client, count, pad, request_pad, per_tick, tick_ms)| {
+                // Padded requests echo their padding: with padded replies, over the limit.
+                let request_pad = if pad > 0 { 0 } else { request_pad };
+                Op::Burst { client, count, pad, request_pad, per_tick, tick_ms }
             }),
         1 => c.clone().prop_map(Op::OversizeLocal),
         1 => c.clone().prop_map(Op::OversizeRemote),
@@ -402,8 +408,22 @@ impl World {
     }
 
     fn next_request(&mut self, delay_ms: u64, pad: usize) -> (u64, IpcMessage) {
+        self.next_padded_request(delay_ms, pad, 0)
+    }
+
+    /// A request whose name carries `request_pad` bytes after its numbers (echoed back).
+    fn next_padded_request(
+        &mut self,
+        delay_ms: u64,
+        pad: usize,
+        request_pad: usize,
+    ) -> (u64, IpcMessage) {
         self.next_id += 1;
-        (self.next_id, IpcMessage::Stop { name: format!("{}:{delay_ms}:{pad}", self.next_id) })
+        let mut name = format!("{}:{delay_ms}:{pad}", self.next_id);
+        if request_pad > 0 {
+            name = format!("{name}:{}", "x".repeat(request_pad));
+        }
+        (self.next_id, IpcMessage::Stop { name })
     }
 
     /// Notes that `client` sent a request answered by the handler (`id`) or by the server.
@@ -468,7 +488,8 @@ fn echo(name: &str, pad: u64) -> String {
 fn echo_of(message: &IpcMessage) -> IpcResponse {
     match message {
         IpcMessage::Stop { name } => {
-            let pad = name.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            // The third number, as the handler reads it.
+            let pad = name.split(':').nth(2).and_then(|p| p.parse().ok()).unwrap_or(0);
             IpcResponse::Success { message: echo(name, pad) }
         }
         _ => unreachable!("only Stop requests are sent"),
@@ -683,8 +704,8 @@ async fn step(world: &mut World, op: Op) -> Result<(), TestCaseError> {
         Op::FloodedRequest { client, delay_ms, flood } => {
             flooded_request(world, client, delay_ms, flood).await
         }
-        Op::Burst { client, count, pad, per_tick, tick_ms } => {
-            burst(world, client, count, pad, per_tick, tick_ms).await
+        Op::Burst { client, count, pad, request_pad, per_tick, tick_ms } => {
+            burst(world, client, count, pad, request_pad, per_tick, tick_ms).await
         }
         Op::OversizeLocal(i) => oversize_local(world, i).await,
         Op::OversizeRemote(i) => oversize_remote(world, i).await,
@@ -1192,6 +1213,7 @@ async fn burst(
     i: usize,
     count: usize,
     pad: usize,
+    request_pad: usize,
     per_tick: usize,
     tick_ms: u64,
 ) -> Result<(), TestCaseError> {
@@ -1201,7 +1223,7 @@ async fn burst(
     }
     let mut requests = Vec::with_capacity(count);
     for _ in 0..count {
-        requests.push(world.next_request(0, pad));
+        requests.push(world.next_padded_request(0, pad, request_pad));
     }
     let Some(mut c) = world.remove(i) else { return Ok(()) };
     let owed: Vec<usize> = requests.iter().map(|(id, _)| world.owe(c.conn, Some(*id))).collect();
@@ -1823,7 +1845,7 @@ fn a_frame_started_by_a_client_the_server_already_cut_off_is_the_cut_off_case() 
         Op::Connect(2),
         Op::Request { client: 1, delay_ms: 100, timeout_ms: 50, oversize: false },
         Op::SteadyRead { client: 2, ticks: 7, per_tick: 3, reads: 0, tick_ms: 5, pad: 0 },
-        Op::Burst { client: 2, count: 129, pad: 0, per_tick: 1, tick_ms: 1 },
+        Op::Burst { client: 2, count: 129, pad: 0, request_pad: 0, per_tick: 1, tick_ms: 1 },
         Op::StalledFrame { client: 1, subscribe: false, finish: false, flood: 0 },
     ];
     run_known_case(Setup { serving: Serving::Each, timeout_ms: 150 }, ops).expect("case");
