@@ -98,6 +98,11 @@ async fn follow(
         err.flush()?;
         loop {
             let event = tokio::select! {
+                // `stop` first: it starts listening for Ctrl-C when first polled, which must
+                // be before the first event is shown (with events always ready, an unbiased
+                // select could skip it, and a Ctrl-C would then kill the process instead of
+                // ending it with its cursor written).
+                biased;
                 () = stop.as_mut() => return Ok(Status::Success),
                 event = client.next_event() => event,
             };
@@ -241,6 +246,69 @@ pub fn event_line(event: &Event, json: bool, text: fn(&Event) -> String) -> Stri
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::task::Poll;
+
+    /// Output that notes whether anything was shown before Ctrl-C was listened for.
+    struct Out {
+        listening: Arc<AtomicBool>,
+        early: bool,
+        lines: Arc<AtomicUsize>,
+    }
+
+    impl Write for Out {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.early |= !self.listening.load(Ordering::SeqCst);
+            let lines = buf.iter().filter(|&&b| b == b'\n').count();
+            self.lines.fetch_add(lines, Ordering::SeqCst);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn ctrl_c_is_listened_for_before_the_first_event_is_shown() {
+        // Otherwise a Ctrl-C right after the first lines of a replay kills the process (the
+        // signal's default action) instead of ending it cleanly with its cursor written.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = if cfg!(windows) {
+            std::path::PathBuf::from(format!(r"\\.\pipe\bunctl-watch-{}", std::process::id()))
+        } else {
+            dir.path().join("watch.sock")
+        };
+        let bus = bunctl_ipc::EventBus::new();
+        for n in 0..50 {
+            bus.publish("log_line", Some("a"), json!({"app": "a", "line": n.to_string()}));
+        }
+        let server = bunctl_ipc::IpcServer::bind(&path).await.expect("bind");
+        let handler = |_| async { bunctl_ipc::IpcResponse::Success { message: String::new() } };
+        tokio::spawn(bunctl_ipc::serve(server, bus, handler));
+        for attempt in 0..20 {
+            let (listening, lines) = (Arc::new(AtomicBool::new(false)), Arc::default());
+            let mut out = Out { listening: Arc::clone(&listening), early: false, lines };
+            let shown = Arc::clone(&out.lines);
+            // Done once a few lines were shown; notes that it was listened for.
+            let stop = std::future::poll_fn(|_| {
+                listening.store(true, Ordering::SeqCst);
+                if shown.load(Ordering::SeqCst) >= 5 { Poll::Ready(()) } else { Poll::Pending }
+            });
+            let how = Following {
+                subscription: SubscriptionType::LogEvents { app_name: None },
+                history: Some(50),
+                cursor_file: None,
+                json: false,
+                text: render::event_text,
+            };
+            let mut err = Vec::new();
+            let ran = run(&path, Duration::from_secs(5), how, &mut out, &mut err, stop).await;
+            assert!(matches!(ran, Ok(Status::Success)), "attempt {attempt}: {ran:?}");
+            assert!(!out.early, "attempt {attempt}: an event was shown before Ctrl-C was heard");
+        }
+    }
 
     #[test]
     fn subscriptions_are_described_in_words() {

@@ -972,3 +972,24 @@ fn watch_resuming_after_more_lines_than_the_daemon_keeps_says_how_many_it_missed
     signal(&watch, libc::SIGINT);
     assert!(wait_status(watch).success());
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_right_after_the_first_line_of_a_replay_ends_watch_cleanly_with_its_cursor_written() {
+    let server = Server::start();
+    start_counting(&server);
+    wait_for_lines(&server, "count", 500);
+    let cursor_file = server.dir.path().join("cursor");
+    let cursor = cursor_file.to_str().expect("UTF-8");
+    // A replay of hundreds of events, then live ones: Ctrl-C lands while events keep coming.
+    for attempt in 0..10 {
+        let _ = std::fs::remove_file(&cursor_file);
+        let args = ["--logs", "--app", "count", "--history", "500", "--cursor-file", cursor];
+        let (watch, lines, _) = start_watch(&server, &args);
+        lines.next("the first replayed line");
+        signal(&watch, libc::SIGINT);
+        let status = wait_status(watch);
+        assert!(status.success(), "attempt {attempt}: {status:?}");
+        assert!(cursor_file.exists(), "attempt {attempt}: the cursor was written");
+    }
+}
