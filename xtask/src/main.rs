@@ -138,6 +138,10 @@ fn ci(skips: &[&str]) -> Result {
     if in_ci() && !skips.is_empty() {
         return err("--skip-* flags are refused under CI=true: CI must run every step");
     }
+    let free = run::free_bytes(&target_dir());
+    if let Some(free) = free {
+        println!("    {} free for {}", gib(free), target_dir().display());
+    }
     let mut s = Summary::default();
     let result = CI_STEPS.into_iter().try_for_each(|(name, unavailable, f)| {
         // `--skip-windows` covers windows-clippy too.
@@ -149,7 +153,24 @@ fn ci(skips: &[&str]) -> Result {
         }
     });
     println!("\n==> summary\n    {}", s.0.join("\n    "));
+    // A full disk fails a build with an error that names neither the step nor the cure.
+    match run::free_bytes(&target_dir()) {
+        Some(now) if result.is_err() && now < CI_DISK_NEED / 8 => println!(
+            "    the disk is nearly full ({} free, {} at the start): CI needs about {}",
+            gib(now),
+            free.map_or("?".into(), gib),
+            gib(CI_DISK_NEED)
+        ),
+        _ => {}
+    }
     result
+}
+
+/// Roughly what one run of `ci` writes, fresh (every step's build and the Wine prefix).
+const CI_DISK_NEED: u64 = 8 << 30;
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 /// `ipc-proto` without default features: no tokio in its normal dependencies, then clippy and

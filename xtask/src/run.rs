@@ -149,6 +149,17 @@ pub fn quote(s: &OsStr) -> String {
     }
 }
 
+/// Free bytes on the file system holding `dir` (or its nearest existing parent), as `df` reads
+/// it; `None` where `df` is missing or says something else.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let dir = dir.ancestors().find(|d| d.exists())?;
+    let out = Command::new("df").arg("-Pk").arg(dir).stderr(Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `Filesystem 1024-blocks Used Available Capacity Mounted-on`, then one row.
+    let available = text.lines().nth(1)?.split_whitespace().nth(3)?;
+    available.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
 /// The workspace root, from `CARGO_MANIFEST_DIR` as `cargo run` sets it (so a moved checkout
 /// with a stale binary still works), else as compiled in.
 pub fn workspace_root() -> PathBuf {
@@ -189,6 +200,10 @@ pub fn scrubbed(program: impl AsRef<OsStr>) -> Command {
     let package =
         "CARGO_MANIFEST_* CARGO_PKG_* CARGO_CRATE_NAME CARGO_BIN_NAME CARGO_PRIMARY_PACKAGE";
     unset(&mut cmd, package);
+    // CI builds once: incremental state would only take disk (a third of the debug build).
+    if in_ci() && env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     if let Some(old) = env::var_os("LD_LIBRARY_PATH") {
         let home = env::var_os("HOME").map(|home| Path::new(&home).join(".rustup"));
         let rustup = env::var_os("RUSTUP_HOME").map(PathBuf::from).or(home);
