@@ -166,7 +166,8 @@ fn ci(skips: &[&str]) -> Result {
     result
 }
 
-/// Roughly what one run of `ci` writes, fresh (every step's build and the Wine prefix).
+/// Roughly what one run of `ci` writes, fresh: 7.5 GB measured (every step's build, the
+/// Windows one with its Wine prefix 2.6 GB, the Linux debug one 3.2 GB).
 const CI_DISK_NEED: u64 = 8 << 30;
 
 fn gib(bytes: u64) -> String {
@@ -397,6 +398,8 @@ fn bench(full: bool) -> Result {
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let (target, quick) = (target_dir(), if full { "" } else { "--quick" });
     let (criterion, mut figures) = (target.join("criterion"), String::new());
+    // `report`'s whole-process rows run the CLI against its own daemon.
+    let cli = build_daemon("release")?;
     for name in ["codec", "report", "connections"] {
         let warm_up = if name == "codec" && !full { "--warm-up-time 1" } else { "" };
         let mut cmd = cargo(&format!("bench -p bunctl-ipc --bench {name} -- {quick} {warm_up}"));
@@ -404,7 +407,7 @@ fn bench(full: bool) -> Result {
         let mut collect = |line: &str| {
             figures.extend((line.split('\t').count() == 5).then(|| format!("{line}\n")))
         };
-        let cmd = cmd.env("CRITERION_HOME", &criterion);
+        let cmd = cmd.env("CRITERION_HOME", &criterion).env("BUNCTL_IPC_BIN", &cli);
         step(&format!("bench: {name}"), || run::run_with(cmd, Some(&mut collect)))?;
     }
     let file = target.join("bench/figures.tsv");

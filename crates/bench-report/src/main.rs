@@ -245,6 +245,8 @@ Runtime: one tokio multi-thread runtime with 2 workers for both sides (**mt2**, 
 {targets-serve}
 ## Targets (issue 19: the bus)
 {targets-bus}
+## Targets (issue 21: two processes, large messages, pipelined `serve`)
+{targets-procs}
 ## Round trip (small request, small reply)
 **mt2** — multi-thread runtime, 2 workers, one unrelated timer pending:
 {round-trip mt2 {c} {r}; p50 | p90 | p99 | p99.9; percentile | floor | framed | interprocess | ours | ours-serve | ours / framed}
@@ -275,7 +277,10 @@ Counting global allocator; server and client in separate processes. *Total* is t
 All connections are opened first; then all 10,000 start their 10 requests at once, so the latencies are queueing under a thundering herd, not per-request cost.
 ## Two processes (server in a child process)
 The CLI and the daemon are two processes: here the server runs in a child process (the benchmark re-executed as `serve <implementation>`) and each implementation's client in the benchmark process, each process with a multi-thread runtime of 2 workers and one pending timer. *connect + request + close* is the CLI's pattern, per command: connect, one request and its reply, close (for bunctl-ipc `IpcClient::connect`, which also checks the server's identity).
-{two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | 8 MiB one way=8MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}";
+{two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | 8 MiB one way=8MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}
+## A CLI command, whole process
+What a user waits for: a fresh process that connects to the reference daemon (`bunctl-ipc serve`, release build, one process for the whole table), asks `List`, prints the reply and exits; wall time from spawn to exit, the commands interleaved. **floor** is `true` (a process that does nothing); **socat** sends the frame from stdin (`socat -t 5 - UNIX-CONNECT:…`); **framed** and **ours** are the benchmark binary re-executed as `oneshot framed|ours` (a current-thread runtime, connect, one request, the reply printed as JSON), **bunctl-ipc** is the CLI itself, `bunctl-ipc call list` (argument parsing, logging set up, the reply as a table).
+{cli list {c} {r}; p50 | p90; percentile | floor (`true`)=floor | socat | framed | ours | bunctl-ipc | ours / framed | bunctl-ipc / framed | bunctl-ipc / socat}";
 
 fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &str) -> String {
     let syscalls = RT_IMPS.map(|imp| {
@@ -299,6 +304,7 @@ fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &
             Some("targets") => targets(f),
             Some("targets-serve") => targets_serve(f),
             Some("targets-bus") => targets_bus(f),
+            Some("targets-procs") => targets_procs(f),
             Some("syscalls") => {
                 table(&["implementation", "per round trip", "of which"], syscalls.to_vec())
             }
@@ -446,6 +452,49 @@ fn targets_bus(f: &Figures) -> String {
     table(
         &["target", "measured", "verdict"],
         rows.map(|(t, m, v)| vec![t.into(), m, v.into()]).to_vec(),
+    )
+}
+
+/// Issue 21's targets: the server in a child process, large messages against framed and
+/// blocking serde_json, `serve` pipelined against framed's `forward`, the idle heap kept.
+fn targets_procs(f: &Figures) -> String {
+    let vs = |g, c, imp, base, m| ratio(f.get(g, c, imp, m), f.get(g, c, base, m));
+    let procs = |c, imp| vs("two-process", c, imp, "framed", "MiB/s");
+    let pair = |a: Option<f64>, b: Option<f64>| {
+        (format!("{} / {}", show("×", a), show("×", b)), a.zip(b).map(|(a, b)| a.min(b)))
+    };
+    let mut rows = vec![];
+    for (case, label) in [("1MiB", "1 MiB"), ("8MiB", "8 MiB")] {
+        let (measured, worst) = pair(procs(case, "ours-serve"), procs(case, "ours-sink"));
+        let target = format!("{label} one way, two processes, `serve` / `Sink` ≥ 1.0× framed");
+        rows.push((target, measured, verdict(worst.map(|r| r >= 1.0))));
+    }
+    let blocking = vs("large", "1MiB", "ours", "blocking", "MiB/s");
+    rows.push((
+        "1 MiB one way, one process, ≥ 1.0× blocking serde_json".into(),
+        show("×", blocking),
+        verdict(blocking.map(|r| r >= 1.0)),
+    ));
+    let (measured, worst) = pair(
+        vs("pipelined", "mt2", "ours-serve", "framed", "msg/s"),
+        vs("two-process", "pipelined", "ours-serve", "framed", "msg/s"),
+    );
+    let target = "`serve` pipelined ≥ 1.0× framed `forward`, mt2 / two processes";
+    rows.push((target.into(), measured, verdict(worst.map(|r| r >= 1.0))));
+    let heap = ["ours/server", "ours/client"].map(|imp| {
+        let after = f.get("memory", "10000", imp, "after-1MiB");
+        after.zip(inline(f, imp)).map(|(total, object)| total - object)
+    });
+    let worst = heap.iter().try_fold(0.0, |w: f64, x| x.map(|x| w.max(x)));
+    let target = "idle after a 1 MiB message, allocated, server / client ≤ 512 B";
+    let measured = heap.map(|x| show(" B", x)).join(" / ");
+    rows.push((target.into(), measured, verdict(worst.map(|b| b <= 512.0))));
+    let serve = f.get("memory", "10000", "ours-serve/server", "idle");
+    let target = "`serve()` per idle connection at 10,000 ≤ 1 KiB";
+    rows.push((target.into(), show(" B", serve), verdict(serve.map(|b| b <= 1024.0))));
+    table(
+        &["target", "measured", "verdict"],
+        rows.into_iter().map(|(t, m, v)| vec![t, m, v.into()]).collect(),
     )
 }
 

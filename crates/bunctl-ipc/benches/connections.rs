@@ -128,10 +128,10 @@ mod imp {
         async fn connect(path: PathBuf) -> Res<Self> {
             Ok(Whole(Framed::new(T::connect(path).await?, msgs::codec())))
         }
-        async fn request(&mut self, request: &IpcMessage) -> Res {
+        async fn request(&mut self, request: &IpcMessage) -> Res<bunctl_ipc::IpcResponse> {
             self.0.send(msgs::to_bytes(request)).await?;
             let reply = self.0.next().await.ok_or("closed")??;
-            Ok(serde_json::from_slice::<bunctl_ipc::IpcResponse>(&reply).map(drop)?)
+            Ok(serde_json::from_slice(&reply)?)
         }
     }
 
@@ -237,9 +237,8 @@ mod imp {
                 "exchange" => {
                     // 32 connections at a time, back into a `Vec` of the same capacity.
                     let request = msgs::echo(1 << 20);
-                    let one = |mut c: C| async {
-                        c.request(&request).await.map(|()| c).expect("request")
-                    };
+                    let one =
+                        |mut c: C| async { c.request(&request).await.map(|_| c).expect("request") };
                     let exchanged = futures::stream::iter(clients).map(one).buffered(32);
                     let keep = |mut v: Vec<C>, c| async move {
                         v.push(c);

@@ -14,11 +14,11 @@ fn main() {}
 
 #[cfg(unix)]
 mod imp {
-    use crate::common::{Run, Work, emit, histogram, msgs, setup};
+    use crate::common::{Peer, Run, Work, emit, histogram, msgs, setup};
     use bunctl_ipc::IpcMessage;
     use hdrhistogram::Histogram;
     use std::collections::BTreeMap;
-    use std::process::Command;
+    use std::process::{Command, Stdio};
     use std::time::Duration;
 
     /// Repetitions (the median is reported), round trips each, time aimed at for throughput.
@@ -54,6 +54,7 @@ mod imp {
             ("fanout", fanout),
             ("filtered", filtered),
             ("two-process", two_process),
+            ("cli", cli),
         ];
         for (group, run) in groups.into_iter().filter(|_| benchmarking) {
             if only.iter().all(|g| g.starts_with("--")) || only.contains(&&group) {
@@ -198,6 +199,63 @@ mod imp {
                 put(case, imp, "MiB/s", rate * size);
             }
         }
+    }
+
+    /// A CLI command's whole life, as the user waits for it: a fresh process connects to the
+    /// reference daemon (`bunctl-ipc serve`, the release build `BUNCTL_IPC_BIN` names, started
+    /// once), asks `List`, prints the reply and exits. Wall time from spawn to exit (stdout read
+    /// to its end), the commands interleaved, `round_trips / 20` runs of each.
+    fn cli(budget: Budget) {
+        let Some(cli) = std::env::var_os("BUNCTL_IPC_BIN") else {
+            return eprintln!("cli: BUNCTL_IPC_BIN is not set (`cargo xtask bench` sets it)");
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let socket = dir.path().join("daemon.sock");
+        let mut daemon = Command::new(&cli);
+        let daemon = daemon.arg("serve").arg("--socket").arg(&socket).stderr(Stdio::null());
+        let daemon = Peer::start(daemon);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let exe = std::env::current_exe().expect("exe");
+        let oneshot = |imp| {
+            let mut cmd = Command::new(&exe);
+            cmd.arg("oneshot").arg(imp).arg(&socket);
+            cmd
+        };
+        let mut socat = Command::new("socat");
+        socat.args(["-t", "5", "-"]).arg(format!("UNIX-CONNECT:{}", socket.display()));
+        let mut call = Command::new(&cli);
+        call.arg("--socket").arg(&socket).args(["call", "list"]);
+        let mut commands = vec![("floor", Command::new("true"), None)];
+        match Command::new("socat").arg("-V").output() {
+            Ok(_) => commands.push(("socat", socat, Some(msgs::frame(&IpcMessage::List)))),
+            Err(_) => eprintln!("cli: no socat here: no socat figures"),
+        }
+        commands.extend([("framed", oneshot("framed"), None), ("ours", oneshot("ours"), None)]);
+        commands.push(("bunctl-ipc", call, None));
+        let mut times: Vec<Vec<u64>> = vec![vec![]; commands.len()];
+        for _ in 0..budget.round_trips / 20 {
+            for ((imp, cmd, stdin), times) in commands.iter_mut().zip(&mut times) {
+                let start = std::time::Instant::now();
+                let piped = |yes| if yes { Stdio::piped() } else { Stdio::null() };
+                let child = cmd.stdin(piped(stdin.is_some())).stdout(Stdio::piped()).spawn();
+                let mut child = child.unwrap_or_else(|e| panic!("cli: cannot run {imp}: {e}"));
+                if let (Some(bytes), Some(mut pipe)) = (stdin.as_ref(), child.stdin.take()) {
+                    std::io::Write::write_all(&mut pipe, bytes).expect("write the request");
+                }
+                let out = child.wait_with_output().expect("wait");
+                times.push(start.elapsed().as_nanos() as u64);
+                let said = out.status.success() && (*imp == "floor" || !out.stdout.is_empty());
+                assert!(said, "cli: {imp} failed: {:?}", out.status);
+            }
+        }
+        for ((imp, ..), times) in commands.iter().zip(times) {
+            let h = histogram(times);
+            emit("cli", "list", imp, "p50", us(&h, 0.5));
+            emit("cli", "list", imp, "p90", us(&h, 0.9));
+        }
+        drop(daemon);
     }
 
     /// System calls per round trip (`strace -c -f`): `N` round trips less none, divided by `N`.

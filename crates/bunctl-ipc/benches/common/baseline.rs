@@ -155,9 +155,9 @@ impl<T: Transport> super::Client for Client<T> {
         let (r, w) = T::split(T::connect(path).await?);
         Ok(Client(FramedRead::new(r, codec()), FramedWrite::new(w, codec())))
     }
-    async fn request(&mut self, request: &IpcMessage) -> Res {
+    async fn request(&mut self, request: &IpcMessage) -> Res<IpcResponse> {
         self.1.send(to_bytes(request)).await?;
-        parse(&mut self.0).await.map(drop)
+        parse(&mut self.0).await
     }
     async fn pipelined(self, request: IpcMessage, n: u64) -> (Self, Duration) {
         let (start, Client(mut rx, mut tx)) = (Instant::now(), self);

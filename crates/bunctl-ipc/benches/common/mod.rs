@@ -24,7 +24,7 @@ pub mod msgs;
 pub mod ours;
 
 use baseline::{Interprocess, Tokio};
-use bunctl_ipc::{EventBus, IpcClient, IpcMessage};
+use bunctl_ipc::{EventBus, IpcClient, IpcMessage, IpcResponse};
 use hdrhistogram::Histogram;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -116,7 +116,7 @@ impl Sides {
 /// A client of one implementation; every server speaks the same wire.
 pub trait Client: Sized + Send + 'static {
     fn connect(path: PathBuf) -> impl Future<Output = Res<Self>> + Send;
-    fn request(&mut self, request: &IpcMessage) -> impl Future<Output = Res> + Send;
+    fn request(&mut self, request: &IpcMessage) -> impl Future<Output = Res<IpcResponse>> + Send;
     /// Sends `n` copies of `request` from a second task (fed, flushed once at the end) while
     /// this one reads the `n` replies; the time to the last reply.
     fn pipelined(self, _: IpcMessage, _: u64) -> impl Future<Output = (Self, Duration)> + Send {
@@ -317,13 +317,16 @@ fn cpu_time() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-/// This binary as a child process, spoken to line by line; killed when dropped.
+/// A child process (this binary, unless [`Peer::start`]ed), spoken to line by line; killed
+/// when dropped.
 pub struct Peer(Child, ChildStdin, BufReader<ChildStdout>);
 
 impl Peer {
     pub fn spawn(args: &[&str]) -> Peer {
-        let mut child = Command::new(std::env::current_exe().expect("exe"));
-        let child = child.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        Peer::start(Command::new(std::env::current_exe().expect("exe")).args(args))
+    }
+    pub fn start(command: &mut Command) -> Peer {
+        let child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
         let mut child = child.expect("spawn a child process");
         let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
         Peer(child, stdin.expect("stdin"), BufReader::new(stdout.expect("stdout")))
@@ -359,7 +362,7 @@ fn raise_nofile() {
 }
 
 /// The command line without cargo's `--bench`, and whether it was there (`cargo test` runs bench
-/// binaries without it). `serve <implementation> <socket>` is the server process of `procs`: it
+/// binaries without it). `oneshot` is [`ask_once`]. `serve <implementation> <socket>` is the server process of `procs`: it
 /// says `ready` once bound and serves until its stdin closes.
 pub fn args() -> (Vec<String>, bool) {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -374,7 +377,31 @@ pub fn args() -> (Vec<String>, bool) {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
     }
+    if let [oneshot, imp, path] = &args[..]
+        && oneshot == "oneshot"
+    {
+        if let Err(e) = ask_once(imp, path.into()) {
+            eprintln!("oneshot {imp}: {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     (args, std::env::args().any(|a| a == "--bench"))
+}
+
+/// `oneshot <framed|ours> <socket>`: a CLI command's whole life, as `bunctl-ipc call` lives
+/// it: a current-thread runtime, connect, one `List`, its reply printed, exit.
+fn ask_once(imp: &str, path: PathBuf) -> Res {
+    async fn ask<C: Client>(path: PathBuf) -> Res<IpcResponse> {
+        C::connect(path).await?.request(&IpcMessage::List).await
+    }
+    let rt = runtime(false, false);
+    let reply = match imp {
+        "framed" => rt.block_on(ask::<baseline::Client<Tokio>>(path))?,
+        _ => rt.block_on(ask::<IpcClient>(path))?,
+    };
+    println!("{}", serde_json::to_string(&reply)?);
+    Ok(())
 }
 
 pub fn emit(group: &str, case: &str, imp: &str, metric: &str, value: f64) {

@@ -59,8 +59,8 @@ impl super::Client for IpcClient {
     async fn connect(path: PathBuf) -> Res<Self> {
         Ok(IpcClient::connect(path).await?)
     }
-    async fn request(&mut self, request: &IpcMessage) -> Res {
-        Ok(IpcClient::request(self, request).await.map(drop)?)
+    async fn request(&mut self, request: &IpcMessage) -> Res<IpcResponse> {
+        Ok(IpcClient::request(self, request).await?)
     }
     async fn subscribe(mut self) -> Self {
         let all = SubscriptionType::AllEvents { app_name: None };
@@ -83,9 +83,9 @@ impl super::Client for Halves {
         let (conn, _): (ClientConnection, _) = IpcClient::connect(path).await?.into_connection();
         Ok(conn.split())
     }
-    async fn request(&mut self, request: &IpcMessage) -> Res {
+    async fn request(&mut self, request: &IpcMessage) -> Res<IpcResponse> {
         self.1.send(request).await?;
-        Ok(self.0.recv().await.map(drop)?)
+        Ok(self.0.recv().await?)
     }
     async fn pipelined(self, request: IpcMessage, n: u64) -> (Self, Duration) {
         let (start, (mut rx, mut tx)) = (Instant::now(), self);
