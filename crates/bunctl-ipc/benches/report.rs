@@ -63,6 +63,12 @@ mod imp {
         }
     }
 
+    /// Whether `imp` is among the implementations `BUNCTL_BENCH_IMPS` (comma-separated) names,
+    /// as when profiling one of them; all are, without it.
+    fn chosen(imp: &str) -> bool {
+        std::env::var("BUNCTL_BENCH_IMPS").map_or(true, |imps| imps.split(',').any(|i| i == imp))
+    }
+
     fn us(h: &Histogram<u64>, p: f64) -> f64 {
         h.value_at_quantile(p) as f64 / 1000.0
     }
@@ -74,9 +80,11 @@ mod imp {
         /// (server, connection, runtime). Per implementation: the latencies recorded (ns) and
         /// the median of the repetitions' rates (per second).
         fn measure(self, imps: &[Imp], n: &[u64], rec: bool, make: Make) -> Vec<Measured> {
+            let (imps, n): (Vec<Imp>, Vec<u64>) =
+                imps.iter().zip(n).filter(|(imp, _)| chosen(imp)).unzip();
             let mut out: Vec<_> = imps.iter().map(|&imp| (imp, histogram([]), vec![])).collect();
             for _ in 0..self.reps {
-                for ((&imp, &n), (_, h, rates)) in imps.iter().zip(n).zip(&mut out) {
+                for ((&imp, &n), (_, h, rates)) in imps.iter().zip(&n).zip(&mut out) {
                     let mut run = make(imp);
                     run((n / 10).max(1), false);
                     let (t, lat) = run(n, rec);
@@ -89,6 +97,7 @@ mod imp {
             out.into_iter().map(|(imp, h, rates)| (imp, h, median(rates))).collect()
         }
         fn throughput(self, imps: &[Imp], make: Make) -> Vec<(Imp, f64)> {
+            let imps: Vec<Imp> = imps.iter().copied().filter(|imp| chosen(imp)).collect();
             let calibrate = |imp| {
                 let (mut run, mut n) = (make(imp), 1);
                 loop {
@@ -101,7 +110,7 @@ mod imp {
                 }
             };
             let n: Vec<u64> = imps.iter().map(|&imp| calibrate(imp)).collect();
-            self.measure(imps, &n, false, make).into_iter().map(|(i, _, rate)| (i, rate)).collect()
+            self.measure(&imps, &n, false, make).into_iter().map(|(i, _, rate)| (i, rate)).collect()
         }
         /// The MiB of one `request`, and a longer slice over 1 MB (not one scheduling accident).
         fn mib(self, request: &IpcMessage) -> (Budget, f64) {
