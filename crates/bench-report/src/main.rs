@@ -280,7 +280,7 @@ The CLI and the daemon are two processes: here the server runs in a child proces
 {two-process {r}; round trip p50=round-trip {c} p50 | round trip p99=round-trip {c} p99 | pipelined requests/s=pipelined {c} msg/s | 1 MiB one way=1MiB {c} MiB/s | 8 MiB one way=8MiB {c} MiB/s | connect + request + close, per second=connects {c} per-s | connect + request + close p50=connects {c} p50 | connect + request + close p99=connects {c} p99; measurement | framed | interprocess | ours | ours-serve | ours-sink | ours / framed | ours-serve / framed}
 ## A CLI command, whole process
 What a user waits for: a fresh process that connects to the reference daemon (`bunctl-ipc serve`, release build, one process for the whole table), asks `List`, prints the reply and exits; wall time from spawn to exit, the commands interleaved. **floor** is `true` (a process that does nothing); **socat** sends the frame from stdin (`socat -t 5 - UNIX-CONNECT:…`); **framed** and **ours** are the benchmark binary re-executed as `oneshot framed|ours` (a current-thread runtime, connect, one request, the reply printed as JSON), **bunctl-ipc** is the CLI itself, `bunctl-ipc call list` (argument parsing, logging set up, the reply as a table).
-{cli list {c} {r}; p50 | p90; percentile | floor (`true`)=floor | socat | framed | ours | bunctl-ipc | ours / framed | bunctl-ipc / framed | bunctl-ipc / socat}";
+{cli list {c} {r}; p50=p50-us | p90=p90-us; percentile | floor (`true`)=floor | socat | framed | ours | bunctl-ipc | ours / framed | bunctl-ipc / framed | bunctl-ipc / socat}";
 
 fn render_markdown(f: &Figures, machine: &[(&str, String)], full: bool, notes: &str) -> String {
     let syscalls = RT_IMPS.map(|imp| {

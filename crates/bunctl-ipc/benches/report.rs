@@ -261,8 +261,8 @@ mod imp {
         }
         for ((imp, ..), times) in commands.iter().zip(times) {
             let h = histogram(times);
-            emit("cli", "list", imp, "p50", us(&h, 0.5));
-            emit("cli", "list", imp, "p90", us(&h, 0.9));
+            emit("cli", "list", imp, "p50-us", us(&h, 0.5));
+            emit("cli", "list", imp, "p90-us", us(&h, 0.9));
         }
         drop(daemon);
     }
