@@ -1,5 +1,6 @@
 //! Project automation for bunctl-ipc: `cargo xtask <command>` (an alias in `.cargo/config.toml`);
 //! `.ci/run` calls `cargo xtask ci`. Dependency-free on purpose: CI builds it every run.
+#![forbid(unsafe_code)]
 
 mod release;
 mod run;

@@ -4,6 +4,7 @@
 //! `bench-report FIGURES CRITERION_DIR LOAD_BEFORE [--full]`: `FIGURES` holds the tab-separated
 //! lines `group case implementation metric value` of the `report` and `connections` benches;
 //! the codec figures are criterion's own estimates from `CRITERION_DIR` (bench `codec`).
+#![forbid(unsafe_code)]
 
 mod chart;
 mod ts;

@@ -15,6 +15,7 @@
 //! | `bench` | `bench`, with `local` for `--spawn` |
 //! | `demo` | `demo` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod args;
 mod bench;

@@ -1,5 +1,6 @@
 //! `bunctl-ipc`: parses the command line, sets up logging, and hands over to
 //! [`bunctl_ipc_cli::run`]. Everything else lives in the library.
+#![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -72,6 +72,7 @@
 //! `warn!` for refused peers, stale-socket trouble and poisoned connections, `error!` for
 //! failures the library cannot report to a caller.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 /// The README's examples, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]

@@ -65,11 +65,13 @@ pub fn pipe_owner_sid(stream: &ClientStream) -> io::Result<String> {
     if rc != ERROR_SUCCESS {
         return Err(io::Error::from_raw_os_error(rc as i32));
     }
-    let sd = LocalBox(sd);
+    // SAFETY: `GetSecurityInfo` LocalAlloc'ed it for us to free; nothing writes to it.
+    let sd = unsafe { LocalBox::from_raw(sd) };
     if owner.is_null() {
         return Err(io::Error::new(io::ErrorKind::NotFound, "the pipe has no owner"));
     }
-    let sid = sid_to_string(owner);
+    // SAFETY: `owner` points into `sd`, which lives until after the call.
+    let sid = unsafe { sid_to_string(owner) };
     drop(sd);
     sid
 }

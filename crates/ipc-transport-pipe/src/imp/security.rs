@@ -15,23 +15,42 @@ use windows_sys::Win32::Security::{
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
 /// Memory allocated by Windows with `LocalAlloc` (what the SDDL and SID conversions return),
-/// freed on drop.
+/// freed on drop. Only [`LocalBox::from_raw`] makes one: the pointer must be one that `Drop`
+/// may free.
 #[derive(Debug)]
-pub(crate) struct LocalBox<T>(pub(crate) *mut T);
+pub(crate) struct LocalBox<T>(*mut T);
+
+impl<T> LocalBox<T> {
+    /// Takes ownership of `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` was returned by a Windows function documented to allocate it with `LocalAlloc` and
+    /// to leave freeing it to the caller, nothing else frees it, and it is not written to after
+    /// this call (the `Send`/`Sync` impls rely on that).
+    pub(crate) unsafe fn from_raw(ptr: *mut T) -> LocalBox<T> {
+        LocalBox(ptr)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut T {
+        self.0
+    }
+}
 
 impl<T> Drop for LocalBox<T> {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from a Windows function documented to allocate it with
-        // `LocalAlloc` and to leave freeing it to the caller, and is freed only here.
+        // SAFETY: `from_raw`'s contract: the pointer is LocalAlloc'ed, owned, and freed only
+        // here.
         unsafe { LocalFree(self.0.cast()) };
     }
 }
 
-// SAFETY: the memory belongs to the process heap, not to a thread, and is never written after
-// Windows filled it in; sharing or moving the read-only pointer between threads is sound.
-unsafe impl<T> Send for LocalBox<T> {}
-// SAFETY: as above: read-only after creation.
-unsafe impl<T> Sync for LocalBox<T> {}
+// SAFETY: the memory belongs to the process heap, not to a thread, and is not written after
+// `from_raw` (its contract), so moving it to another thread is sound wherever moving a `T` is.
+unsafe impl<T: Send> Send for LocalBox<T> {}
+// SAFETY: as above: read-only after creation, so shared references are sound wherever a `&T`
+// may be shared.
+unsafe impl<T: Sync> Sync for LocalBox<T> {}
 
 /// The user the process runs as, as recorded in its token.
 pub(crate) struct TokenUserInfo {
@@ -94,22 +113,29 @@ impl TokenUserInfo {
 
     /// The user's SID in string form (`S-1-5-21-...`).
     pub(crate) fn sid_string(&self) -> io::Result<String> {
-        sid_to_string(self.sid())
+        // SAFETY: `sid()` points into `self`, which outlives the call.
+        unsafe { sid_to_string(self.sid()) }
     }
 }
 
-/// `S-1-...` for a valid SID.
-pub(crate) fn sid_to_string(sid: PSID) -> io::Result<String> {
+/// `S-1-...` for a SID.
+///
+/// # Safety
+///
+/// `sid` points to a valid SID that stays valid for the call.
+pub(crate) unsafe fn sid_to_string(sid: PSID) -> io::Result<String> {
     let mut wide = ptr::null_mut();
-    // SAFETY: callers pass a valid SID; `wide` receives a LocalAlloc'ed, NUL-terminated string.
+    // SAFETY: `sid` is valid (this function's contract); `wide` receives a LocalAlloc'ed,
+    // NUL-terminated string.
     if unsafe { ConvertSidToStringSidW(sid, &mut wide) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    let wide = LocalBox(wide);
+    // SAFETY: LocalAlloc'ed by the conversion, ours to free, never written.
+    let wide = unsafe { LocalBox::from_raw(wide) };
     // SAFETY: the string is NUL-terminated, so every unit up to the NUL is readable.
     let units = unsafe {
-        let len = (0..).take_while(|&i| *wide.0.add(i) != 0).count();
-        std::slice::from_raw_parts(wide.0, len)
+        let len = (0..).take_while(|&i| *wide.as_ptr().add(i) != 0).count();
+        std::slice::from_raw_parts(wide.as_ptr(), len)
     };
     String::from_utf16(units).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
@@ -153,7 +179,8 @@ impl PipeSecurity {
         if ok == 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(PipeSecurity { descriptor: LocalBox(descriptor) })
+        // SAFETY: LocalAlloc'ed by the conversion, ours to free, never written.
+        Ok(PipeSecurity { descriptor: unsafe { LocalBox::from_raw(descriptor) } })
     }
 
     /// Attributes pointing at the descriptor; valid while `self` lives. Handles are not
@@ -161,7 +188,7 @@ impl PipeSecurity {
     pub(crate) fn attributes(&self) -> SECURITY_ATTRIBUTES {
         SECURITY_ATTRIBUTES {
             nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: self.descriptor.0,
+            lpSecurityDescriptor: self.descriptor.as_ptr(),
             bInheritHandle: 0,
         }
     }

@@ -290,7 +290,7 @@ fn adopt_fd(fd: OwnedFd, passed_by: &'static str) -> Result<UnixListener> {
         found,
     })?;
     let name = adopted_name(SockRef::from(&fd), raw);
-    set_cloexec(fd.as_fd()).map_err(Step::Adopt.at(&name))?;
+    SockRef::from(&fd).set_cloexec(true).map_err(Step::Adopt.at(&name))?;
     let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
     debug!(socket = %name.display(), fd = raw, passed_by, "adopted listening socket");
     Ok(listener)
@@ -335,18 +335,6 @@ fn check_listener(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     if !socket.is_listener().map_err(|e| format!("SO_ACCEPTCONN cannot be read ({e})"))? {
         return Err("it is a stream socket that is not listening".into());
-    }
-    Ok(())
-}
-
-/// Sets `FD_CLOEXEC`, keeping the other descriptor flags.
-fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor borrowed for the call; F_GETFD/F_SETFD touch only its flags.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
-        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
-        }
     }
     Ok(())
 }
