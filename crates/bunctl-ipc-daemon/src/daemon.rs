@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncRead;
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -97,6 +97,8 @@ enum AppState {
     Stopped,
     Exited,
     Errored,
+    /// Announced when the app is removed; no app in the table is in it.
+    Deleted,
 }
 
 impl AppState {
@@ -108,6 +110,7 @@ impl AppState {
             AppState::Stopped => "stopped",
             AppState::Exited => "exited",
             AppState::Errored => "errored",
+            AppState::Deleted => "deleted",
         }
     }
 }
@@ -118,8 +121,20 @@ struct Process {
     tree: ProcessTree,
 }
 
-/// The handles of a running process.
-struct Run {
+/// What the supervisor of one run of an app owns: whose run it is, the process, the readers of
+/// its output (drained after its exit), and its ends of the [`Supervisor`] handles.
+struct Supervised {
+    name: String,
+    id: u64,
+    process: Process,
+    readers: [Option<JoinHandle<()>>; 2],
+    stop: Arc<Notify>,
+    exited: watch::Sender<bool>,
+}
+
+/// How the supervisor of an app's running process is reached (see [`Daemon::supervise`]).
+struct Supervisor {
+    /// Asks the supervisor to stop the process.
     stop: Arc<Notify>,
     /// Becomes true once the process is reaped and its exit published.
     exited: watch::Receiver<bool>,
@@ -138,7 +153,8 @@ struct App {
     logs: Arc<AppLog>,
     /// The bus's position when the app was created: its kept lines are those after it.
     since: u64,
-    run: Option<Run>,
+    /// While a process runs.
+    supervisor: Option<Supervisor>,
     /// Serializes Start/Stop/Restart/Delete of this app.
     op: Arc<tokio::sync::Mutex<()>>,
 }
@@ -158,7 +174,9 @@ impl App {
 
 type Apps = BTreeMap<String, App>;
 
-fn entry<'a>(apps: &'a mut Apps, name: &str, id: u64) -> Option<&'a mut App> {
+/// The app called `name` if it is still the one with `id` (not deleted, nor deleted and
+/// created again since `id` was read).
+fn app_with_id<'a>(apps: &'a mut Apps, name: &str, id: u64) -> Option<&'a mut App> {
     apps.get_mut(name).filter(|app| app.id == id)
 }
 
@@ -362,7 +380,7 @@ impl Daemon {
                     signal: None,
                     logs: Arc::default(),
                     since: self.inner.bus.last_seq(),
-                    run: None,
+                    supervisor: None,
                     op,
                 },
             );
@@ -379,14 +397,62 @@ impl Daemon {
         }
     }
 
-    /// The app's id and operation lock, if it exists.
-    fn find(&self, name: &str) -> Option<(u64, Arc<tokio::sync::Mutex<()>>)> {
-        self.lock().get(name).map(|app| (app.id, Arc::clone(&app.op)))
+    fn status(&self, name: Option<&str>) -> IpcResponse {
+        let apps = self.lock();
+        match name {
+            Some(name) => match apps.get(name) {
+                Some(app) => IpcResponse::Data { data: app.record(name) },
+                None => unknown(name),
+            },
+            None => IpcResponse::Data {
+                data: Value::Array(apps.iter().map(|(name, app)| app.record(name)).collect()),
+            },
+        }
+    }
+
+    /// The last `lines` kept lines of one app or of all, from the bus's retention: the store
+    /// `Follow` replays, so the two always agree. Each line has its position (`seq`), so a
+    /// client that subscribed first can drop the lines it already has.
+    fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
+        // The table lock only long enough to learn which apps exist, and since when.
+        let since: BTreeMap<String, u64> = {
+            let apps = self.lock();
+            match name {
+                Some(name) => match apps.get(name) {
+                    Some(app) => BTreeMap::from([(name.to_owned(), app.since)]),
+                    None => return unknown(name),
+                },
+                None => apps.iter().map(|(name, app)| (name.clone(), app.since)).collect(),
+            }
+        };
+        let filter = SubscriptionType::LogEvents { app_name: name.map(str::to_owned) };
+        let mut kept = self.inner.bus.history(&filter);
+        // Lines of a deleted app, or of an earlier app of the same name, are not this one's.
+        kept.retain(|event| {
+            let app = event.app_name().and_then(|app| since.get(app));
+            app.is_some_and(|since| event.seq().is_some_and(|seq| seq > *since))
+        });
+        let skip = kept.len().saturating_sub(lines);
+        let data = kept[skip..]
+            .iter()
+            .map(|event| {
+                let mut line = event.data().clone();
+                line["seq"] = json!(event.seq());
+                line
+            })
+            .collect();
+        IpcResponse::Data { data: Value::Array(data) }
+    }
+
+    /// The app's id, with its operation lock held (Start, Stop, Restart and Delete of one app
+    /// run one at a time), if the app exists.
+    async fn claim(&self, name: &str) -> Option<(u64, OwnedMutexGuard<()>)> {
+        let (id, op) = self.lock().get(name).map(|app| (app.id, Arc::clone(&app.op)))?;
+        Some((id, op.lock_owned().await))
     }
 
     async fn stop(&self, name: &str) -> IpcResponse {
-        let Some((id, op)) = self.find(name) else { return unknown(name) };
-        let _op = op.lock().await;
+        let Some((id, _op)) = self.claim(name).await else { return unknown(name) };
         match self.stop_run(name, id).await {
             Some(true) => success(format!("Stopped {name}")),
             Some(false) => success(format!("{name} is not running")),
@@ -395,8 +461,7 @@ impl Daemon {
     }
 
     async fn restart(&self, name: &str) -> IpcResponse {
-        let Some((id, op)) = self.find(name) else { return unknown(name) };
-        let _op = op.lock().await;
+        let Some((id, _op)) = self.claim(name).await else { return unknown(name) };
         if self.inner.closing.load(Ordering::SeqCst) {
             return failure("daemon is shutting down");
         }
@@ -405,7 +470,7 @@ impl Daemon {
         }
         match self.launch(name, id) {
             Ok(pid) => {
-                if let Some(app) = entry(&mut self.lock(), name, id) {
+                if let Some(app) = app_with_id(&mut self.lock(), name, id) {
                     app.restarts += 1;
                 }
                 success(format!("Restarted {name} (pid {pid})"))
@@ -414,7 +479,7 @@ impl Daemon {
                 failure("daemon is shutting down")
             }
             Err(e) => {
-                if let Some(app) = entry(&mut self.lock(), name, id) {
+                if let Some(app) = app_with_id(&mut self.lock(), name, id) {
                     self.publish_state(name, app, AppState::Errored);
                 }
                 failure(format!("failed to restart {name}: {e}"))
@@ -423,19 +488,22 @@ impl Daemon {
     }
 
     async fn delete(&self, name: &str) -> IpcResponse {
-        let Some((id, op)) = self.find(name) else { return unknown(name) };
-        let _op = op.lock().await;
+        let Some((id, _op)) = self.claim(name).await else { return unknown(name) };
         if self.stop_run(name, id).await.is_none() {
             return unknown(name);
         }
         let mut apps = self.lock();
-        if entry(&mut apps, name, id).is_none() {
+        if app_with_id(&mut apps, name, id).is_none() {
             return unknown(name);
         }
         if let Some(app) = apps.remove(name) {
             app.logs.close();
         }
-        self.publish(STATUS_CHANGE, name, json!({ "app": name, "state": "deleted" }));
+        self.publish(
+            STATUS_CHANGE,
+            name,
+            json!({ "app": name, "state": AppState::Deleted.as_str() }),
+        );
         success(format!("Deleted {name}"))
     }
 
@@ -444,9 +512,9 @@ impl Daemon {
     async fn stop_run(&self, name: &str, id: u64) -> Option<bool> {
         let (stop, mut exited) = {
             let mut apps = self.lock();
-            let app = entry(&mut apps, name, id)?;
-            let Some(run) = &app.run else { return Some(false) };
-            let handles = (Arc::clone(&run.stop), run.exited.clone());
+            let app = app_with_id(&mut apps, name, id)?;
+            let Some(supervisor) = &app.supervisor else { return Some(false) };
+            let handles = (Arc::clone(&supervisor.stop), supervisor.exited.clone());
             self.publish_state(name, app, AppState::Stopping);
             handles
         };
@@ -464,7 +532,7 @@ impl Daemon {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(closing());
         }
-        let config = entry(&mut self.lock(), name, id)
+        let config = app_with_id(&mut self.lock(), name, id)
             .map(|app| app.config.clone())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "app was deleted"))?;
         let mut command = Command::new(&config.command);
@@ -493,7 +561,7 @@ impl Daemon {
         let (exited_tx, exited_rx) = watch::channel(false);
         let log = {
             let mut apps = self.lock();
-            let Some(app) = entry(&mut apps, name, id) else {
+            let Some(app) = app_with_id(&mut apps, name, id) else {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "app was deleted"));
             };
             if self.inner.closing.load(Ordering::SeqCst) {
@@ -503,7 +571,7 @@ impl Daemon {
             app.pid = Some(pid);
             app.exit_code = None;
             app.signal = None;
-            app.run = Some(Run { stop: Arc::clone(&stop), exited: exited_rx });
+            app.supervisor = Some(Supervisor { stop: Arc::clone(&stop), exited: exited_rx });
             self.publish(PROCESS_STARTED, name, json!({ "app": name, "pid": pid }));
             self.publish_state(name, app, AppState::Running);
             Arc::clone(&app.logs)
@@ -515,14 +583,9 @@ impl Daemon {
             child.stderr.take().map(|err| self.spawn_reader(name, &log, OutputStream::Stderr, err)),
         ];
         let process = Process { child, tree };
-        tokio::spawn(self.clone().supervise(
-            name.to_owned(),
-            id,
-            process,
-            stop,
-            readers,
-            exited_tx,
-        ));
+        let run =
+            Supervised { name: name.to_owned(), id, process, readers, stop, exited: exited_tx };
+        tokio::spawn(self.clone().supervise(run));
         Ok(pid)
     }
 
@@ -549,16 +612,9 @@ impl Daemon {
 
     /// Owns the app's process: waits for it to exit or for a stop request, ends what is left
     /// of its tree, then publishes the exit.
-    async fn supervise(
-        self,
-        name: String,
-        id: u64,
-        process: Process,
-        stop: Arc<Notify>,
-        readers: [Option<JoinHandle<()>>; 2],
-        exited: watch::Sender<bool>,
-    ) {
-        let Process { mut child, tree } = process;
+    async fn supervise(self, run: Supervised) {
+        let Supervised { name, id, process: Process { mut child, tree }, readers, stop, exited } =
+            run;
         let grace = self.inner.options.stop_grace;
         let (status, stopped) = tokio::select! {
             status = child.wait() => (status, false),
@@ -594,11 +650,11 @@ impl Daemon {
         info!(app = %name, ?exit_code, ?signal, stopped, "exited");
         {
             let mut apps = self.lock();
-            if let Some(app) = entry(&mut apps, &name, id) {
+            if let Some(app) = app_with_id(&mut apps, &name, id) {
                 app.pid = None;
                 app.exit_code = exit_code;
                 app.signal = signal;
-                app.run = None;
+                app.supervisor = None;
                 self.publish(
                     PROCESS_EXITED,
                     &name,
@@ -653,55 +709,6 @@ fn exit_signal(status: &ExitStatus) -> Option<i32> {
     {
         let _ = status;
         None
-    }
-}
-
-impl Daemon {
-    fn status(&self, name: Option<&str>) -> IpcResponse {
-        let apps = self.lock();
-        match name {
-            Some(name) => match apps.get(name) {
-                Some(app) => IpcResponse::Data { data: app.record(name) },
-                None => unknown(name),
-            },
-            None => IpcResponse::Data {
-                data: Value::Array(apps.iter().map(|(name, app)| app.record(name)).collect()),
-            },
-        }
-    }
-
-    /// The last `lines` kept lines of one app or of all, from the bus's retention: the store
-    /// `Follow` replays, so the two always agree. Each line has its position (`seq`), so a
-    /// client that subscribed first can drop the lines it already has.
-    fn logs(&self, name: Option<&str>, lines: usize) -> IpcResponse {
-        // The table lock only long enough to learn which apps exist, and since when.
-        let since: BTreeMap<String, u64> = {
-            let apps = self.lock();
-            match name {
-                Some(name) => match apps.get(name) {
-                    Some(app) => BTreeMap::from([(name.to_owned(), app.since)]),
-                    None => return unknown(name),
-                },
-                None => apps.iter().map(|(name, app)| (name.clone(), app.since)).collect(),
-            }
-        };
-        let filter = SubscriptionType::LogEvents { app_name: name.map(str::to_owned) };
-        let mut kept = self.inner.bus.history(&filter);
-        // Lines of a deleted app, or of an earlier app of the same name, are not this one's.
-        kept.retain(|event| {
-            let app = event.app_name().and_then(|app| since.get(app));
-            app.is_some_and(|since| event.seq().is_some_and(|seq| seq > *since))
-        });
-        let skip = kept.len().saturating_sub(lines);
-        let data = kept[skip..]
-            .iter()
-            .map(|event| {
-                let mut line = event.data().clone();
-                line["seq"] = json!(event.seq());
-                line
-            })
-            .collect();
-        IpcResponse::Data { data: Value::Array(data) }
     }
 }
 
