@@ -8,7 +8,7 @@ use ipc_proto::{IpcMessage, IpcResponse, Result};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::conn::Slot;
+use crate::conn::ConnectionPermit;
 use crate::options::{ConnectionOptions, connection_options};
 use crate::{Connection, PeerPolicy, sys};
 
@@ -232,7 +232,7 @@ impl IpcServer {
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     debug!(?peer, "accepted connection");
-                    return Ok(conn.with_slot(Slot::new(permit)));
+                    return Ok(conn.with_permit(ConnectionPermit::new(permit)));
                 }
                 Err(_) => self.refuse_busy(conn),
             }

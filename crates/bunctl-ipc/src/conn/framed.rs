@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[cfg(doc)]
 use super::Connection;
-use super::Slot;
+use super::ConnectionPermit;
 use crate::PeerCredentials;
 
 /// The byte stream of a [`Connection`] turned into a `Framed` by
@@ -23,7 +23,7 @@ pub struct FramedIo<S> {
     pub(super) io: S,
     pub(super) peer: Option<PeerCredentials>,
     pub(super) poisoned: bool,
-    pub(super) _slot: Option<Slot>,
+    pub(super) _permit: Option<ConnectionPermit>,
 }
 
 impl<S> FramedIo<S> {

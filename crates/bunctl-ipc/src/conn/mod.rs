@@ -97,7 +97,7 @@ pub struct Connection<S, D, E> {
     timeout: Duration,
     idle_timeout: Option<Duration>,
     peer: Option<PeerCredentials>,
-    slot: Option<Slot>,
+    permit: Option<ConnectionPermit>,
 }
 
 /// Buffers at or below this capacity are kept for reuse when they empty; larger ones are
@@ -107,11 +107,11 @@ pub(crate) const IDLE_BUFFER_LIMIT: usize = 256;
 /// Holds one of a server's connection slots; the slot is free again once the connection (or
 /// both of its halves, which share it) is dropped.
 #[derive(Debug)]
-pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub(crate) struct ConnectionPermit(#[allow(dead_code)] OwnedSemaphorePermit);
 
-impl Slot {
+impl ConnectionPermit {
     pub(crate) fn new(permit: OwnedSemaphorePermit) -> Self {
-        Slot(permit)
+        ConnectionPermit(permit)
     }
 }
 
@@ -132,7 +132,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             timeout,
             idle_timeout: None,
             peer: None,
-            slot: None,
+            permit: None,
         }
     }
 
@@ -148,13 +148,13 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             timeout: self.timeout,
             idle_timeout: self.idle_timeout,
             peer: self.peer,
-            slot: self.slot,
+            permit: self.permit,
         }
     }
 
     /// Ties a server connection slot to this connection's life.
-    pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
-        self.slot = Some(slot);
+    pub(crate) fn with_permit(mut self, permit: ConnectionPermit) -> Self {
+        self.permit = Some(permit);
         self
     }
 
@@ -173,21 +173,21 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
         S: SplitStream,
     {
         let (r, w) = self.io.split_stream();
-        let shared_slot = self.slot.map(Arc::new);
+        let shared_permit = self.permit.map(Arc::new);
         (
             RecvHalf {
                 io: r,
                 reader: self.reader,
                 timer: self.timer,
                 timeout: self.timeout,
-                _slot: shared_slot.clone(),
+                _permit: shared_permit.clone(),
             },
             SendHalf {
                 io: w,
                 writer: self.writer,
                 timer: OpTimer::default(),
                 timeout: self.timeout,
-                _slot: shared_slot,
+                _permit: shared_permit,
             },
         )
     }
@@ -215,7 +215,7 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
             io: self.io,
             peer: self.peer,
             poisoned: self.writer.poisoned,
-            _slot: self.slot,
+            _permit: self.permit,
         };
         let mut parts = FramedParts::new::<&E>(io, codec);
         // A read error met while looking ahead (rare: only after a large frame) is not carried

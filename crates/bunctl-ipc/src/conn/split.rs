@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 #[cfg(doc)]
 use super::Connection;
-use super::{FrameReader, FrameWriter, OpTimer, Slot};
+use super::{ConnectionPermit, FrameReader, FrameWriter, OpTimer};
 
 /// A byte stream that can be divided into a read half and a write half owned by two tasks.
 ///
@@ -36,7 +36,7 @@ pub struct RecvHalf<R, D> {
     pub(super) reader: FrameReader<D>,
     pub(super) timer: OpTimer,
     pub(super) timeout: Duration,
-    pub(super) _slot: Option<Arc<Slot>>,
+    pub(super) _permit: Option<Arc<ConnectionPermit>>,
 }
 
 impl<R: AsyncRead + Unpin, D: DeserializeOwned> RecvHalf<R, D> {
@@ -68,7 +68,7 @@ pub struct SendHalf<W, E> {
     pub(super) writer: FrameWriter<E>,
     pub(super) timer: OpTimer,
     pub(super) timeout: Duration,
-    pub(super) _slot: Option<Arc<Slot>>,
+    pub(super) _permit: Option<Arc<ConnectionPermit>>,
 }
 
 impl<W: AsyncWrite + Unpin, E: Serialize> SendHalf<W, E> {

@@ -219,11 +219,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         cx: &mut Context<'_>,
         shutdown: Pin<&mut F>,
     ) -> Result<()> {
-        if self.wire.closing || shutdown.poll(cx).is_pending() {
+        if self.wire.shutting_down || shutdown.poll(cx).is_pending() {
             return Ok(());
         }
         debug!("server shutting down; finishing this connection");
-        self.wire.closing = true;
+        self.wire.shutting_down = true;
         self.end_input(None)
     }
 
@@ -413,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     }
 
     fn is_done<Fut: Future>(&self, handling: &HandlerSlot<Fut>) -> bool {
-        self.wire.is_closed()
+        self.wire.is_input_closed()
             && !handling.is_running()
             && self.gate.is_empty()
             && !self.wire.is_queued()
@@ -443,7 +443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         let state = Waiting {
             frame_in_progress: self.wire.has_partial_frame(),
             idle: !busy
-                && !self.wire.is_closed()
+                && !self.wire.is_input_closed()
                 && !self.pump.is_subscribed()
                 && !self.wire.is_queued()
                 && !self.wire.has_partial_frame(),

@@ -35,11 +35,11 @@ pub(super) struct Wire<S> {
     pub(super) conn: Connection<S, Request, IpcResponse>,
     /// No more requests: the client's end of stream, an oversize frame, a read error, or
     /// shutdown.
-    closed: bool,
+    input_closed: bool,
     /// Part of a request frame is in, the rest is not.
     partial: bool,
     /// The server is shutting down (set by the shutdown watch).
-    pub(super) closing: bool,
+    pub(super) shutting_down: bool,
     /// Rare and large next to the rest of an idle connection, so boxed.
     aside: Option<Box<Aside>>,
 }
@@ -79,14 +79,14 @@ impl Owed {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     pub(super) fn new(conn: Connection<S, Request, IpcResponse>) -> Self {
-        Wire { conn, closed: false, partial: false, closing: false, aside: None }
+        Wire { conn, input_closed: false, partial: false, shutting_down: false, aside: None }
     }
 
     /// The next request, once the output has room for its reply. Without room, one request is
     /// read ahead and kept for then, so that the end of the input and read errors are seen
     /// (and returned at once) even while the client is not reading its output.
     pub(super) fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Request>> {
-        if self.closed {
+        if self.input_closed {
             return Poll::Pending;
         }
         if let Some(aside) = self.aside.take() {
@@ -112,7 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// No more input; `ending`, if any, is what the connection returns once everything owed
     /// is written.
     pub(super) fn close_input(&mut self, ending: Option<IpcError>) {
-        self.closed = true;
+        self.input_closed = true;
         self.partial = false;
         let ended = matches!(self.aside.as_deref(), Some(Aside::Ending(_)));
         if let Some(e) = ending.filter(|_| !ended) {
@@ -126,8 +126,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.conn.queued_len()
     }
 
-    pub(super) fn is_closed(&self) -> bool {
-        self.closed
+    pub(super) fn is_input_closed(&self) -> bool {
+        self.input_closed
     }
 
     pub(super) fn has_partial_frame(&self) -> bool {
