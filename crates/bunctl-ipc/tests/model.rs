@@ -15,8 +15,9 @@
 //! flood; requests sent by a flooded subscriber, whose held-event queue overflows with
 //! `lagged` notices in it; pipelined bursts past the rounds of one poll and past the output's
 //! high-water mark, read at a steady pace, of requests small or large enough for the server to
-//! keep its read buffer between them (large replies do the same on the client's side); oversize requests (refused by the client, or by the
-//! server, which then closes) and oversize replies (replaced by an error); disconnects, also
+//! keep its read buffer between them (large replies do the same on the client's side);
+//! oversize requests (refused by the client, or by the server, which then closes) and oversize
+//! replies (replaced by an error); disconnects, also
 //! mid-frame; request frames that stall half-way while events flow, then complete or never
 //! do; requests whose reply waits behind a full output while events are published on both
 //! sides of the handler's return; half-closes, read to the end or never read again;

@@ -362,8 +362,8 @@ fn raise_nofile() {
 }
 
 /// The command line without cargo's `--bench`, and whether it was there (`cargo test` runs bench
-/// binaries without it). `oneshot` is [`ask_once`]. `serve <implementation> <socket>` is the server process of `procs`: it
-/// says `ready` once bound and serves until its stdin closes.
+/// binaries without it). `serve <implementation> <socket>` is the server process of `procs`: it
+/// says `ready` once bound and serves until its stdin closes. `oneshot` is [`ask_once`].
 pub fn args() -> (Vec<String>, bool) {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     raise_nofile();

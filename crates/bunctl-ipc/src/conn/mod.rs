@@ -396,7 +396,8 @@ impl<S: AsyncWrite + Unpin, D, E: Serialize> Connection<S, D, E> {
     }
 
     /// Writes out everything queued, without a deadline (the caller keeps its own), keeping
-    /// the buffer for what follows; [`release_write_buffer`](Self::release_write_buffer) gives it back.
+    /// the buffer for what follows; [`release_write_buffer`](Self::release_write_buffer) gives
+    /// it back.
     pub(crate) fn poll_flush_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.writer.poll_write_out(cx, &mut self.io)
     }
