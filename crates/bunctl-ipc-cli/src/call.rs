@@ -13,7 +13,7 @@ use crate::render;
 /// Connects to `endpoint`; a failure is [`CliError::NoServer`], which names the endpoint and
 /// says how to start a server there.
 pub async fn connect(endpoint: &Path, timeout: Duration) -> Result<IpcClient, CliError> {
-    IpcClient::connect_with(endpoint, ClientOptions::new().timeout(timeout))
+    IpcClient::connect_with(endpoint, ClientOptions::new().with_timeout(timeout))
         .await
         .map_err(|error| CliError::NoServer { socket: endpoint.to_owned(), error })
 }

@@ -61,7 +61,7 @@ fn demo_app() -> DemoApp {
 /// Runs the demo, writing its story to `out`.
 pub async fn run(out: &mut dyn Write) -> Result<Status, CliError> {
     let began = Instant::now();
-    let options = DaemonOptions::new().stop_grace(Duration::from_secs(2));
+    let options = DaemonOptions::new().with_stop_grace(Duration::from_secs(2));
     let daemon = LocalDaemon::start("demo", options, ServerOptions::new()).await?;
     let socket = daemon.endpoint().to_owned();
     writeln!(out, "A bunctl daemon now serves {} inside this process.", socket.display())?;

@@ -138,8 +138,9 @@ pub fn run(
             multi_thread()?.block_on(async {
                 let spawned = if bench.spawn {
                     let clients = usize::try_from(config.clients).unwrap_or(usize::MAX);
-                    let options = ServerOptions::new()
-                        .max_connections(default_max_connections().max(clients.saturating_add(16)));
+                    let options = ServerOptions::new().with_max_connections(
+                        default_max_connections().max(clients.saturating_add(16)),
+                    );
                     Some(local::LocalDaemon::start("bench", DaemonOptions::new(), options).await?)
                 } else {
                     None

@@ -34,8 +34,8 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// use bunctl_ipc_daemon::DaemonOptions;
 /// use std::time::Duration;
 ///
-/// let options = DaemonOptions::new().stop_grace(Duration::from_secs(2));
-/// assert_eq!(options.stop_grace_period(), Duration::from_secs(2));
+/// let options = DaemonOptions::new().with_stop_grace(Duration::from_secs(2));
+/// assert_eq!(options.stop_grace(), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
@@ -53,20 +53,25 @@ impl DaemonOptions {
     /// How long `Stop` gives an app's main process after SIGTERM before the whole group gets
     /// SIGKILL, and how long an exited app's leftovers get (Unix; Windows has no polite
     /// signal and stops at once).
-    pub fn stop_grace(mut self, grace: Duration) -> Self {
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
         self
     }
 
     /// The longest line kept whole, in bytes (at least 1); longer lines are split.
-    pub fn max_line_len(mut self, bytes: usize) -> Self {
+    pub fn with_max_line_len(mut self, bytes: usize) -> Self {
         self.max_line_len = bytes.max(1);
         self
     }
 
-    /// The stop grace period in force.
-    pub fn stop_grace_period(&self) -> Duration {
+    /// The stop grace period in force (see [`with_stop_grace`](Self::with_stop_grace)).
+    pub fn stop_grace(&self) -> Duration {
         self.stop_grace
+    }
+
+    /// The longest line kept whole (see [`with_max_line_len`](Self::with_max_line_len)).
+    pub fn max_line_len(&self) -> usize {
+        self.max_line_len
     }
 }
 

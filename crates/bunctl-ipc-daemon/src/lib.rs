@@ -14,7 +14,7 @@
 //! async fn main() -> Result<(), bunctl_ipc::IpcError> {
 //!     // The current user's endpoint: a socket on Unix, a named pipe on Windows.
 //!     let server = IpcServer::bind(bunctl_ipc::default_socket_path()).await?;
-//!     let options = DaemonOptions::new().stop_grace(Duration::from_secs(10));
+//!     let options = DaemonOptions::new().with_stop_grace(Duration::from_secs(10));
 //!     let daemon = Daemon::with_options(EventBus::new(), options);
 //!     // Until Ctrl-C or SIGTERM; then every app is stopped and the socket removed.
 //!     daemon.serve(server, shutdown_signal()).await
@@ -62,7 +62,7 @@
 //!
 //! * on `Stop` (and `Restart`, `Delete`, and the daemon's [shutdown](Daemon::shutdown)):
 //!   SIGTERM to the group, then, once the main process has exited or the
-//!   [grace period](DaemonOptions::stop_grace) has passed, SIGKILL to whatever is left of the
+//!   [grace period](DaemonOptions::with_stop_grace) has passed, SIGKILL to whatever is left of the
 //!   group. Windows has no polite signal: `TerminateJobObject` ends the job at once;
 //! * when the main process exits on its own: what it left behind gets SIGTERM, and SIGKILL if
 //!   it is still there after the grace period (on Windows, `TerminateJobObject`), before
@@ -80,7 +80,7 @@
 //! # Output capture
 //!
 //! stdout and stderr are read line by line; a line longer than
-//! [`DaemonOptions::max_line_len`] is split, invalid UTF-8 is replaced, and each line is
+//! [`DaemonOptions::with_max_line_len`] is split, invalid UTF-8 is replaced, and each line is
 //! published as a `log_line` event. The lines `Logs` returns are the ones the bus keeps for the
 //! app (its retention, [`bunctl_ipc::BusOptions::with_retained_events`]: 1000 lines and 1 MiB
 //! per app by default), the same store `Follow` replays, so the two always agree; each line has

@@ -321,7 +321,8 @@ async fn stop_terminates_a_running_app_with_sigterm() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_escalates_to_sigkill_after_the_grace_period() {
-    let daemon = Running::start(DaemonOptions::new().stop_grace(Duration::from_millis(200))).await;
+    let daemon =
+        Running::start(DaemonOptions::new().with_stop_grace(Duration::from_millis(200))).await;
     let mut client = daemon.client().await;
     client
         .subscribe(SubscriptionType::AllEvents { app_name: Some("t".into()) })
@@ -651,7 +652,8 @@ async fn stop_ends_the_apps_grandchildren_on_every_platform() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_kills_a_grandchild_that_ignores_sigterm() {
-    let daemon = Running::start(DaemonOptions::new().stop_grace(Duration::from_secs(10))).await;
+    let daemon =
+        Running::start(DaemonOptions::new().with_stop_grace(Duration::from_secs(10))).await;
     let mut client = daemon.client().await;
     client.subscribe(SubscriptionType::AllEvents { app_name: None }).await.expect("sub");
     let script = "(trap '' TERM; exec sleep 300) & echo \"grandchild $!\"; wait";
@@ -759,7 +761,7 @@ async fn wait_for(events: &mut bunctl_ipc::Subscription, event_type: &str, key: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_shutdown_returns_no_app_runs_and_none_starts_even_mid_restart() {
     let bus = EventBus::new();
-    let options = DaemonOptions::new().stop_grace(Duration::from_millis(300));
+    let options = DaemonOptions::new().with_stop_grace(Duration::from_millis(300));
     let daemon = Daemon::with_options(bus.clone(), options);
     let mut events = bus.subscribe(SubscriptionType::AllEvents { app_name: Some("t".into()) });
     // Ignores SIGTERM, so a stop takes the whole grace period.

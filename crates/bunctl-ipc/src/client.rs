@@ -77,7 +77,7 @@ impl Frame {
 const CLIENT_NAME: &str = concat!("bunctl-ipc ", env!("CARGO_PKG_VERSION"));
 
 /// Events kept for [`IpcClient::next_event`] while a request waits for its reply, unless
-/// [`ClientOptions::max_held_events`] says otherwise. Past this, the oldest are dropped and a
+/// [`ClientOptions::with_max_held_events`] says otherwise. Past this, the oldest are dropped and a
 /// `lagged` event reports how many.
 pub const DEFAULT_HELD_EVENTS: usize = 4096;
 
@@ -107,7 +107,7 @@ impl ClientOptions {
     /// least 1; by default [`DEFAULT_HELD_EVENTS`]). When more arrive, the oldest are dropped,
     /// and [`IpcClient::next_event`] first yields one `lagged` event counting them, as the
     /// server does for a subscriber that falls behind.
-    pub fn max_held_events(mut self, events: usize) -> Self {
+    pub fn with_max_held_events(mut self, events: usize) -> Self {
         self.held_events = events.max(1);
         self
     }
@@ -121,7 +121,7 @@ impl ClientOptions {
     /// Turn it off only to talk to a server that legitimately runs as another user — e.g. a
     /// system-wide daemon under a dedicated service account serving several users — and only
     /// on an endpoint whose location that account alone controls.
-    pub fn verify_server(mut self, yes: bool) -> Self {
+    pub fn with_verify_server(mut self, yes: bool) -> Self {
         self.verify_server = yes;
         self
     }
@@ -130,10 +130,10 @@ impl ClientOptions {
     /// that has just spawned its daemon. Retries start at 5 ms and back off to 100 ms.
     ///
     /// With a wait, the whole connect has one deadline, `wait` from the call: no attempt
-    /// outlasts it, whatever [`timeout`](Self::timeout) says (each attempt is also bounded by
+    /// outlasts it, whatever [`with_timeout`](Self::with_timeout) says (each attempt is also bounded by
     /// the timeout). When the server does not appear in time, the last
     /// [`IpcError::NotRunning`] is returned; other errors are returned at once.
-    pub fn wait_for_server(mut self, wait: Duration) -> Self {
+    pub fn with_wait_for_server(mut self, wait: Duration) -> Self {
         self.wait_for_server = wait;
         self
     }
@@ -142,6 +142,24 @@ impl ClientOptions {
         "The timeout of the connect and of each later call: each `send` and `recv`, and each \
          `request` as a whole."
     );
+
+    /// How many events are held while a request waits (see
+    /// [`with_max_held_events`](Self::with_max_held_events)).
+    pub fn max_held_events(&self) -> usize {
+        self.held_events
+    }
+
+    /// Whether connecting checks who the server runs as (see
+    /// [`with_verify_server`](Self::with_verify_server)).
+    pub fn verify_server(&self) -> bool {
+        self.verify_server
+    }
+
+    /// How long connecting waits for a server to appear (see
+    /// [`with_wait_for_server`](Self::with_wait_for_server)).
+    pub fn wait_for_server(&self) -> Duration {
+        self.wait_for_server
+    }
 }
 
 impl Default for ClientOptions {
@@ -200,7 +218,7 @@ impl IpcClient {
     ///
     /// When nothing listens there, fails with [`IpcError::NotRunning`] naming the path; when
     /// the server runs as another user, with [`IpcError::ServerIdentity`] (see
-    /// [`ClientOptions::verify_server`]).
+    /// [`ClientOptions::with_verify_server`]).
     pub async fn connect(path: impl AsRef<Path>) -> Result<IpcClient> {
         Self::connect_with(path, ClientOptions::new()).await
     }
@@ -231,10 +249,10 @@ impl IpcClient {
     }
 
     /// Connects with default [`ClientOptions`], retrying while no server is running yet, for
-    /// up to `wait` in all: `ClientOptions::new().wait_for_server(wait)` (see
-    /// [`ClientOptions::wait_for_server`]).
+    /// up to `wait` in all: `ClientOptions::new().with_wait_for_server(wait)` (see
+    /// [`ClientOptions::with_wait_for_server`]).
     pub async fn connect_with_retry(path: impl AsRef<Path>, wait: Duration) -> Result<IpcClient> {
-        Self::connect_with(path, ClientOptions::new().wait_for_server(wait)).await
+        Self::connect_with(path, ClientOptions::new().with_wait_for_server(wait)).await
     }
 
     /// Sends one message. See [`Connection::send`].
@@ -670,7 +688,7 @@ impl Stream for EventStream<'_> {
     }
 }
 
-/// The connect loop of [`ClientOptions::wait_for_server`]: one deadline for all attempts.
+/// The connect loop of [`ClientOptions::with_wait_for_server`]: one deadline for all attempts.
 async fn connect_retrying(
     path: &Path,
     options: &ClientOptions,

@@ -46,7 +46,7 @@
 //! * **Timeouts.** Every public call has one deadline and keeps it: each `send`/`recv` is
 //!   bounded ([`DEFAULT_TIMEOUT`], or `set_timeout`), [`IpcClient::request`] bounds writing
 //!   *and* waiting for the reply together, and a connect with
-//!   [`ClientOptions::wait_for_server`] ends by its wait. A receive timeout leaves the
+//!   [`ClientOptions::with_wait_for_server`] ends by its wait. A receive timeout leaves the
 //!   connection usable; a send interrupted mid-frame poisons it ([`IpcError::is_recoverable`]
 //!   says which, for every error).
 //! * **Reply pairing.** Replies come back in request order. [`IpcClient::request`] counts the

@@ -41,7 +41,7 @@ macro_rules! connection_options {
         /// [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE), 10 MiB. A received frame that
         /// claims more is refused from its header alone; a message that would be larger is
         /// not sent.
-        pub fn max_message_size(mut self, bytes: usize) -> Self {
+        pub fn with_max_message_size(mut self, bytes: usize) -> Self {
             self.connection.frame = self.connection.frame.with_max_message_size(bytes);
             self
         }
@@ -49,18 +49,19 @@ macro_rules! connection_options {
         #[doc = $timeout_doc]
         ///
         /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), 30 s, unless set.
-        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.connection.timeout = timeout;
             self
         }
 
-        /// The message size limit in force (see [`max_message_size`](Self::max_message_size)).
-        pub fn get_max_message_size(&self) -> usize {
+        /// The message size limit in force (see
+        /// [`with_max_message_size`](Self::with_max_message_size)).
+        pub fn max_message_size(&self) -> usize {
             self.connection.frame.max_message_size()
         }
 
-        /// The timeout in force (see [`timeout`](Self::timeout)).
-        pub fn get_timeout(&self) -> std::time::Duration {
+        /// The timeout in force (see [`with_timeout`](Self::with_timeout)).
+        pub fn timeout(&self) -> std::time::Duration {
             self.connection.timeout
         }
     };

@@ -23,7 +23,7 @@ pub struct PeerCredentials {
 ///
 /// The default, [`PeerPolicy::SameUser`], admits the server's own user and root. It is a second
 /// line of defence behind the socket's file mode (0600 by default): with a wider mode, e.g.
-/// `ServerOptions::socket_mode(0o666)`, it is the policy that keeps other users out.
+/// `ServerOptions::with_socket_mode(0o666)`, it is the policy that keeps other users out.
 ///
 /// ```
 /// use bunctl_ipc::{PeerCredentials, PeerPolicy};

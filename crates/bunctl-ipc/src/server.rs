@@ -25,10 +25,11 @@ pub type IpcConnection = Connection<sys::ServerStream, IpcMessage, IpcResponse>;
 /// use std::time::Duration;
 ///
 /// let options = ServerOptions::new()
-///     .timeout(Duration::from_secs(5))
-///     .max_message_size(1 << 20)
-///     .peer_policy(PeerPolicy::SameUser);
-/// # let _ = options;
+///     .with_timeout(Duration::from_secs(5))
+///     .with_max_message_size(1 << 20)
+///     .with_peer_policy(PeerPolicy::SameUser);
+/// assert_eq!(options.max_message_size(), 1 << 20);
+/// assert_eq!(options.idle_timeout(), Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -40,7 +41,7 @@ pub struct ServerOptions {
     pub(crate) socket_mode: u32,
 }
 
-/// The default of [`ServerOptions::max_connections`], derived from what the process may open.
+/// The default of [`ServerOptions::with_max_connections`], derived from what the process may open.
 ///
 /// Every connection holds a descriptor, and a daemon needs more for the apps it runs (pipes for
 /// their output, log files). So the default is half the process's soft descriptor limit
@@ -81,15 +82,15 @@ impl ServerOptions {
 
     /// How long a connection may stay silent, with no request in progress, nothing to write
     /// and no subscription, before [`serve`](crate::serve) closes it. Defaults to the
-    /// [`timeout`](Self::timeout). Subscribed connections are never closed for being idle; a
-    /// frame that has started arriving is bounded by the `timeout` instead.
-    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+    /// [`with_timeout`](Self::with_timeout). Subscribed connections are never closed for being
+    /// idle; a frame that has started arriving is bounded by the timeout instead.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
         self
     }
 
     /// Which peers are admitted.
-    pub fn peer_policy(mut self, policy: PeerPolicy) -> Self {
+    pub fn with_peer_policy(mut self, policy: PeerPolicy) -> Self {
         self.peer_policy = policy;
         self
     }
@@ -98,16 +99,37 @@ impl ServerOptions {
     /// all are taken receives one `Error { message: "server busy: ..." }` frame and is closed;
     /// open connections are unaffected, and the slot of a connection is free again when it is
     /// dropped (both halves, if split).
-    pub fn max_connections(mut self, n: usize) -> Self {
+    pub fn with_max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
     }
 
     /// Unix only: the permission bits of the socket file (default 0600, owner only). Ignored
     /// on Windows, where the pipe's security descriptor admits the current user only.
-    pub fn socket_mode(mut self, mode: u32) -> Self {
+    pub fn with_socket_mode(mut self, mode: u32) -> Self {
         self.socket_mode = mode & 0o777;
         self
+    }
+
+    /// The idle limit in force: the one set with [`with_idle_timeout`](Self::with_idle_timeout),
+    /// or else the [`timeout`](Self::timeout).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(self.connection.timeout)
+    }
+
+    /// Which peers are admitted (see [`with_peer_policy`](Self::with_peer_policy)).
+    pub fn peer_policy(&self) -> &PeerPolicy {
+        &self.peer_policy
+    }
+
+    /// The cap on open connections (see [`with_max_connections`](Self::with_max_connections)).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The socket file's permission bits (see [`with_socket_mode`](Self::with_socket_mode)).
+    pub fn socket_mode(&self) -> u32 {
+        self.socket_mode
     }
 }
 
@@ -168,7 +190,7 @@ impl ConnectionGauge {
         open_slots(&self.slots, self.limit)
     }
 
-    /// The most that may be open at once ([`ServerOptions::max_connections`]).
+    /// The most that may be open at once ([`ServerOptions::with_max_connections`]).
     pub fn limit(&self) -> usize {
         self.limit
     }

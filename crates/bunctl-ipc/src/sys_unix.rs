@@ -61,7 +61,8 @@ fn in_private_dir(path: &Path) -> bool {
 }
 
 pub fn bind(path: &Path, options: &ServerOptions) -> Result<Listener> {
-    let opts = BindOptions::new().mode(options.socket_mode).private_dir(in_private_dir(path));
+    let opts =
+        BindOptions::new().with_mode(options.socket_mode).with_private_dir(in_private_dir(path));
     UnixListener::bind(path, &opts).map_err(endpoint_error)
 }
 

@@ -104,7 +104,8 @@ fn child_serves_any_user() {
     let Some(path) = std::env::var_os("BUNCTL_TEST_SOCKET") else { return };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let options = ServerOptions::new().socket_mode(0o666).peer_policy(PeerPolicy::AnyUser);
+        let options =
+            ServerOptions::new().with_socket_mode(0o666).with_peer_policy(PeerPolicy::AnyUser);
         let mut server = match IpcServer::bind_with(&path, options).await {
             Ok(server) => server,
             Err(e) => {
@@ -147,7 +148,7 @@ async fn server_of_another_uid_is_refused_unless_verification_is_off() {
     let text = e.to_string();
     assert!(text.contains(&socket.display().to_string()) && text.contains("uid 65534"), "{text}");
 
-    let options = ClientOptions::new().verify_server(false);
+    let options = ClientOptions::new().with_verify_server(false);
     let mut client = IpcClient::connect_with(&socket, options).await.expect("unverified connect");
     assert_eq!(client.request(&IpcMessage::List).await.expect("reply"), echoed(&IpcMessage::List));
     assert_eq!(client.peer_credentials().and_then(|p| p.uid), Some(NOBODY));

@@ -52,7 +52,7 @@ async fn a_timed_out_request_never_hands_its_late_reply_to_the_next_request() {
             },
         )
         .await;
-    let options = ClientOptions::new().timeout(Duration::from_secs(1));
+    let options = ClientOptions::new().with_timeout(Duration::from_secs(1));
     let mut client = IpcClient::connect_with(ep.path(), options).await.expect("connect");
 
     let e = client.request(&stop("first")).await.expect_err("the first reply is late");
@@ -101,7 +101,7 @@ async fn plain_recv_skips_replies_owed_to_abandoned_requests() {
     let _server =
         delayed_echo_server(&ep, |i| if i == 0 { Duration::from_secs(5) } else { Duration::ZERO })
             .await;
-    let options = ClientOptions::new().timeout(Duration::from_secs(1));
+    let options = ClientOptions::new().with_timeout(Duration::from_secs(1));
     let mut client = IpcClient::connect_with(ep.path(), options).await.expect("connect");
     assert!(client.request(&stop("late")).await.expect_err("late").is_timeout());
     client.send(&stop("plain")).await.expect("send");
@@ -126,7 +126,7 @@ async fn a_request_has_one_deadline_for_writing_and_for_its_reply() {
         std::future::pending::<()>().await;
         drop((conn, msg));
     });
-    let options = ClientOptions::new().timeout(LIMIT);
+    let options = ClientOptions::new().with_timeout(LIMIT);
     let mut client = IpcClient::connect_with(ep.path(), options).await.expect("connect");
     // Much larger than a socket buffer: writing it must wait for the server.
     let big = IpcMessage::Start { name: "big".into(), config: "x".repeat(4 << 20) };
@@ -171,7 +171,8 @@ async fn connect_with_retry_keeps_its_deadline_even_when_an_attempt_would_not() 
     assert!(took <= wait + Duration::from_millis(60), "connect_with_retry took {took:?}");
 
     // The options' own limits are kept too: a shorter timeout ends it sooner.
-    let options = ClientOptions::new().timeout(Duration::from_millis(100)).wait_for_server(wait);
+    let options =
+        ClientOptions::new().with_timeout(Duration::from_millis(100)).with_wait_for_server(wait);
     let started = Instant::now();
     let e = IpcClient::connect_with(ep.path(), options).await.expect_err("no room");
     assert!(e.is_timeout(), "{e}");
@@ -181,7 +182,7 @@ async fn connect_with_retry_keeps_its_deadline_even_when_an_attempt_would_not() 
 #[tokio::test]
 async fn into_framed_keeps_the_slot_the_peer_and_the_poisoned_state() {
     let ep = fresh_endpoint();
-    let mut server = IpcServer::bind_with(ep.path(), ServerOptions::new().max_connections(1))
+    let mut server = IpcServer::bind_with(ep.path(), ServerOptions::new().with_max_connections(1))
         .await
         .expect("bind");
     let mut first = IpcClient::connect(ep.path()).await.expect("first");
@@ -252,7 +253,7 @@ async fn event_stream_ends_after_a_fatal_error_instead_of_repeating_it() {
         conn.send(&big).await.ok();
         std::future::pending::<()>().await;
     });
-    let options = ClientOptions::new().max_message_size(1024);
+    let options = ClientOptions::new().with_max_message_size(1024);
     let mut client = IpcClient::connect_with(ep.path(), options).await.expect("connect");
     client
         .subscribe(bunctl_ipc::SubscriptionType::AllEvents { app_name: None })
@@ -304,7 +305,7 @@ async fn into_connection_reports_events_dropped_while_a_request_waited() {
 async fn a_send_over_the_limit_leaves_the_connection_usable() {
     let ep = fresh_endpoint();
     let _server = echo_server(&ep).await;
-    let options = ClientOptions::new().max_message_size(64);
+    let options = ClientOptions::new().with_max_message_size(64);
     let mut client = IpcClient::connect_with(ep.path(), options).await.expect("connect");
     let big = IpcMessage::Start { name: "x".into(), config: "y".repeat(100) };
     let e = client.request(&big).await.expect_err("over the limit");
@@ -338,8 +339,8 @@ async fn the_idle_limit_never_cuts_a_frame_in_progress() {
     use tokio::io::AsyncWriteExt;
     let ep = fresh_endpoint();
     let options = ServerOptions::new()
-        .timeout(Duration::from_secs(30))
-        .idle_timeout(Duration::from_millis(300));
+        .with_timeout(Duration::from_secs(30))
+        .with_idle_timeout(Duration::from_millis(300));
     let _daemon = serve_echo(&ep, options).await;
     let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
     let request = stop("trickled over a second and a half");
@@ -359,7 +360,7 @@ async fn the_idle_limit_never_cuts_a_frame_in_progress() {
 #[tokio::test]
 async fn an_event_too_large_for_the_subscriber_is_announced_as_missed() {
     let ep = fresh_endpoint();
-    let (bus, _daemon) = serve_echo(&ep, ServerOptions::new().max_message_size(1024)).await;
+    let (bus, _daemon) = serve_echo(&ep, ServerOptions::new().with_max_message_size(1024)).await;
     let mut client = IpcClient::connect(ep.path()).await.expect("connect");
     client
         .subscribe(bunctl_ipc::SubscriptionType::AllEvents { app_name: None })

@@ -343,7 +343,7 @@ async fn oversized_frame_gets_an_error_reply_then_the_connection_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let bus = EventBus::new();
-    let server = start(&bus, ServerOptions::new().max_message_size(1024), echo).await;
+    let server = start(&bus, ServerOptions::new().with_max_message_size(1024), echo).await;
     let mut raw = tokio::net::UnixStream::connect(&server.path).await.expect("connect");
     raw.write_all(&(1_000_000u32).to_le_bytes()).await.expect("write");
     let mut rest = Vec::new();
@@ -557,8 +557,9 @@ async fn subscribed_client_is_not_cut_off_by_the_receive_timeout() {
     let bus = EventBus::new();
     let (_dir, path) = endpoint();
     let timeout = Duration::from_millis(100);
-    let mut server =
-        IpcServer::bind_with(&path, ServerOptions::new().timeout(timeout)).await.expect("bind");
+    let mut server = IpcServer::bind_with(&path, ServerOptions::new().with_timeout(timeout))
+        .await
+        .expect("bind");
     let mut client = connect(&path).await;
     let conn = within("accept", server.accept()).await.expect("accept");
     let served_bus = bus.clone();
@@ -579,8 +580,9 @@ async fn client_that_never_reads_its_replies_is_disconnected_after_the_timeout()
     let bus = EventBus::new();
     let (_dir, path) = endpoint();
     let timeout = Duration::from_millis(200);
-    let mut server =
-        IpcServer::bind_with(&path, ServerOptions::new().timeout(timeout)).await.expect("bind");
+    let mut server = IpcServer::bind_with(&path, ServerOptions::new().with_timeout(timeout))
+        .await
+        .expect("bind");
     let client = connect(&path).await;
     let conn = within("accept", server.accept()).await.expect("accept");
     let big = |_m: IpcMessage| async { IpcResponse::Data { data: json!("x".repeat(256 * 1024)) } };
@@ -609,7 +611,7 @@ async fn client_that_never_reads_its_replies_is_disconnected_after_the_timeout()
 async fn idle_unsubscribed_client_is_disconnected_after_the_timeout() {
     let bus = EventBus::new();
     let timeout = Duration::from_millis(100);
-    let server = start(&bus, ServerOptions::new().timeout(timeout), echo).await;
+    let server = start(&bus, ServerOptions::new().with_timeout(timeout), echo).await;
     let mut client = connect(&server.path).await;
     within("reply", client.request(&IpcMessage::List)).await.expect("reply");
     client.set_timeout(PATIENCE);

@@ -91,7 +91,7 @@ async fn oversize_message_is_refused_on_send_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn smaller_configured_limit_is_enforced_by_the_receiver() {
     let ep = fresh_endpoint();
-    let options = ServerOptions::new().max_message_size(64);
+    let options = ServerOptions::new().with_max_message_size(64);
     let mut server = IpcServer::bind_with(ep.path(), options).await.expect("bind");
     let srv = tokio::spawn(async move {
         let mut conn = server.accept().await.expect("accept");
@@ -392,7 +392,8 @@ async fn connection_is_a_stream_and_a_sink() {
 async fn client_options_apply_to_the_connection() {
     let ep = fresh_endpoint();
     let _server = echo_server(&ep).await;
-    let opts = ClientOptions::new().timeout(Duration::from_millis(1234)).max_message_size(100);
+    let opts =
+        ClientOptions::new().with_timeout(Duration::from_millis(1234)).with_max_message_size(100);
     let mut client = IpcClient::connect_with(ep.path(), opts).await.expect("connect");
     assert_eq!(client.timeout(), Duration::from_millis(1234));
     let e = client.send(&start_of_payload_size(101)).await.expect_err("over the client limit");
@@ -435,7 +436,7 @@ fn connection_is_generic_over_the_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_over_the_connection_limit_is_told_busy_and_others_are_unaffected() {
     let ep = fresh_endpoint();
-    let mut server = IpcServer::bind_with(ep.path(), ServerOptions::new().max_connections(2))
+    let mut server = IpcServer::bind_with(ep.path(), ServerOptions::new().with_max_connections(2))
         .await
         .expect("bind");
     tokio::spawn(async move {

@@ -59,7 +59,7 @@ async fn oversize_header_gets_an_error_then_close_and_others_are_served() {
 #[tokio::test(start_paused = true)]
 async fn slowloris_is_closed_when_its_timeout_runs_out_while_fifty_others_are_served() {
     let ep = fresh_endpoint();
-    let _daemon = serve_echo(&ep, ServerOptions::new().timeout(Duration::from_secs(1))).await;
+    let _daemon = serve_echo(&ep, ServerOptions::new().with_timeout(Duration::from_secs(1))).await;
 
     let slow_path = ep.path().to_owned();
     let slow = tokio::spawn(async move {
@@ -101,7 +101,7 @@ async fn slowloris_is_closed_when_its_timeout_runs_out_while_fifty_others_are_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_silent_connections_do_not_starve_a_new_client() {
     let ep = fresh_endpoint();
-    let _daemon = serve_echo(&ep, ServerOptions::new().max_connections(2000)).await;
+    let _daemon = serve_echo(&ep, ServerOptions::new().with_max_connections(2000)).await;
     let mut silent = Vec::new();
     for _ in 0..1000 {
         silent.push(raw_client(&ep).await);
@@ -115,7 +115,7 @@ async fn a_thousand_silent_connections_do_not_starve_a_new_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_past_the_cap_is_told_busy_and_served_once_others_leave() {
     let ep = fresh_endpoint();
-    let _daemon = serve_echo(&ep, ServerOptions::new().max_connections(100)).await;
+    let _daemon = serve_echo(&ep, ServerOptions::new().with_max_connections(100)).await;
     let mut hundred = Vec::new();
     for _ in 0..100 {
         let mut c = IpcClient::connect(ep.path()).await.expect("connect");
@@ -187,7 +187,7 @@ async fn subscribed_with_a_one_second_timeout() -> (
     bunctl_ipc::ClientConnection,
 ) {
     let ep = fresh_endpoint();
-    let options = ServerOptions::new().timeout(Duration::from_secs(1));
+    let options = ServerOptions::new().with_timeout(Duration::from_secs(1));
     let (bus, daemon) = serve_echo(&ep, options).await;
     let (mut conn, _) = IpcClient::connect(ep.path()).await.expect("connect").into_connection();
     let subscribe = IpcMessage::Subscribe {
@@ -269,8 +269,8 @@ async fn events_written_meanwhile_do_not_extend_the_time_a_started_frame_has() {
 async fn idle_limit_closes_silent_clients_but_not_listening_subscribers() {
     let ep = fresh_endpoint();
     let options = ServerOptions::new()
-        .timeout(Duration::from_secs(30))
-        .idle_timeout(Duration::from_millis(200));
+        .with_timeout(Duration::from_secs(30))
+        .with_idle_timeout(Duration::from_millis(200));
     let (bus, _daemon) = serve_echo(&ep, options).await;
 
     let mut silent = IpcClient::connect(ep.path()).await.expect("connect");

@@ -54,7 +54,7 @@ async fn shutdown_finishes_in_flight_requests_closes_subscribers_and_removes_the
     // New clients are turned away as soon as the listener is gone. (On Windows the pipe name
     // lives on while accepted instances are open, so a newcomer finds it busy rather than
     // missing; either way it is not served.)
-    let quick = ClientOptions::new().timeout(Duration::from_millis(200));
+    let quick = ClientOptions::new().with_timeout(Duration::from_millis(200));
     within("listener closed", async {
         loop {
             match IpcClient::connect_with(ep.path(), quick).await {

@@ -576,10 +576,10 @@ async fn run_case(setup: Setup, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let endpoint = fresh_endpoint();
     let timeout = Duration::from_millis(setup.timeout_ms);
     let options = ServerOptions::new()
-        .max_message_size(SERVER_MAX)
-        .timeout(timeout)
-        .idle_timeout(LONG)
-        .max_connections(64);
+        .with_max_message_size(SERVER_MAX)
+        .with_timeout(timeout)
+        .with_idle_timeout(LONG)
+        .with_max_connections(64);
     let server = IpcServer::bind_with(endpoint.path(), options).await.expect("bind");
     let gauge = server.connection_gauge();
     let bus = EventBus::with_options(
@@ -747,9 +747,9 @@ async fn connect(world: &mut World, i: usize) -> Result<(), TestCaseError> {
         return Ok(());
     }
     let options = ClientOptions::new()
-        .max_message_size(CLIENT_MAX)
-        .timeout(LONG)
-        .max_held_events(HELD_EVENTS);
+        .with_max_message_size(CLIENT_MAX)
+        .with_timeout(LONG)
+        .with_max_held_events(HELD_EVENTS);
     let client = IpcClient::connect_with(world.endpoint.path(), options).await.expect("connect");
     world.records.push(Record::default());
     let conn = world.records.len() - 1;

@@ -290,9 +290,10 @@ async fn output_queued_when_the_client_half_closes_must_be_written_within_the_se
 #[tokio::test(start_paused = true)]
 async fn serve_until_returns_within_the_send_timeout_when_a_subscriber_never_reads() {
     let ep = fresh_endpoint();
-    let server = bunctl_ipc::IpcServer::bind_with(ep.path(), ServerOptions::new().timeout(TIMEOUT))
-        .await
-        .expect("bind");
+    let server =
+        bunctl_ipc::IpcServer::bind_with(ep.path(), ServerOptions::new().with_timeout(TIMEOUT))
+            .await
+            .expect("bind");
     let bus = EventBus::new();
     let (stop_serving, shutdown) = oneshot::channel::<()>();
     let grace = Duration::from_secs(600);

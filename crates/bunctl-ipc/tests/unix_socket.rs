@@ -76,7 +76,7 @@ async fn socket_is_owner_only_and_missing_parent_is_created_0700() {
 #[tokio::test]
 async fn socket_mode_option_is_applied_exactly() {
     let ep = fresh_endpoint();
-    let _server = IpcServer::bind_with(ep.path(), ServerOptions::new().socket_mode(0o660))
+    let _server = IpcServer::bind_with(ep.path(), ServerOptions::new().with_socket_mode(0o660))
         .await
         .expect("bind");
     assert_eq!(mode(ep.path()), 0o660);
@@ -250,7 +250,8 @@ async fn peer_policy_refuses_another_uid_and_serves_the_owner() {
     // Let the other user reach the socket at all: open directory, 0666 socket.
     fs::set_permissions(ep.path().parent().expect("dir"), fs::Permissions::from_mode(0o755))
         .expect("chmod dir");
-    let options = ServerOptions::new().socket_mode(0o666).peer_policy(PeerPolicy::SameUser);
+    let options =
+        ServerOptions::new().with_socket_mode(0o666).with_peer_policy(PeerPolicy::SameUser);
     let mut server = IpcServer::bind_with(ep.path(), options).await.expect("bind");
     tokio::spawn(async move {
         while let Ok(conn) = server.accept().await {
@@ -275,7 +276,8 @@ async fn peer_policy_refuses_another_uid_and_serves_the_owner() {
     let ep = fresh_endpoint();
     fs::set_permissions(ep.path().parent().expect("dir"), fs::Permissions::from_mode(0o755))
         .expect("chmod dir");
-    let options = ServerOptions::new().socket_mode(0o666).peer_policy(PeerPolicy::AnyUser);
+    let options =
+        ServerOptions::new().with_socket_mode(0o666).with_peer_policy(PeerPolicy::AnyUser);
     let mut server = IpcServer::bind_with(ep.path(), options).await.expect("bind");
     tokio::spawn(async move {
         while let Ok(conn) = server.accept().await {

@@ -295,7 +295,7 @@ pub enum IpcError {
     /// The server at the endpoint runs as a user the client does not trust: on Unix neither
     /// the client's own uid nor root, on Windows neither the client's own SID nor SYSTEM. Who
     /// holds an endpoint name is not proof of who it is; a client refuses to talk to such a
-    /// server unless told otherwise (`ClientOptions::verify_server(false)` in `bunctl-ipc`,
+    /// server unless told otherwise (`ClientOptions::with_verify_server(false)` in `bunctl-ipc`,
     /// e.g. for a system daemon that serves other users).
     #[error("the server at {} runs as {found}, not as {expected}; refusing to talk to it", endpoint.display())]
     ServerIdentity {

@@ -11,7 +11,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Room for 10,000 connections, none closed for being idle while it is measured.
 pub fn options() -> ServerOptions {
-    ServerOptions::new().max_connections(20_000).timeout(Duration::from_secs(3600))
+    ServerOptions::new().with_max_connections(20_000).with_timeout(Duration::from_secs(3600))
 }
 
 /// Serves every connection: `ours`, a task looping on `recv`/`send` as in the README;

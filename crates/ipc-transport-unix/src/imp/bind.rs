@@ -33,21 +33,37 @@ impl BindOptions {
     /// Permission bits of the socket file (only the low nine bits are used). Connecting needs
     /// write permission, so 0600 admits the owner only and 0666 admits every local user (then
     /// rely on a peer policy).
-    pub fn mode(mut self, mode: u32) -> Self {
+    pub fn with_mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
         self
     }
 
     /// Require the parent directory to be private to this user (see [`super::ensure_private_dir`]).
-    pub fn private_dir(mut self, yes: bool) -> Self {
+    pub fn with_private_dir(mut self, yes: bool) -> Self {
         self.private_dir = yes;
         self
     }
 
     /// Length of the kernel's queue of connections not yet accepted.
-    pub fn backlog(mut self, backlog: i32) -> Self {
+    pub fn with_backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
         self
+    }
+
+    /// The permission bits the socket file gets (see [`with_mode`](Self::with_mode)).
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Whether the parent directory must be private (see
+    /// [`with_private_dir`](Self::with_private_dir)).
+    pub fn private_dir(&self) -> bool {
+        self.private_dir
+    }
+
+    /// The listen backlog (see [`with_backlog`](Self::with_backlog)).
+    pub fn backlog(&self) -> i32 {
+        self.backlog
     }
 }
 
