@@ -31,6 +31,7 @@ use tracing::{debug, error, trace, warn};
 
 use crate::Event;
 use crate::event::Loss;
+use crate::queue::{LaggingQueue, Queued, Window};
 
 /// The queue bound of each subscription, in events, unless [`BusOptions`] say otherwise: 1024.
 ///
@@ -273,7 +274,7 @@ struct Kinds([Kept; 3]);
 /// The most recent events of one app and kind, and what was dropped to keep it bounded.
 #[derive(Default)]
 struct Kept {
-    window: Window,
+    window: Window<BusEvent>,
     /// The events dropped from `window`: how many, and the first and last of them.
     forgotten: Loss,
     /// The positions of the most recently dropped ones, as many as the window keeps events
@@ -397,50 +398,10 @@ impl Slot {
     }
 }
 
-/// Events, oldest first, bounded in number and in bytes of their frames: pushing past either
-/// bound drops the oldest, and the newest always stays, however large. A subscription's queue
-/// and each kind of an app's kept events are one each.
-#[derive(Default)]
-struct Window {
-    events: VecDeque<BusEvent>,
-    /// Bytes of the events' frames.
-    bytes: usize,
-}
-
-impl Window {
-    /// Adds `event`, handing each event it drops to `dropped`, oldest first.
-    fn push(
-        &mut self,
-        event: BusEvent,
-        max_events: usize,
-        max_bytes: usize,
-        mut dropped: impl FnMut(BusEvent),
-    ) {
-        let len = event.encoded_frame().len();
-        while !self.events.is_empty()
-            && (self.events.len() >= max_events || self.bytes + len > max_bytes)
-        {
-            if let Some(old) = self.events.pop_front() {
-                self.bytes -= old.encoded_frame().len();
-                dropped(old);
-            }
-        }
-        self.bytes += len;
-        self.events.push_back(event);
-    }
-
-    fn pop(&mut self) -> Option<BusEvent> {
-        let event = self.events.pop_front()?;
-        self.bytes -= event.encoded_frame().len();
-        Some(event)
-    }
-}
-
 #[derive(Default)]
 struct Queue {
-    window: Window,
-    /// Events dropped since the subscriber last received.
-    lost: Loss,
+    /// The events not yet received, and those dropped since the subscriber last received.
+    events: LaggingQueue<BusEvent>,
     waker: Option<Waker>,
     /// The bus is gone: no event will ever arrive again.
     closed: bool,
@@ -450,12 +411,7 @@ impl Queue {
     /// Queues `event`, dropping the oldest while the queue is over its bounds. Returns how
     /// many were dropped.
     fn push(&mut self, event: BusEvent, options: &BusOptions) -> u64 {
-        let (mut dropped, lost) = (0, &mut self.lost);
-        self.window.push(event, options.queue_capacity, options.queue_bytes, |old| {
-            lost.add(old.seq());
-            dropped += 1;
-        });
-        dropped
+        self.events.push(event, options.queue_capacity, options.queue_bytes)
     }
 }
 
@@ -672,9 +628,8 @@ impl EventBus {
     /// and kind (see [`BusOptions`]).
     pub fn history(&self, filter: &SubscriptionType) -> Vec<BusEvent> {
         let state = lock(&self.shared.state);
-        let mut events: Vec<BusEvent> = matching_kept(&state, filter)
-            .flat_map(|kept| kept.window.events.iter().cloned())
-            .collect();
+        let mut events: Vec<BusEvent> =
+            matching_kept(&state, filter).flat_map(|kept| kept.window.iter().cloned()).collect();
         drop(state);
         events.sort_unstable_by_key(|e| e.0.seq);
         events
@@ -741,7 +696,7 @@ fn replay_of(state: &State, filter: &SubscriptionType, replay: Replay) -> VecDeq
         if matches!(replay, Replay::After(_)) {
             lost.cover(kept.lost_after(after));
         }
-        let newer = kept.window.events.iter().rev().take_while(|e| e.0.seq > after);
+        let newer = kept.window.iter().rev().take_while(|e| e.0.seq > after);
         events.extend(newer.cloned());
     }
     events.sort_unstable_by_key(|e| e.0.seq);
@@ -851,7 +806,7 @@ impl Subscription {
     /// Events waiting to be received: the replay left (see [`EventBus::follow`]), then the
     /// queue (which never holds more than [`capacity`](Self::capacity)).
     pub fn len(&self) -> usize {
-        self.replay.len() + lock(&self.slot.queue).window.events.len()
+        self.replay.len() + lock(&self.slot.queue).events.window().len()
     }
 
     /// True when no event is queued.
@@ -861,7 +816,7 @@ impl Subscription {
 
     /// Events dropped since the last receive, which the next receive reports as `lagged`.
     pub fn missed(&self) -> u64 {
-        lock(&self.slot.queue).lost.missed
+        lock(&self.slot.queue).events.lost().missed
     }
 
     /// True once nothing at or before position `seq` is left to receive: no such event is
@@ -871,7 +826,8 @@ impl Subscription {
             return false;
         }
         let q = lock(&self.slot.queue);
-        !loss_through(&q.lost, seq) && q.window.events.front().is_none_or(|e| e.0.seq > seq)
+        !loss_through(q.events.lost(), seq)
+            && q.events.window().front().is_none_or(|e| e.0.seq > seq)
     }
 
     /// Ends the subscription and returns what it never received: its queued events and those
@@ -883,11 +839,7 @@ impl Subscription {
         for event in &self.replay {
             loss.merge(event.lost_as());
         }
-        let q = lock(&self.slot.queue);
-        loss.merge(q.lost);
-        for event in &q.window.events {
-            loss.add(event.seq());
-        }
+        loss.merge(lock(&self.slot.queue).events.unreceived());
         loss
     }
 
@@ -907,8 +859,7 @@ impl Subscription {
         if let Some(event) = self.replay.pop_front() {
             return Some(event);
         }
-        let mut q = lock(&self.slot.queue);
-        take_lagged(&mut q).or_else(|| take_one(&mut q))
+        take_one(&mut lock(&self.slot.queue))
     }
 
     /// Waits for the next event; `None` once the bus is gone and the queue is drained.
@@ -923,7 +874,7 @@ impl Subscription {
             return Poll::Ready(Some(event));
         }
         let mut q = lock(&self.slot.queue);
-        if let Some(event) = take_lagged(&mut q).or_else(|| take_one(&mut q)) {
+        if let Some(event) = take_one(&mut q) {
             return Poll::Ready(Some(event));
         }
         if q.closed {
@@ -978,21 +929,20 @@ impl Subscription {
             }
         }
         let mut q = lock(&self.slot.queue);
-        if loss_through(&q.lost, through) {
-            buf.extend(take_lagged(&mut q));
+        if loss_through(q.events.lost(), through) {
+            buf.extend(q.events.take_notice());
         }
-        while buf.len() - before < limit
-            && q.window.events.front().is_some_and(|e| e.0.seq <= through)
-        {
-            buf.extend(q.window.pop());
+        let window = q.events.window_mut();
+        while buf.len() - before < limit && window.front().is_some_and(|e| e.0.seq <= through) {
+            buf.extend(window.pop());
         }
-        release_if_idle(&mut q);
+        window.release_if_idle(IDLE_QUEUE_SLOTS);
         let taken = buf.len() - before;
         if taken > 0 {
             trace!(id = self.slot.id, events = taken, "events received");
             return Poll::Ready(taken);
         }
-        if q.closed && q.window.events.is_empty() {
+        if q.closed && q.events.window().is_empty() {
             return Poll::Ready(0);
         }
         register(&mut q, cx);
@@ -1005,22 +955,12 @@ fn loss_through(lost: &Loss, seq: u64) -> bool {
     !lost.is_empty() && lost.range.is_none_or(|(first, _)| first <= seq)
 }
 
-fn take_lagged(q: &mut Queue) -> Option<BusEvent> {
-    (!q.lost.is_empty()).then(|| BusEvent::notice(std::mem::take(&mut q.lost)))
-}
-
+/// The next event, a `lagged` notice first if events were dropped; after a flood, an emptied
+/// queue keeps no more than a few slots.
 fn take_one(q: &mut Queue) -> Option<BusEvent> {
-    let event = q.window.pop();
-    release_if_idle(q);
+    let event = q.events.pop();
+    q.events.window_mut().release_if_idle(IDLE_QUEUE_SLOTS);
     event
-}
-
-/// After a flood, an emptied queue keeps no more than a few slots.
-fn release_if_idle(q: &mut Queue) {
-    let events = &mut q.window.events;
-    if events.is_empty() && events.capacity() > IDLE_QUEUE_SLOTS {
-        *events = VecDeque::new();
-    }
 }
 
 fn register(q: &mut Queue, cx: &mut Context<'_>) {
@@ -1243,6 +1183,25 @@ impl From<&BusEvent> for IpcResponse {
     }
 }
 
+/// In a subscription's queue and in the kept events, weighed by the bytes of its frame.
+impl Queued for BusEvent {
+    fn weight(&self) -> usize {
+        self.encoded_frame().len()
+    }
+
+    fn lost_as(&self) -> Loss {
+        BusEvent::lost_as(self)
+    }
+
+    fn is_reset(&self) -> bool {
+        self.event_type() == RESET
+    }
+
+    fn notice(loss: Loss) -> Self {
+        BusEvent::notice(loss)
+    }
+}
+
 impl fmt::Debug for BusEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusEvent")
@@ -1349,7 +1308,7 @@ mod tests {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert_eq!(sub.poll_recv_many(&mut cx, &mut buf, usize::MAX), Poll::Ready(5_000));
-        assert!(lock(&sub.slot.queue).window.events.capacity() <= IDLE_QUEUE_SLOTS);
+        assert!(lock(&sub.slot.queue).events.window().capacity() <= IDLE_QUEUE_SLOTS);
     }
 
     #[test]

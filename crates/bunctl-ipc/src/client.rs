@@ -1,6 +1,5 @@
 //! The CLI's side: connect, ask, listen to events.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -20,6 +19,7 @@ use tracing::{debug, warn};
 
 use crate::event::Loss;
 use crate::options::{ConnectionOptions, connection_options};
+use crate::queue::{LaggingQueue, Queued};
 use crate::{Connection, Event, PeerCredentials, sys};
 
 /// The client's connection type: receives [`IpcResponse`], sends [`IpcMessage`].
@@ -199,12 +199,9 @@ pub struct IpcClient {
     /// Where this connection's `follow` has got to; `placed` once an event has put it there
     /// (before that, in a history replay, it is the reply's boundary).
     cursor: Option<(Cursor, bool)>,
-    /// The first this many held events came before the `follow` reply: they are the replaced
-    /// subscription's and do not move the cursor.
-    untracked: usize,
-    pending_events: VecDeque<Event>,
+    /// Events that arrived while a request waited for its reply, for `next_event`.
+    held: LaggingQueue<Held>,
     held_limit: usize,
-    missed_events: Loss,
     /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
     /// their future dropped). Replies come in request order, so the next this many replies
     /// belong to them and are discarded.
@@ -239,10 +236,8 @@ impl IpcClient {
             options,
             server: None,
             cursor: None,
-            untracked: 0,
-            pending_events: VecDeque::new(),
+            held: LaggingQueue::default(),
             held_limit: options.held_events,
-            missed_events: Loss::default(),
             owed_replies: 0,
             events_ended: false,
         })
@@ -464,7 +459,7 @@ impl IpcClient {
                 return Err(IpcError::Unsupported { feature, protocol });
             }
             self.subscribe(follow.subscription).await?;
-            self.untracked = self.pending_events.len();
+            self.untrack_held();
             return Ok(self.events());
         }
         let resume = follow
@@ -482,7 +477,7 @@ impl IpcClient {
                 return Err(IpcError::UnexpectedReply { expected: "Data", got });
             }
         };
-        self.untracked = self.pending_events.len();
+        self.untrack_held();
         self.cursor = Some(match resume {
             // A cursor of this bus stands until an event moves it (one of another bus, until
             // the `reset` notice).
@@ -562,33 +557,22 @@ impl IpcClient {
     }
 
     fn hold_event(&mut self, event: Event) {
-        if self.pending_events.len() >= self.held_limit {
-            // A `reset` is never dropped (it is what says that positions start over): the
-            // event after it goes instead, and the notice for it comes after the reset.
-            let oldest = usize::from(self.pending_events.front().is_some_and(is_reset));
-            if let Some(dropped) = self.pending_events.remove(oldest) {
-                // A dropped notice stood for the events it announced.
-                self.missed_events.merge(dropped.lost_as());
-                if oldest < self.untracked {
-                    self.untracked -= 1;
-                }
-            }
+        self.held.push(Held { event, moves_cursor: true }, self.held_limit, usize::MAX);
+    }
+
+    /// The events held so far came before a `follow` reply: they are the replaced
+    /// subscription's and do not move the cursor.
+    fn untrack_held(&mut self) {
+        for held in self.held.window_mut().iter_mut() {
+            held.moves_cursor = false;
         }
-        self.pending_events.push_back(event);
     }
 
     /// The next held event, a `lagged` notice first if some had to be dropped (after a
     /// `reset` held before them).
     fn take_pending_event(&mut self) -> Option<Event> {
-        let reset_first = self.pending_events.front().is_some_and(is_reset);
-        let event = if self.missed_events.is_empty() || reset_first {
-            self.pending_events.pop_front()?
-        } else {
-            std::mem::take(&mut self.missed_events).notice()
-        };
-        if self.untracked > 0 {
-            self.untracked -= 1;
-        } else {
+        let Held { event, moves_cursor } = self.held.pop()?;
+        if moves_cursor {
             self.track(&event);
         }
         Some(event)
@@ -623,7 +607,7 @@ impl IpcClient {
     /// arrive on the connection first.
     pub fn into_connection(mut self) -> (ClientConnection, Vec<Event>) {
         // In the order `next_event` would hand them out.
-        let mut events = Vec::with_capacity(self.pending_events.len() + 1);
+        let mut events = Vec::with_capacity(self.held.window().len() + 1);
         events.extend(std::iter::from_fn(|| self.take_pending_event()));
         (self.conn.decoding(), events)
     }
@@ -631,6 +615,34 @@ impl IpcClient {
 
 fn is_reset(event: &Event) -> bool {
     event.event_type == RESET
+}
+
+/// An event held while a request waits, and whether it may move the cursor (those of a
+/// subscription that a `follow` replaced may not).
+#[derive(Debug)]
+struct Held {
+    event: Event,
+    moves_cursor: bool,
+}
+
+/// The held events are bounded in number only.
+impl Queued for Held {
+    fn weight(&self) -> usize {
+        0
+    }
+
+    fn lost_as(&self) -> Loss {
+        self.event.lost_as()
+    }
+
+    fn is_reset(&self) -> bool {
+        is_reset(&self.event)
+    }
+
+    fn notice(loss: Loss) -> Self {
+        // A notice never moves the cursor.
+        Held { event: loss.notice(), moves_cursor: false }
+    }
 }
 
 /// Whether a received frame answers a request: any reply, and also a frame that could not be

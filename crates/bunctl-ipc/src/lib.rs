@@ -85,6 +85,7 @@ mod conn;
 mod event;
 mod options;
 mod peer;
+mod queue;
 mod serve;
 mod server;
 

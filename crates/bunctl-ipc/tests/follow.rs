@@ -331,3 +331,56 @@ fn a_cursor_among_the_remembered_forgotten_events_gets_an_exact_notice() {
     let mut after_all = bus.follow(logs("web"), bunctl_ipc::Replay::After(7));
     assert_eq!(after_all.try_recv().and_then(|e| e.seq()), Some(8), "after them: no notice");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn events_of_the_replaced_subscription_never_move_the_cursor_even_when_some_are_dropped() {
+    // A server that, asked to follow, first sends three events of the subscription it
+    // replaces (positions 9 to 11), then its reply. With room for two, the client drops one and
+    // announces it; none of the three may move the cursor the follow resumed from (the third
+    // once did, which would have made a later resume skip the replay from 4 to 11).
+    use bunctl_ipc::{ClientOptions, Connection, ServerInfo};
+    use serde_json::Value;
+
+    let endpoint = fresh_endpoint();
+    let listener = tokio::net::UnixListener::bind(endpoint.path()).expect("bind");
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let mut conn: Connection<_, Value, Value> = Connection::new(stream);
+        while let Ok(request) = conn.recv().await {
+            let mut frames = Vec::new();
+            if request.get("Hello").is_some() {
+                let info = ServerInfo {
+                    protocol: bunctl_ipc::PROTOCOL_VERSION,
+                    instance: "ab".into(),
+                    seq: 11,
+                    ..ServerInfo::default()
+                };
+                frames.push(json!({ "Data": { "data": info } }));
+            } else {
+                for seq in 9..=11 {
+                    let data = json!({ "app": "web", "line": format!("old-{seq}") });
+                    frames.push(
+                        json!({ "Event": { "event_type": LOG_LINE, "data": data, "seq": seq } }),
+                    );
+                }
+                frames.push(json!({ "Data": { "data": { "instance": "ab", "seq": 11 } } }));
+            }
+            for frame in &frames {
+                if conn.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+
+    let options = ClientOptions::new().with_max_held_events(2);
+    let mut client = IpcClient::connect_with(endpoint.path(), options).await.expect("connect");
+    let cursor = Cursor { instance: "ab".into(), seq: 3 };
+    within("follow", client.follow(Follow::after(logs("web"), &cursor))).await.expect("follow");
+    let notice = next(&mut client).await;
+    assert_eq!((notice.event_type.as_str(), notice.missed()), (LAGGED, Some(1)));
+    assert_eq!(line(&next(&mut client).await), "old-10");
+    assert_eq!(line(&next(&mut client).await), "old-11");
+    assert_eq!(client.cursor(), Some(&cursor), "the replaced subscription's events moved it");
+}
