@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::conn::StreamEnd;
 use crate::event::Loss;
 use crate::options::{ConnectionOptions, connection_options};
 use crate::queue::{LaggingQueue, Queued};
@@ -206,8 +207,8 @@ pub struct IpcClient {
     /// their future dropped). Replies come in request order, so the next this many replies
     /// belong to them and are discarded.
     owed_replies: usize,
-    /// The event stream met a fatal error or the end of the connection: it yields no more.
-    events_ended: bool,
+    /// Whether the event stream has ended (after a fatal error or the end of the connection).
+    events_end: StreamEnd,
 }
 
 impl IpcClient {
@@ -239,7 +240,7 @@ impl IpcClient {
             held: LaggingQueue::default(),
             held_limit: options.held_events,
             owed_replies: 0,
-            events_ended: false,
+            events_end: StreamEnd::default(),
         })
     }
 
@@ -683,20 +684,11 @@ impl Stream for EventStream<'_> {
     /// tokio-util's `Framed`; recoverable errors are yielded and the stream goes on.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Event>>> {
         let client = &mut *self.get_mut().client;
-        if client.events_ended {
+        if client.events_end.has_ended() {
             return Poll::Ready(None);
         }
-        match ready!(client.poll_next_event(cx)) {
-            Err(IpcError::Closed) => {
-                client.events_ended = true;
-                Poll::Ready(None)
-            }
-            Err(e) => {
-                client.events_ended = !e.is_recoverable();
-                Poll::Ready(Some(Err(e)))
-            }
-            ok => Poll::Ready(Some(ok)),
-        }
+        let received = ready!(client.poll_next_event(cx));
+        Poll::Ready(client.events_end.next(received))
     }
 }
 

@@ -29,6 +29,7 @@ mod timer;
 mod writer;
 
 pub use framed::FramedIo;
+pub(crate) use reader::StreamEnd;
 use reader::{FrameReader, STACK_READ};
 pub use split::{RecvHalf, SendHalf, SplitStream};
 use timer::OpTimer;
@@ -139,10 +140,10 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     /// The same connection decoding into `D2`: buffered input, queued output, limits, timer
     /// and slot carry over.
     pub(crate) fn decoding<D2>(self) -> Connection<S, D2, E> {
-        let FrameReader { codec, buf, ahead_error, done } = self.reader;
+        let FrameReader { codec, buf, ahead_error, end } = self.reader;
         Connection {
             io: self.io,
-            reader: FrameReader { codec: codec.cast(), buf, ahead_error, done },
+            reader: FrameReader { codec: codec.cast(), buf, ahead_error, end },
             writer: self.writer,
             timer: self.timer,
             timeout: self.timeout,

@@ -33,14 +33,14 @@ pub(super) struct FrameReader<D> {
     pub(super) buf: BytesMut,
     /// A read error met while looking ahead, returned by the next receive.
     pub(super) ahead_error: Option<io::Error>,
-    /// Set by the `Stream` impl after a fatal error, so that it then ends.
-    pub(super) done: bool,
+    /// Where the `Stream` impl has got to: ended after a fatal error or the end of input.
+    pub(super) end: StreamEnd,
 }
 
 impl<D: DeserializeOwned> FrameReader<D> {
     pub(super) fn new(config: FrameConfig) -> Self {
         let codec = IpcCodec::with_config(config).with_buffer_reuse(true);
-        FrameReader { codec, buf: BytesMut::new(), ahead_error: None, done: false }
+        FrameReader { codec, buf: BytesMut::new(), ahead_error: None, end: StreamEnd::default() }
     }
 
     /// Polls for the next message. All progress lives in `self`, never in a future, which is
@@ -160,25 +160,46 @@ impl<D: DeserializeOwned> FrameReader<D> {
         cx: &mut Context<'_>,
         io: &mut R,
     ) -> Poll<Option<Result<D>>> {
-        if self.done {
+        if self.end.has_ended() {
             return Poll::Ready(None);
         }
-        match ready!(self.poll_recv(cx, io)) {
-            Ok(item) => Poll::Ready(Some(Ok(item))),
-            Err(IpcError::Closed) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Err(e) => {
-                self.done = !e.is_recoverable();
-                Poll::Ready(Some(Err(e)))
-            }
-        }
+        let received = ready!(self.poll_recv(cx, io));
+        Poll::Ready(self.end.next(received))
     }
 }
 
 impl<D> FrameReader<D> {
     pub(super) fn has_partial_frame(&self) -> bool {
         !self.buf.is_empty() || self.codec.is_mid_frame()
+    }
+}
+
+/// Whether a stream of received messages has ended, and the rule that ends it, that of
+/// tokio-util's `Framed`: the end of the connection ends the stream; an error that leaves the
+/// connection unusable is yielded once and ends it; a recoverable error is yielded and the
+/// stream goes on. A `Connection`'s and a client's event stream both keep it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamEnd {
+    ended: bool,
+}
+
+impl StreamEnd {
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// What the stream yields for `received`, ending it if that is its last item.
+    pub(crate) fn next<T>(&mut self, received: Result<T>) -> Option<Result<T>> {
+        match received {
+            Ok(item) => Some(Ok(item)),
+            Err(IpcError::Closed) => {
+                self.ended = true;
+                None
+            }
+            Err(e) => {
+                self.ended = !e.is_recoverable();
+                Some(Err(e))
+            }
+        }
     }
 }
