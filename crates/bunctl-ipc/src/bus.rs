@@ -177,17 +177,6 @@ impl Default for BusOptions {
 /// * `"lagged"` and `"reset"` are reserved for notices: an event published under either name is
 ///   delivered to no one.
 ///
-/// # Design
-///
-/// Each subscription owns a bounded queue and the filter runs *before* an event is queued;
-/// subscriptions are indexed by app, so that a publish looks only at those that can match. A
-/// single shared ring such as `tokio::sync::broadcast`, filtered at the receivers, was
-/// rejected: everyone shares its capacity, so a subscriber narrowed to a quiet app would be
-/// lagged by a flood of another app's log lines, lose events it asked for, and be told a
-/// `missed` count made mostly of events it would have discarded anyway; and every receiver
-/// would be woken for every event. An event is encoded once, when it is published, and its
-/// frame is shared (`Arc`) by every queue holding it and by the replay store.
-///
 /// ```
 /// use bunctl_ipc::{BusOptions, EventBus, SubscriptionType, event_types};
 /// use serde_json::json;
@@ -212,6 +201,14 @@ impl Default for BusOptions {
 /// drop(web_logs);
 /// assert_eq!(bus.subscriber_count(), 0);
 /// ```
+// Design: Each subscription owns a bounded queue and the filter runs *before* an event is queued;
+// subscriptions are indexed by app, so that a publish looks only at those that can match. A single
+// shared ring such as `tokio::sync::broadcast`, filtered at the receivers, was rejected: everyone
+// shares its capacity, so a subscriber narrowed to a quiet app would be lagged by a flood of
+// another app's log lines, lose events it asked for, and be told a `missed` count made mostly of
+// events it would have discarded anyway; and every receiver would be woken for every event. An
+// event is encoded once, when it is published, and its frame is shared (`Arc`) by every queue
+// holding it and by the replay store.
 #[derive(Clone)]
 pub struct EventBus {
     shared: Arc<Shared>,
@@ -885,7 +882,7 @@ impl Subscription {
     }
 
     /// Waits until at least one event is queued, then moves up to `limit` of them into `buf`
-    /// (a `lagged` notice first, if due) under a single lock. Returns how many were added;
+    /// (a `lagged` notice first, if due) at once. Returns how many were added;
     /// `0` only when `limit` is 0 or the bus is gone and the queue drained. Cancel-safe.
     pub async fn recv_many(&mut self, buf: &mut Vec<BusEvent>, limit: usize) -> usize {
         poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await

@@ -171,6 +171,11 @@ impl<D, E> IpcCodec<D, E> {
 
     /// The same codec state with the directions swapped (used to reinterpret a stream).
     pub fn cast<D2, E2>(self) -> IpcCodec<D2, E2> {
+        self.retyped()
+    }
+
+    /// A copy of the state, for other message types.
+    fn retyped<D2, E2>(&self) -> IpcCodec<D2, E2> {
         IpcCodec {
             config: self.config,
             state: self.state,
@@ -201,13 +206,7 @@ impl<D, E> Default for IpcCodec<D, E> {
 
 impl<D, E> Clone for IpcCodec<D, E> {
     fn clone(&self) -> Self {
-        IpcCodec {
-            config: self.config,
-            state: self.state,
-            peak_capacity: self.peak_capacity,
-            reuse: self.reuse,
-            _types: PhantomData,
-        }
+        self.retyped()
     }
 }
 
