@@ -1,8 +1,8 @@
 //! The reference bunctl daemon as a library: a small process manager behind a bunctl IPC socket.
 //!
 //! It supervises apps (child processes and everything they spawn), captures their output, keeps
-//! the app table and publishes its events, using only `bunctl-ipc`'s public API. Bring your own
-//! binary: this crate parses no command line and draws nothing.
+//! the app table and publishes its events; everything it does, a daemon of your own can do with
+//! `bunctl-ipc`. Bring your own binary: this crate parses no command line and draws nothing.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -57,8 +57,8 @@
 //! # Process trees
 //!
 //! An app is its main process and everything that process starts: on Unix its own process
-//! group (the main process is spawned with `process_group(0)`), on Windows a Job Object
-//! created for it. The daemon ends the whole tree:
+//! group (the group's id is the main process's pid), on Windows a Job Object created for it.
+//! The daemon ends the whole tree:
 //!
 //! * on `Stop` (and `Restart`, `Delete`, and the daemon's [shutdown](Daemon::shutdown)):
 //!   SIGTERM to the group, then, once the main process has exited or the
@@ -67,15 +67,14 @@
 //! * when the main process exits on its own: what it left behind gets SIGTERM, and SIGKILL if
 //!   it is still there after the grace period (on Windows, `TerminateJobObject`), before
 //!   `process_exited` is published;
-//! * when the runtime the apps' supervisor tasks run on is shut down without
-//!   [`Daemon::shutdown`] (a panic, an early return from `main`): SIGKILL to the group; on
-//!   Windows the job's handle closes and `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` ends the job,
-//!   which also happens if the daemon's process dies.
+//! * when the tokio runtime the daemon runs on is shut down without [`Daemon::shutdown`] (a
+//!   panic, an early return from `main`): SIGKILL to the group; on Windows the whole job is
+//!   ended, as it is whenever the daemon's process dies.
 //!
 //! What escapes: a descendant that leaves the group (`setsid`, a shell's job control) on Unix;
 //! on Windows, a process the main process starts in the instant between its spawn and its
-//! assignment to the job (tokio cannot spawn suspended, so the assignment follows the spawn).
-//! And on Unix, a daemon killed with SIGKILL stops nothing: its apps live on.
+//! assignment to the job. And on Unix, a daemon killed with SIGKILL stops nothing: its apps live
+//! on.
 //!
 //! # Output capture
 //!
@@ -84,9 +83,8 @@
 //! published as a `log_line` event. The lines `Logs` returns are the ones the bus keeps for the
 //! app (its retention, [`bunctl_ipc::BusOptions::with_retained_events`]: 1000 lines and 1 MiB
 //! per app by default), the same store `Follow` replays, so the two always agree; each line has
-//! its position (`seq`). Memory per app is therefore bounded. Each app's output has a lock of
-//! its own: an app printing a flood of lines does not hold up requests, nor the capture of other
-//! apps' output.
+//! its position (`seq`). Memory per app is therefore bounded. An app printing a flood of lines
+//! holds up neither requests nor the capture of other apps' output.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The README's examples, compiled and run as doctests so that they stay true.

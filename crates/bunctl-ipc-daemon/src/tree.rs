@@ -239,6 +239,8 @@ mod windows {
             if ok == 0 {
                 return Err(io::Error::last_os_error());
             }
+            // The child is already running (tokio cannot spawn suspended), so it joins the job
+            // only now: a process it starts before this call escapes the job.
             // SAFETY: both handles are open: the job's is ours, the process's belongs to
             // `child`, which the caller holds.
             if unsafe { AssignProcessToJobObject(job.handle(), process as HANDLE) } == 0 {

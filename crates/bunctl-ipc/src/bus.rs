@@ -36,7 +36,8 @@ use crate::queue::{LaggingQueue, Queued, Window};
 /// The queue bound of each subscription, in events, unless [`BusOptions`] say otherwise: 1024.
 ///
 /// Enough to ride out a burst of log output while a client redraws its terminal, small enough
-/// that a stalled subscriber costs at most 8 KiB of queue plus the events it pins.
+/// that a stalled subscriber holds at most 1024 events (and at most [`DEFAULT_QUEUE_BYTES`] of
+/// them).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// The queue bound of each subscription, in bytes of encoded events: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
@@ -163,8 +164,8 @@ impl Default for BusOptions {
 /// * The count covers only events that subscription matches: a subscriber narrowed to one app
 ///   is never lagged by another app's flood, and one that keeps up with its own events misses
 ///   nothing however busy the bus is.
-/// * Events reach every subscription in one global order, their positions' (publishes are
-///   serialized).
+/// * Events reach every subscription in one global order, that of their positions, even when
+///   several threads publish at once.
 /// * The bus keeps the most recent events of each app and kind (status, log, other), at most
 ///   [`BusOptions::retained_events`] and [`BusOptions::retained_bytes`] of each, for
 ///   [`history`](Self::history): one app's flood never evicts another app's events.
@@ -865,7 +866,8 @@ impl Subscription {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Polls for the next event; the building block of [`recv`](Self::recv).
+    /// The poll form of [`recv`](Self::recv), for hand-written futures: the same result and
+    /// cancel-safety.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BusEvent>> {
         if let Some(event) = self.replay.pop_front() {
             return Poll::Ready(Some(event));
@@ -888,7 +890,8 @@ impl Subscription {
         poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
     }
 
-    /// Polls for a batch of events; the building block of [`recv_many`](Self::recv_many).
+    /// The poll form of [`recv_many`](Self::recv_many), for hand-written futures: the same result
+    /// and cancel-safety.
     pub fn poll_recv_many(
         &mut self,
         cx: &mut Context<'_>,
@@ -994,7 +997,7 @@ impl fmt::Debug for Subscription {
 }
 
 /// An event as the bus hands it out: shared by every subscription that received it, with its
-/// wire frame encoded once. Cloning is a reference-count increment.
+/// wire frame encoded once. Cloning is cheap: no event data is copied.
 #[derive(Clone)]
 pub struct BusEvent(Arc<Inner>);
 
@@ -1078,7 +1081,7 @@ impl BusEvent {
         self.0.has_app.then(|| &self.0.names[self.0.type_len..])
     }
 
-    /// The event's details, as published (decoded from the event's frame on first use).
+    /// The event's details, as published (parsed on the first call; later calls cost nothing).
     pub fn data(&self) -> &Value {
         self.0.data.get_or_init(|| decode_data(&self.0.frame))
     }

@@ -171,11 +171,11 @@ impl Default for ClientOptions {
 
 /// A connection to a bunctl daemon.
 ///
-/// Beyond the plain [`send`](Self::send)/[`recv`](Self::recv) pair of the original API it offers
+/// Besides a plain [`send`](Self::send)/[`recv`](Self::recv) pair it offers
 /// [`request`](Self::request) (send, then wait for the reply), and subscriptions: after
 /// [`subscribe`](Self::subscribe), events arrive through [`next_event`](Self::next_event) or
-/// [`events`](Self::events) while requests keep working on the same connection — events that
-/// arrive while a request waits for its reply are kept for later, in order.
+/// [`events`](Self::events) while requests keep working on the same connection — events that arrive
+/// while a request waits for its reply are kept for later, in order.
 ///
 /// ```no_run
 /// use bunctl_ipc::{IpcClient, IpcMessage, IpcResponse};

@@ -127,7 +127,7 @@ pub use ipc_proto::event as event_types;
 /// otherwise `/tmp/bunctl-<uid>/bunctl.sock` — never a socket shared by all users in `/tmp`.
 /// That fallback directory is created with mode 0700 by [`IpcServer::bind`], and both `bind`
 /// and [`IpcClient::connect`] refuse it ([`IpcError::InsecurePath`]) when it belongs to another
-/// user or is open to group or others, as tmux does with its socket directory.
+/// user or is open to group or others.
 ///
 /// On Windows: `\\.\pipe\bunctl_<SID>`, the SID being the current user's (from the process
 /// token), so two users' daemons never share a pipe; the pipe's DACL admits that user and

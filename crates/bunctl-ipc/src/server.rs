@@ -45,16 +45,16 @@ pub struct ServerOptions {
 ///
 /// Every connection holds a descriptor, and a daemon needs more for the apps it runs (pipes for
 /// their output, log files). So the default is half the process's soft descriptor limit
-/// (`RLIMIT_NOFILE`) — 512 with the common limit of 1024 — and at most 4096, the ceiling
-/// systemd uses for its own varlink servers. However low the limit, the cap stays below it, so
-/// that a client past the cap can still be accepted and told the server is busy. Raising the limit (`ulimit -n`,
-/// systemd's `LimitNOFILE=`) raises the cap with it. On Windows, where handles have no such
-/// per-process limit, it is 1024.
+/// (`RLIMIT_NOFILE`) — 512 with the common limit of 1024 — and at most 4096. However low the limit,
+/// the cap stays below it, so that a client past the cap can still be accepted and told the server
+/// is busy. Raising the limit (`ulimit -n`, systemd's `LimitNOFILE=`) raises the cap with it. On
+/// Windows, where handles have no such per-process limit, it is 1024.
 pub fn default_max_connections() -> usize {
     connection_cap_for(sys::descriptor_limit())
 }
 
 fn connection_cap_for(descriptor_limit: Option<usize>) -> usize {
+    // 4096: the ceiling systemd uses for its own varlink servers.
     match descriptor_limit {
         Some(limit) => (limit / 2).clamp(1, 4096),
         None => 1024,

@@ -17,6 +17,7 @@ pub type ClientStream = UnixStream;
 /// The platform listener.
 pub type Listener = UnixListener;
 
+// tokio's owned halves: zero-cost, with no lock shared between the reader and the writer.
 impl SplitStream for UnixStream {
     type Read = OwnedReadHalf;
     type Write = OwnedWriteHalf;

@@ -55,11 +55,10 @@ enum DecodeState {
 /// * **Limits before allocation.** A header is checked against
 ///   [`FrameConfig::max_message_size`] before anything is reserved. An oversize header is fatal for
 ///   the stream ([`IpcError::FrameTooLarge`] from this and every later `decode`).
-/// * **Memory follows the bytes, not the claim.** When a body starts, room for at most 64 KiB
-///   of it is made (96 KiB when that takes the whole frame); beyond that the buffer grows by
-///   doubling as the body arrives, up to exactly the frame's size. A peer that sends a header
-///   claiming 10 MiB and then nothing holds 64 KiB, not 10 MiB, and the buffer never grows
-///   past `max + 4` bytes on a frame's account.
+/// * **Memory follows the bytes, not the claim.** When a body starts, at most 96 KiB is reserved;
+///   beyond that, memory grows only with the bytes that actually arrive, up to exactly the
+///   frame's size. A peer that sends a header claiming 10 MiB and then nothing holds at most
+///   96 KiB, not 10 MiB, and the buffer never grows past `max + 4` bytes on a frame's account.
 /// * **Stays in sync.** A zero-length frame ([`IpcError::EmptyFrame`]) or a whole frame of invalid
 ///   JSON ([`IpcError::InvalidMessage`]) is consumed exactly, and the next frame decodes normally.
 /// * **Cancel-safe.** Partial input stays in the buffer and in the codec's state; feeding the rest
@@ -146,8 +145,8 @@ impl<D, E> IpcCodec<D, E> {
     /// so back-to-back large frames are read into one allocation instead of one each (and the
     /// room for the next frame's header is included); the caller gives it back with
     /// [`release_idle_buffer`](Self::release_idle_buffer) when it is about to wait for input.
-    /// For callers that own their buffer and know when they wait (bunctl-ipc's connections):
-    /// under `Framed`, which never calls it, the buffer would stay at its largest.
+    /// For callers that own their buffer and know when they are about to wait: under `Framed`,
+    /// which never calls it, the buffer would stay at its largest.
     pub fn with_buffer_reuse(mut self, reuse: bool) -> Self {
         self.reuse = reuse;
         self
@@ -169,7 +168,8 @@ impl<D, E> IpcCodec<D, E> {
         }
     }
 
-    /// The same codec state with the directions swapped (used to reinterpret a stream).
+    /// The same codec state (limits, a frame in progress, buffer policy) for other message types,
+    /// e.g. to go on decoding a stream as other types.
     pub fn cast<D2, E2>(self) -> IpcCodec<D2, E2> {
         self.retyped()
     }

@@ -37,11 +37,12 @@ impl fmt::Display for Operation {
 pub enum EndpointStep {
     /// Creating the socket's directory (and missing parents).
     CreateDirectory,
-    /// Examining the socket's directory (`lstat`) to check that it is private.
+    /// Examining the socket's directory (without following a symbolic link) to check that it is
+    /// private.
     CheckDirectory,
     /// Opening or locking the lock file `<socket>.lock`.
     Lock,
-    /// Examining (`lstat`) whatever already exists at the socket path.
+    /// Examining (without following a symbolic link) whatever already exists at the socket path.
     InspectExisting,
     /// Trying to connect to an existing socket file to learn whether a server still uses it.
     ProbeExisting,
@@ -427,9 +428,9 @@ impl IpcError {
     }
 }
 
-/// For code whose errors are `std::io::Error` (bunctl's own crates were): `?` works, the kind
-/// is [`IpcError::io_kind`], and the message and source chain are kept. An [`IpcError::Io`]
-/// gives back the original `io::Error`.
+/// For code whose errors are `std::io::Error`: `?` works, the kind is [`IpcError::io_kind`], and
+/// the message and source chain are kept. An [`IpcError::Io`] gives back the original
+/// `io::Error`.
 impl From<IpcError> for io::Error {
     fn from(e: IpcError) -> io::Error {
         match e {

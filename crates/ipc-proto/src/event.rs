@@ -3,7 +3,8 @@
 //! A daemon publishes an event as `(event_type, app_name, data)`; a connection that sent
 //! [`IpcMessage::Subscribe`](crate::IpcMessage::Subscribe) receives it as
 //! [`IpcResponse::Event`](crate::IpcResponse::Event) when its [`SubscriptionType`] matches.
-//! The filter lives here, in the protocol crate, so that every implementation agrees on it.
+//! Every bunctl-ipc client and server uses this one filter, so a subscription matches the same
+//! events whoever serves it.
 //!
 //! ```
 //! use ipc_proto::event::{self, SubscriptionType};

@@ -27,10 +27,10 @@
 //!
 //! # Protocol 1
 //!
-//! Besides the brief's messages, servers built on bunctl-ipc answer [`Hello`] (who they are,
-//! what they support: a [`ServerInfo`]) and [`Follow`] (history or everything after a
-//! [`Cursor`], then live events). [`Request`] is what such a server reads; the [`protocol`]
-//! module says how a client tells an old server.
+//! Besides the protocol 0 messages ([`IpcMessage`] and [`IpcResponse`]), servers built on
+//! bunctl-ipc answer [`Hello`] (who they are, what they support: a [`ServerInfo`]) and
+//! [`Follow`] (history or everything after a [`Cursor`], then live events). [`Request`] is what
+//! such a server reads; the [`protocol`] module says how a client tells an old server.
 //!
 //! # Getting started
 //!

@@ -1,11 +1,11 @@
-//! Protocol 1: what a client and a server built on bunctl-ipc say beyond the brief's messages.
+//! Protocol 1: what a client and a server built on bunctl-ipc say beyond the protocol 0 messages.
 //!
 //! Two requests, [`Hello`] (who are you, what do you support) and [`Follow`] (history, then live
 //! events, resumable from a [`Cursor`]), and their replies, [`ServerInfo`] and [`FollowStart`],
-//! both sent as `IpcResponse::Data`. [`Request`] is what a server reads: the brief's
-//! [`IpcMessage`] or one of these. An old server answers them with an `Error` (bunctl-ipc's
-//! servers before protocol 1) or closes the connection (bunctl's own daemon, on any message it
-//! cannot parse); either means "protocol 0". `WIRE.md` has the whole story.
+//! both sent as `IpcResponse::Data`. [`Request`] is what a server reads: an [`IpcMessage`] or
+//! one of these. An old server answers them with an `Error` (bunctl-ipc's servers before
+//! protocol 1) or closes the connection (bunctl's own daemon, on any message it cannot parse);
+//! either means "protocol 0". `WIRE.md` has the whole story.
 //!
 //! ```
 //! use ipc_proto::{Follow, IpcMessage, Request, SubscriptionType};
@@ -16,7 +16,7 @@
 //!     r#"{"Follow":{"subscription":{"LogEvents":{"app_name":null}},"history":10,"after":null,"instance":null}}"#
 //! );
 //!
-//! // The brief's messages read as themselves.
+//! // The protocol 0 messages read as themselves.
 //! let list: Request = serde_json::from_str(r#""List""#).unwrap();
 //! assert_eq!(list, Request::Message(IpcMessage::List));
 //! ```
@@ -29,8 +29,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{IpcMessage, SubscriptionType};
 
-/// The protocol this crate speaks: 1. A server that does not answer [`Hello`] speaks 0, the
-/// brief's messages only.
+/// The protocol this crate speaks: 1. A server that does not answer [`Hello`] speaks 0:
+/// [`IpcMessage`] requests only.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The feature a server lists in [`ServerInfo::features`] when it answers [`Follow`].
@@ -71,7 +71,7 @@ pub struct ServerInfo {
     pub instance: String,
     /// The position of the last event the bus published (0 before the first).
     pub seq: u64,
-    /// What the server supports beyond the brief's messages, e.g. [`FEATURE_FOLLOW`].
+    /// What the server supports beyond the protocol 0 messages, e.g. [`FEATURE_FOLLOW`].
     pub features: Vec<String>,
     /// The server's process id.
     pub pid: Option<u32>,
@@ -211,11 +211,11 @@ impl FromStr for Cursor {
     }
 }
 
-/// What a server built on bunctl-ipc reads: the brief's [`IpcMessage`], or a protocol 1
-/// request. Same externally tagged JSON; `Message` adds no wrapper.
+/// What a server built on bunctl-ipc reads: an [`IpcMessage`], or a protocol 1 request. Same
+/// externally tagged JSON; `Message` adds no wrapper.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// One of the brief's messages.
+    /// An [`IpcMessage`]: one of the protocol 0 messages.
     Message(IpcMessage),
     /// [`Hello`].
     Hello(Hello),

@@ -11,8 +11,8 @@
 //! * The socket file is owner-only (mode 0600 by default) from the moment it exists, whatever the
 //!   umask, and is removed on drop only if it is still the file this listener created.
 //! * [`UnixListener::accept`] reports each peer's uid, gid and pid (`SO_PEERCRED` on Linux,
-//!   `getpeereid`/`LOCAL_PEERCRED` elsewhere, via tokio), and rides out transient failures such
-//!   as descriptor exhaustion with a bounded back-off instead of failing or spinning.
+//!   `getpeereid`/`LOCAL_PEERCRED` elsewhere), and rides out transient failures such as
+//!   descriptor exhaustion with a bounded back-off instead of failing or spinning.
 //! * Paths too long for `sun_path` fail with an error naming the limit; [`connect`] turns "nothing
 //!   there" and "nobody listening" into one [`EndpointError::NotRunning`].
 //! * Listeners can be adopted from a `std` listener, a descriptor or systemd socket activation;

@@ -40,8 +40,7 @@ use writer::FrameWriter;
 /// This one type carries the protocol for both ends and every platform: the server's
 /// [`IpcConnection`](crate::IpcConnection) is `Connection<_, IpcMessage, IpcResponse>`, the
 /// client uses `Connection<_, IpcResponse, IpcMessage>`, and `S` is a Unix socket or a named
-/// pipe. Any `AsyncRead + AsyncWrite` stream works, which is how the tests run it over in-memory
-/// pipes.
+/// pipe. Any `AsyncRead + AsyncWrite` stream works, e.g. `tokio::io::duplex` (as below).
 ///
 /// # Cancel safety
 ///
@@ -290,7 +289,8 @@ impl<S: AsyncRead + Unpin, D: DeserializeOwned, E> Connection<S, D, E> {
         self.reader.recv(&mut self.io, &mut self.timer, self.timeout).await
     }
 
-    /// Polls for the next message without a timeout; the building block of `recv`. Cancel-safe.
+    /// The poll form of [`recv`](Self::recv), without a timeout, for hand-written futures: the
+    /// same result and cancel-safety.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<D>> {
         self.reader.poll_recv(cx, &mut self.io)
     }

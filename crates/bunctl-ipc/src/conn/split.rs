@@ -18,8 +18,8 @@ use super::{ConnectionPermit, FrameReader, FrameWriter, OpTimer};
 
 /// A byte stream that can be divided into a read half and a write half owned by two tasks.
 ///
-/// Implemented for the platform streams the crate uses (zero-cost owned halves for Unix sockets);
-/// implement it for your own stream to use [`Connection::split`] with it.
+/// Implemented for the crate's Unix socket and named-pipe streams; implement it for your own stream
+/// to use [`Connection::split`] with it.
 pub trait SplitStream: AsyncRead + AsyncWrite + Sized {
     /// The reading half.
     type Read: AsyncRead + Unpin + Send + 'static;

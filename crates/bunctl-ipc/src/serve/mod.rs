@@ -286,10 +286,10 @@ fn reap(joined: std::result::Result<(), JoinError>) {
 ///   replies keep request order. While a handler runs, events keep being written out, and
 ///   every event published before the handler returned is written (or reported in a `lagged`
 ///   notice) before its reply: cause comes before effect on the wire.
-/// * Events of the subscription are written between replies, in publish order, in batches
-///   of many frames per write. A subscriber that falls behind loses the oldest events at the bus
-///   and gets a `lagged` notice (see [`EventBus`]); the connection itself queues at most about
-///   64 KiB of output, plus the one frame that crosses that mark.
+/// * Events of the subscription are written between replies, in publish order. A subscriber that
+///   falls behind loses the oldest events at the bus and gets a `lagged` notice (see
+///   [`EventBus`]); the connection itself queues at most about 64 KiB of output, plus the one
+///   frame that crosses that mark.
 /// * A frame that fails to decode is answered `Error { message }` naming the problem, and the
 ///   connection goes on ([`IpcError::is_recoverable`]). A frame over the size limit is answered
 ///   the same way, then the connection is closed: the stream cannot be resynchronized. Any

@@ -11,8 +11,9 @@ pub type Result<T, E = EndpointError> = std::result::Result<T, E>;
 /// Why a pipe could not be created or connected to. Every variant names the pipe;
 /// [`Io`](Self::Io) also names the step that failed.
 ///
-/// `bunctl-ipc` turns these into its `IpcError`, variant for variant. The enum is deliberately
-/// exhaustive: a new variant must not compile until the facade maps it.
+/// The enum is exhaustive (not `#[non_exhaustive]`): a `match` may cover every variant.
+/// `bunctl-ipc` reports each as its `IpcError` of the same name.
+// Deliberately exhaustive: a new variant must not compile until bunctl-ipc maps it.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     /// No pipe of that name exists: no server is running.

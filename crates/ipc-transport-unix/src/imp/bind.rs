@@ -38,7 +38,8 @@ impl BindOptions {
         self
     }
 
-    /// Require the parent directory to be private to this user (see [`super::ensure_private_dir`]).
+    /// Require the parent directory to be private to this user (see
+    /// [`ensure_private_dir`](crate::ensure_private_dir)).
     pub fn with_private_dir(mut self, yes: bool) -> Self {
         self.private_dir = yes;
         self

@@ -11,8 +11,9 @@ pub type Result<T, E = EndpointError> = std::result::Result<T, E>;
 /// Why a socket could not be bound, adopted or connected to. Every variant names the path (or
 /// descriptor) concerned; [`Io`](Self::Io) also names the step that failed.
 ///
-/// `bunctl-ipc` turns these into its `IpcError`, variant for variant. The enum is deliberately
-/// exhaustive: a new variant must not compile until the facade maps it.
+/// The enum is exhaustive (not `#[non_exhaustive]`): a `match` may cover every variant.
+/// `bunctl-ipc` reports each as its `IpcError` of the same name.
+// Deliberately exhaustive: a new variant must not compile until bunctl-ipc maps it.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     /// Nothing listens at the path: no file, a stale file, or a missing private directory.

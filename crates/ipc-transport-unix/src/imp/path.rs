@@ -23,10 +23,9 @@ pub fn check_path_len(path: &Path) -> Result<()> {
 
 /// Makes sure `dir` is a private directory of this user: creates it with mode 0700 when `create`
 /// is set and it is missing, then refuses it ([`EndpointError::InsecurePath`]) if it is not a real
-/// directory, is owned by another uid, or grants any access to group or others — the same rule
-/// tmux applies to its socket directory. A directory that cannot be created or examined is
-/// [`EndpointError::Io`] naming it (a missing one, with `create` unset: step
-/// [`CheckDirectory`](Step::CheckDirectory), kind `NotFound`).
+/// directory, is owned by another uid, or grants any access to group or others. A directory that
+/// cannot be created or examined is [`EndpointError::Io`] naming it (a missing one, with `create`
+/// unset: step [`CheckDirectory`](Step::CheckDirectory), kind `NotFound`).
 pub fn ensure_private_dir(dir: &Path, create: bool) -> Result<()> {
     if create {
         match DirBuilder::new().mode(0o700).create(dir) {
@@ -35,6 +34,7 @@ pub fn ensure_private_dir(dir: &Path, create: bool) -> Result<()> {
             Err(e) => return Err(Step::CreateDirectory.error(dir, e)),
         }
     }
+    // The same rule tmux applies to its socket directory.
     let insecure = |reason: String| EndpointError::InsecurePath { path: dir.to_owned(), reason };
     let md = fs::symlink_metadata(dir).map_err(Step::CheckDirectory.at(dir))?;
     if !md.is_dir() {
