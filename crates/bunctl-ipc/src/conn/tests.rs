@@ -134,3 +134,44 @@ async fn many_frames_from_one_read_are_all_delivered_in_order() {
 fn futures_util_feed<S: AsyncWrite + Unpin>(c: &mut Client<S>, m: &IpcMessage) {
     Pin::new(c).start_send(m).expect("queue");
 }
+
+/// A frame of `payload` as the peer writes it.
+fn raw_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(payload.len()).expect("small").to_le_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test]
+async fn the_stream_goes_on_after_a_recoverable_error_and_ends_after_a_fatal_one() {
+    // (A `RecvHalf` reads through the same `FrameReader::poll_next`.)
+    use futures::StreamExt;
+    let (a, mut peer) = duplex(1 << 16);
+    let mut wire = raw_frame(b"not json");
+    wire.extend(raw_frame(br#""List""#));
+    wire.extend(u32::MAX.to_le_bytes()); // a header over the limit: the stream is lost
+    wire.extend(raw_frame(br#""List""#));
+    peer.write_all(&wire).await.expect("write");
+    let server: Server<_> = Connection::new(a);
+    let items: Vec<Result<IpcMessage>> = server.take(5).collect().await;
+    let kinds: Vec<_> = items
+        .iter()
+        .map(|item| match item {
+            Ok(m) => format!("{m:?}"),
+            Err(e) => format!("recoverable: {}", e.is_recoverable()),
+        })
+        .collect();
+    assert_eq!(kinds, ["recoverable: true", "List", "recoverable: false"]);
+}
+
+#[tokio::test]
+async fn the_stream_ends_when_the_peer_closes() {
+    use futures::StreamExt;
+    let (a, mut peer) = duplex(1 << 16);
+    peer.write_all(&raw_frame(br#""List""#)).await.expect("write");
+    drop(peer);
+    let mut server: Server<_> = Connection::new(a);
+    assert_eq!(server.next().await.map(|m| m.expect("list")), Some(IpcMessage::List));
+    assert!(server.next().await.is_none());
+    assert!(server.next().await.is_none(), "stays ended");
+}
