@@ -1,5 +1,5 @@
-//! The client example of the original bunctl-ipc brief, unchanged: asks the server on
-//! `/tmp/bunctl.sock` for the status of `my-app` and prints the answer.
+//! The client example of bunctl's bundled IPC crate, unchanged (it compiles against ours): asks
+//! the server on `/tmp/bunctl.sock` for the status of `my-app` and prints the answer.
 
 use bunctl_ipc::{IpcClient, IpcMessage, IpcResponse};
 use std::time::Duration;

@@ -1,8 +1,8 @@
-//! The server example of the original bunctl-ipc brief, unchanged: answers `Status` with a
+//! The server example of bunctl's bundled IPC crate, unchanged (it compiles against ours): answers `Status` with a
 //! fixed record and everything else with an error, on `/tmp/bunctl.sock`, until killed.
 //!
 //! Run it, then `cargo run -p bunctl-ipc --example client` in another terminal.
-// The brief's code binds `name` without using it; the lint is silenced rather than the code edited.
+// The original code binds `name` without using it; the lint is silenced rather than the code edited.
 #![allow(unused_variables)]
 
 use bunctl_ipc::{IpcMessage, IpcResponse, IpcServer};
