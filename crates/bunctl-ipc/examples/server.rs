@@ -1,5 +1,6 @@
-//! The server example of bunctl's bundled IPC crate, unchanged (it compiles against ours): answers `Status` with a
-//! fixed record and everything else with an error, on `/tmp/bunctl.sock`, until killed.
+//! The server example of bunctl's bundled IPC crate, unchanged (it compiles against ours):
+//! answers `Status` with a fixed record and everything else with an error, on
+//! `/tmp/bunctl.sock`, until killed.
 //!
 //! Run it, then `cargo run -p bunctl-ipc --example client` in another terminal.
 // The original code binds `name` without using it; the lint is silenced rather than the code edited.
