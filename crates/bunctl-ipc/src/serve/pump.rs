@@ -178,7 +178,7 @@ impl ReplyGate {
 
     /// The position the held reply waits for, if one is held: no event after it may go out
     /// before the reply.
-    pub(super) fn position(&self) -> Option<u64> {
+    pub(super) fn seq(&self) -> Option<u64> {
         self.held.as_ref().map(|held| held.1)
     }
 

@@ -13,7 +13,7 @@
 // | poll_read     | wire, reading      | the next request once the previous one is answered   | open → closed (end of stream, oversize  |
 // |               |                    | and the output has room; Subscribe, Unsubscribe and  | frame, read error, shutdown)            |
 // |               |                    | undecodable frames are answered here                 |                                         |
-// | poll_handler  | handler slot       | the handler runs in the round that read its request; | idle → running → idle                   |
+// | poll_handler  | handling           | the handler runs in the round that read its request; | idle → running → idle                   |
 // |               |                    | its box is reused back to back, freed when waiting   |                                         |
 // | poll_events   | event pump         | subscribed events into the output while it has room  | unsubscribed ↔ subscribed               |
 // | poll_gate     | reply gate         | a reply waits for the events published before it     | empty → holding → empty                 |
@@ -24,7 +24,7 @@
 // |               |                    | idle limit; the clock is read once per wait or yield |                                         |
 //
 // A reply becomes owed (its deadline starts) when it is ready: queued by the intake, or held by
-// the gate. The connection is done when its input is closed, the handler slot and the gate are
+// the gate. The connection is done when its input is closed, the handling and the gate are
 // empty, and everything queued is written; it then returns the read error that closed its
 // input, if one did.
 
@@ -98,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         Run {
             served,
             shutdown,
-            handling: HandlerSlot { boxed: None },
+            handling: Handling { boxed: None },
             calls: Calls {
                 start: move |context, message| handler.handle_request(context, message),
                 name: move || handler.server_name(),
@@ -115,7 +115,7 @@ pin_project! {
         served: St,
         #[pin]
         shutdown: F,
-        handling: HandlerSlot<Fut>,
+        handling: Handling<Fut>,
         calls: Calls<M, N>,
         _stream: PhantomData<fn() -> &'a S>,
     }
@@ -157,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         &mut self,
         cx: &mut Context<'_>,
         shutdown: Pin<&mut F>,
-        handling: &mut HandlerSlot<Fut>,
+        handling: &mut Handling<Fut>,
         calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Poll<Result<()>>
     where
@@ -200,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     fn run_steps<Fut>(
         &mut self,
         cx: &mut Context<'_>,
-        handling: &mut HandlerSlot<Fut>,
+        handling: &mut Handling<Fut>,
         calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Result<bool>
     where
@@ -248,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     fn poll_read<Fut>(
         &mut self,
         cx: &mut Context<'_>,
-        handling: &mut HandlerSlot<Fut>,
+        handling: &mut Handling<Fut>,
         calls: &Calls<impl Fn(RequestContext, IpcMessage) -> Fut, impl Fn() -> String>,
     ) -> Result<bool>
     where
@@ -367,7 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     fn poll_handler<Fut>(
         &mut self,
         cx: &mut Context<'_>,
-        handling: &mut HandlerSlot<Fut>,
+        handling: &mut Handling<Fut>,
     ) -> Result<bool>
     where
         Fut: Future<Output = IpcResponse>,
@@ -387,7 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         if !self.wire.has_room() {
             return Ok(false);
         }
-        let through = self.gate.position().unwrap_or(u64::MAX);
+        let through = self.gate.seq().unwrap_or(u64::MAX);
         self.pump.poll_into(cx, &mut self.wire, through)
     }
 
@@ -412,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
         Ok(wrote)
     }
 
-    fn is_done<Fut: Future>(&self, handling: &HandlerSlot<Fut>) -> bool {
+    fn is_done<Fut: Future>(&self, handling: &Handling<Fut>) -> bool {
         self.wire.is_input_closed()
             && !handling.is_running()
             && self.gate.is_empty()
@@ -433,7 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Served<S> {
     fn poll_timers<Fut: Future>(
         &mut self,
         cx: &mut Context<'_>,
-        handling: &mut HandlerSlot<Fut>,
+        handling: &mut Handling<Fut>,
     ) -> Poll<Result<()>> {
         handling.release();
         self.deadlines.ledger().release();
@@ -469,11 +469,11 @@ fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 /// The handler's future for the request being answered (one at a time), in a box that
 /// back-to-back requests reuse: the box is given back only when the connection waits, so
 /// pipelined requests allocate none and an idle connection holds none.
-struct HandlerSlot<F> {
+struct Handling<F> {
     boxed: Option<Pin<Box<Option<F>>>>,
 }
 
-impl<F: Future> HandlerSlot<F> {
+impl<F: Future> Handling<F> {
     fn is_running(&self) -> bool {
         self.boxed.as_ref().is_some_and(|slot| slot.is_some())
     }
