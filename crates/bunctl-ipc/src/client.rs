@@ -268,7 +268,7 @@ impl IpcClient {
     /// way. A reply to a plain [`send`](Self::send) is not tracked: if this `recv` times out
     /// waiting for it, a later `recv` returns it.
     pub async fn recv(&mut self) -> Result<IpcResponse> {
-        if let Some(event) = self.take_pending_event() {
+        if let Some(event) = self.take_held_event() {
             return Ok(event.into());
         }
         loop {
@@ -539,7 +539,7 @@ impl IpcClient {
     }
 
     fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
-        if let Some(event) = self.take_pending_event() {
+        if let Some(event) = self.take_held_event() {
             return Poll::Ready(Ok(event));
         }
         loop {
@@ -571,7 +571,7 @@ impl IpcClient {
 
     /// The next held event, a `lagged` notice first if some had to be dropped (after a
     /// `reset` held before them).
-    fn take_pending_event(&mut self) -> Option<Event> {
+    fn take_held_event(&mut self) -> Option<Event> {
         let Held { event, moves_cursor } = self.held.pop()?;
         if moves_cursor {
             self.track(&event);
@@ -609,7 +609,7 @@ impl IpcClient {
     pub fn into_connection(mut self) -> (ClientConnection, Vec<Event>) {
         // In the order `next_event` would hand them out.
         let mut events = Vec::with_capacity(self.held.window().len() + 1);
-        events.extend(std::iter::from_fn(|| self.take_pending_event()));
+        events.extend(std::iter::from_fn(|| self.take_held_event()));
         (self.conn.decoding(), events)
     }
 }
