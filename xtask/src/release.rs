@@ -2,7 +2,9 @@
 //! tested from their `.crate` files), `msrv` (the declared `rust-version` against every
 //! dependency's) and `deny` (licenses, bans and sources of the dependency tree).
 
+use std::env;
 use std::fs;
+use std::path::PathBuf;
 
 use crate::run::{self, Result, cargo, cmd, err, in_ci, run, scrubbed, target_dir, workspace_root};
 
@@ -20,8 +22,10 @@ pub fn package() -> Result {
             fs::remove_file(entry.path())?;
         }
     }
+    let (published, unpublished) = members()?;
+    forget_unpacked(&published)?;
     let mut package = cargo("package --workspace --locked");
-    for name in unpublished()? {
+    for name in unpublished {
         package.args(["--exclude", &name]);
     }
     // A developer may check before committing; CI packages exactly what was committed.
@@ -52,29 +56,72 @@ pub fn package() -> Result {
     run(test.current_dir(&scratch).env("CARGO_TARGET_DIR", target_dir()))
 }
 
-/// The workspace members with `publish = false` (`"publish":[]` in cargo metadata).
-fn unpublished() -> Result<Vec<String>> {
+/// The names of the workspace members: those to publish, and those with `publish = false`
+/// (`"publish":[]` in cargo metadata).
+fn members() -> Result<(Vec<String>, Vec<String>)> {
     let metadata = run::output(&mut cargo("metadata --format-version 1 --no-deps --locked"))?;
     let packages = json_field(&metadata, "packages").ok_or("no packages in cargo metadata")?;
-    let unpublished = json_elements(packages).filter(|p| json_field(p, "publish") == Some("[]"));
-    Ok(unpublished
-        .filter_map(|p| Some(json_field(p, "name")?.trim_matches('"').to_owned()))
-        .collect())
+    let (mut published, mut unpublished) = (Vec::new(), Vec::new());
+    for package in json_elements(packages) {
+        let Some(name) = json_field(package, "name") else { continue };
+        let list = if json_field(package, "publish") == Some("[]") {
+            &mut unpublished
+        } else {
+            &mut published
+        };
+        list.push(name.trim_matches('"').to_owned());
+    }
+    Ok((published, unpublished))
+}
+
+/// Removes the copies of `names` that cargo unpacked from local registries. `cargo package`
+/// verifies each crate against its siblings' `.crate` files through a local registry in
+/// target/package/tmp-registry, and cargo unpacks a registry's crate once per name and version
+/// into `$CARGO_HOME/registry/src/-<hash>/`: a later run with the same version would build the
+/// copy of an earlier run (on a machine that packaged before) instead of its own.
+fn forget_unpacked(names: &[String]) -> Result {
+    let home = env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| {
+        let home = env::var_os("HOME").or_else(|| env::var_os("USERPROFILE"))?;
+        Some(PathBuf::from(home).join(".cargo"))
+    });
+    match home {
+        Some(home) => forget_unpacked_in(&home.join("registry").join("src"), names),
+        None => Ok(()),
+    }
+}
+
+/// [`forget_unpacked`] in the registry sources directory `src`.
+fn forget_unpacked_in(src: &std::path::Path, names: &[String]) -> Result {
+    for registry in fs::read_dir(src).into_iter().flatten().flatten() {
+        // Local registries have no name before the hash; crates.io's is `index.crates.io-<hash>`.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in fs::read_dir(registry.path())?.flatten() {
+            let dir = unpacked.file_name().to_string_lossy().into_owned();
+            if names.iter().any(|name| crate_name(&dir) == name) {
+                fs::remove_dir_all(unpacked.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name in a `<name>-<version>` directory: up to the first `-` followed by a digit
+/// (`bunctl-ipc-cli-0.2.0-rc.1` is `bunctl-ipc-cli`).
+fn crate_name(dir: &str) -> &str {
+    let at = dir
+        .char_indices()
+        .find(|&(i, c)| c == '-' && dir[i + 1..].starts_with(|d: char| d.is_ascii_digit()));
+    at.map_or(dir, |(i, _)| &dir[..i])
 }
 
 /// A workspace of the unpacked `<name>-<version>` directories, each also the patch for its
 /// name on crates.io, so that the packaged crates depend on each other's packaged copies.
 fn scratch_manifest(members: &[String]) -> String {
-    // The version starts at the first `-` followed by a digit (`bunctl-ipc-cli-0.2.0-rc.1`).
-    let name = |dir: &str| {
-        let at = dir
-            .char_indices()
-            .find(|&(i, c)| c == '-' && dir[i + 1..].starts_with(|d: char| d.is_ascii_digit()));
-        at.map_or(dir, |(i, _)| &dir[..i]).to_owned()
-    };
     let quoted: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
     let patches: String =
-        members.iter().map(|m| format!("{} = {{ path = {m:?} }}\n", name(m))).collect();
+        members.iter().map(|m| format!("{} = {{ path = {m:?} }}\n", crate_name(m))).collect();
     format!(
         "# Written by `cargo xtask package`: the packaged crates, tested as published.\n\
          [workspace]\nresolver = \"3\"\nmembers = [{}]\n\n[patch.crates-io]\n{patches}",
@@ -195,6 +242,23 @@ pub fn deny() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_crates_unpacked_from_local_registries_are_forgotten() {
+        let src = env::temp_dir().join(format!("xtask-forget-{}", std::process::id()));
+        let dirs = [
+            "-3c952b8216f1a219/ipc-proto-0.1.0",
+            "-3c952b8216f1a219/serde-1.0.0",
+            "index.crates.io-1949cf8c6b5b557f/ipc-proto-0.1.0",
+        ];
+        for dir in dirs {
+            fs::create_dir_all(src.join(dir).join("src")).expect("mkdir");
+        }
+        forget_unpacked_in(&src, &["ipc-proto".to_string()]).expect("forget");
+        let left: Vec<bool> = dirs.iter().map(|dir| src.join(dir).exists()).collect();
+        fs::remove_dir_all(&src).expect("clean up");
+        assert_eq!(left, [false, true, true]);
+    }
 
     #[test]
     fn scratch_manifest_patches_each_crate_with_its_unpacked_copy() {
