@@ -131,8 +131,8 @@ impl ClientOptions {
     /// that has just spawned its daemon. Retries start at 5 ms and back off to 100 ms.
     ///
     /// With a wait, the whole connect has one deadline, `wait` from the call: no attempt
-    /// outlasts it, whatever [`with_timeout`](Self::with_timeout) says (each attempt is also bounded by
-    /// the timeout). When the server does not appear in time, the last
+    /// outlasts it, whatever [`with_timeout`](Self::with_timeout) says (each attempt is also
+    /// bounded by the timeout). When the server does not appear in time, the last
     /// [`IpcError::NotRunning`] is returned; other errors are returned at once.
     pub fn with_wait_for_server(mut self, wait: Duration) -> Self {
         self.wait_for_server = wait;
@@ -202,7 +202,6 @@ pub struct IpcClient {
     cursor: Option<(Cursor, bool)>,
     /// Events that arrived while a request waited for its reply, for `next_event`.
     held: LaggingQueue<Held>,
-    held_limit: usize,
     /// Replies still to arrive for requests that were sent and then abandoned (timed out, or
     /// their future dropped). Replies come in request order, so the next this many replies
     /// belong to them and are discarded.
@@ -238,7 +237,6 @@ impl IpcClient {
             server: None,
             cursor: None,
             held: LaggingQueue::default(),
-            held_limit: options.held_events,
             owed_replies: 0,
             events_end: StreamEnd::default(),
         })
@@ -558,7 +556,8 @@ impl IpcClient {
     }
 
     fn hold_event(&mut self, event: Event) {
-        self.held.push(Held { event, moves_cursor: true }, self.held_limit, usize::MAX);
+        let limit = self.options.held_events;
+        self.held.push(Held { event, moves_cursor: true }, limit, usize::MAX);
     }
 
     /// The events held so far came before a `follow` reply: they are the replaced
