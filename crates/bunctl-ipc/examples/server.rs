@@ -3,7 +3,8 @@
 //! `/tmp/bunctl.sock`, until killed.
 //!
 //! Run it, then `cargo run -p bunctl-ipc --example client` in another terminal.
-// The original code binds `name` without using it; the lint is silenced rather than the code edited.
+// The original code binds `name` without using it; the lint is silenced rather than the code
+// edited.
 #![allow(unused_variables)]
 
 use bunctl_ipc::{IpcMessage, IpcResponse, IpcServer};

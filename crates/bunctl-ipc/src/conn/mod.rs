@@ -198,9 +198,10 @@ impl<S, D: DeserializeOwned, E: Serialize> Connection<S, D, E> {
     ///
     /// The stream inside is a [`FramedIo`], which keeps what the connection owned and knew: a
     /// server's connection slot stays taken until the `Framed` is dropped (so
-    /// [`ServerOptions::with_max_connections`](crate::ServerOptions::with_max_connections) still holds),
-    /// the peer's credentials stay readable (`framed.get_ref().peer_credentials()`), and a
-    /// poisoned connection stays poisoned: its writes fail.
+    /// [`ServerOptions::with_max_connections`](crate::ServerOptions::with_max_connections)
+    /// still holds), the peer's credentials stay readable
+    /// (`framed.get_ref().peer_credentials()`), and a poisoned connection stays poisoned: its
+    /// writes fail.
     pub fn into_framed(self) -> Framed<FramedIo<S>, IpcCodec<D, E>>
     where
         S: AsyncRead + AsyncWrite,
